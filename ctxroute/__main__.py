@@ -1,0 +1,3 @@
+from ctxroute.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""Shared fixtures. Real-server fixtures (Redis) live in tests/redis_fixture.py."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+pytest_plugins = ["tests.redis_fixture"] if (Path(__file__).parent / "redis_fixture.py").exists() else []
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (third-party QA sets); tests that need it skip when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"third-party QA sets not found at {SHARED_DATA} (see README: Evaluation data)")
+    return SHARED_DATA
