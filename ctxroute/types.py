@@ -44,6 +44,7 @@ class Document:
     source: str = ""
     metadata: Mapping[str, str] = field(default_factory=dict)
     page_starts: tuple[int, ...] = ()
+    format: str = "txt"  # txt | md | html | pdf | jsonl: picks the section splitter
 
     def page_at(self, offset: int) -> int | None:
         """1-based page number holding ``offset``; ``None`` when the document has no pages."""
