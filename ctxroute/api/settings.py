@@ -1,0 +1,146 @@
+"""Service settings, read from the environment here (the api is an edge) and nowhere below."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+
+from ctxroute.errors import InputError
+
+# Every CTXROUTE_* variable the service itself reads (the LLM's come from LLMConfig.from_env).
+ENV_VARS: dict[str, str] = {
+    "CTXROUTE_HOME": "data directory (collections, tenants, jobs); default ./.ctxroute",
+    "CTXROUTE_HOST": "bind address of `ctxroute serve`; default 127.0.0.1",
+    "CTXROUTE_PORT": "port of `ctxroute serve`; default 8000",
+    "CTXROUTE_ADMIN_KEY": "admin API key (manages tenants and keys); setting it turns auth on",
+    "CTXROUTE_API_KEYS": "static tenant keys, 'tenant=key,tenant2=key2'; setting it turns auth on",
+    "CTXROUTE_KEY_PEPPER": "server-side secret mixed into stored key hashes",
+    "CTXROUTE_REDIS_URL": "redis://host:6379/0 for the answer cache and limits; in-process without",
+    "CTXROUTE_EMBEDDER": "minilm (default) or hashing (fast, for tests and demos)",
+    "CTXROUTE_READER": "llm (default) or extractive (answers with source sentences, no LLM)",
+    "CTXROUTE_MAX_UPLOAD_MB": "largest accepted upload (all files of one request), default 50",
+    "CTXROUTE_BACKGROUND_UPLOAD_KB": "uploads above this size are ingested as a background job, default 512",
+    "CTXROUTE_MAX_QUESTION_CHARS": "longest accepted question, default 4000",
+    "CTXROUTE_REQUEST_TIMEOUT_S": "per-request time limit for queries, default 120",
+    "CTXROUTE_RATE_LIMIT_PER_MIN": "requests per tenant per minute, default 600 (0 = unlimited)",
+    "CTXROUTE_TENANT_TOKENS_PER_DAY": "LLM tokens per tenant per day, default 0 (unlimited)",
+    "CTXROUTE_CACHE_TTL_S": "answer cache lifetime in seconds, default 86400 (0 disables the cache)",
+    "CTXROUTE_CACHE_SIZE": "entries of the in-process answer cache, default 2048",
+}
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_api_keys(spec: str) -> dict[str, str]:
+    """'team-a=key1,team-b=key2' -> {key: tenant}. Raises InputError naming the bad entry."""
+    keys: dict[str, str] = {}
+    for raw in spec.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        tenant, sep, key = item.partition("=")
+        if not sep or not tenant.strip() or len(key.strip()) < 16:
+            raise InputError(
+                f"bad CTXROUTE_API_KEYS entry {item.split('=')[0]!r}=...: write 'tenant=key' with a key "
+                "of at least 16 characters, entries separated by commas",
+                entry=tenant,
+            )
+        keys[key.strip()] = tenant.strip()
+    return keys
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """Everything the service needs; build with ``from_env`` or directly in tests."""
+
+    home: Path = Path(".ctxroute")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    admin_key: str = ""
+    api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> tenant
+    key_pepper: str = ""
+    redis_url: str = ""
+    embedder: str = "minilm"
+    reader: str = "llm"
+    max_upload_bytes: int = 50 * 1024 * 1024
+    background_upload_bytes: int = 512 * 1024
+    max_question_chars: int = 4000
+    request_timeout_s: float = 120.0
+    rate_limit_per_min: int = 600
+    tenant_tokens_per_day: int = 0
+    cache_ttl_s: int = 86400
+    cache_size: int = 2048
+    llm_env: Mapping[str, str] = field(default_factory=dict)  # CTXROUTE_LLM_* for LLMConfig.from_env
+    demo: bool = False
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.admin_key or self.api_keys)
+
+    def with_overrides(self, **kw: object) -> "ApiSettings":
+        return replace(self, **kw)  # type: ignore[arg-type]
+
+    def check_bind(self, host: str | None = None) -> None:
+        """Refuse a non-loopback bind without keys (development mode is loopback only)."""
+        host = host or self.host
+        if not self.auth_enabled and not is_loopback(host):
+            raise InputError(
+                f"refusing to listen on {host!r} without API keys: set CTXROUTE_ADMIN_KEY (and/or "
+                "CTXROUTE_API_KEYS='tenant=key') or bind 127.0.0.1",
+                host=host,
+            )
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "ApiSettings":
+        env = os.environ if env is None else env
+
+        def num(name: str, default: float, cast: type = int) -> float:
+            raw = env.get(name, "")
+            if raw.strip() == "":
+                return cast(default)
+            try:
+                value = cast(raw)
+            except ValueError:
+                raise InputError(f"{name}={raw!r} is not a number; unset it or give e.g. {default}", name=name) from None
+            if value < 0:
+                raise InputError(f"{name}={raw!r} must be >= 0", name=name)
+            return value
+
+        embedder = env.get("CTXROUTE_EMBEDDER", "minilm").strip().lower() or "minilm"
+        if embedder not in ("minilm", "hashing"):
+            raise InputError(f"CTXROUTE_EMBEDDER={embedder!r}: use 'minilm' or 'hashing'", name="CTXROUTE_EMBEDDER")
+        reader = env.get("CTXROUTE_READER", "llm").strip().lower() or "llm"
+        if reader not in ("llm", "extractive"):
+            raise InputError(f"CTXROUTE_READER={reader!r}: use 'llm' or 'extractive'", name="CTXROUTE_READER")
+        return cls(
+            home=Path(env.get("CTXROUTE_HOME", ".ctxroute") or ".ctxroute").resolve(),
+            host=env.get("CTXROUTE_HOST", "127.0.0.1") or "127.0.0.1",
+            port=int(num("CTXROUTE_PORT", 8000)),
+            admin_key=env.get("CTXROUTE_ADMIN_KEY", "").strip(),
+            api_keys=parse_api_keys(env.get("CTXROUTE_API_KEYS", "")),
+            key_pepper=env.get("CTXROUTE_KEY_PEPPER", ""),
+            redis_url=env.get("CTXROUTE_REDIS_URL", "").strip(),
+            embedder=embedder,
+            reader=reader,
+            max_upload_bytes=int(num("CTXROUTE_MAX_UPLOAD_MB", 50, float) * 1024 * 1024),
+            background_upload_bytes=int(num("CTXROUTE_BACKGROUND_UPLOAD_KB", 512, float) * 1024),
+            max_question_chars=int(num("CTXROUTE_MAX_QUESTION_CHARS", 4000)),
+            request_timeout_s=float(num("CTXROUTE_REQUEST_TIMEOUT_S", 120.0, float)),
+            rate_limit_per_min=int(num("CTXROUTE_RATE_LIMIT_PER_MIN", 600)),
+            tenant_tokens_per_day=int(num("CTXROUTE_TENANT_TOKENS_PER_DAY", 0)),
+            cache_ttl_s=int(num("CTXROUTE_CACHE_TTL_S", 86400)),
+            cache_size=int(num("CTXROUTE_CACHE_SIZE", 2048)),
+            llm_env={k: v for k, v in env.items() if k.startswith("CTXROUTE_LLM_")},
+        )
