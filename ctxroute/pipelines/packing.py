@@ -1,0 +1,206 @@
+"""Evidence packing: source sentences with short ids, inside document delimiters.
+
+Every sentence placed in a prompt carries an id such as ``[S12]``; the ``SentenceMap``
+maps the id back to ``(doc_id, start, end)`` so citations can be checked against the
+source. Passages are merged (each sentence appears once) and laid out in document order
+(by document, then offset), not score order. Text inside ``<document>`` tags is data: any
+literal ``<document``/``</document`` in the source is neutralised so a document cannot
+close its own delimiter.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+from ctxroute.errors import InputError
+from ctxroute.types import Chunk, Document
+
+_WS = re.compile(r"\s+")
+_TAG = re.compile(r"<(/?)(document)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class SentenceRef:
+    """Where a prompt sentence id points: ``document.text[start:end]``."""
+
+    sid: str
+    doc_id: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SentenceMap:
+    """Prompt sentence ids -> source spans, plus the documents they point into."""
+
+    refs: Mapping[str, SentenceRef]
+    documents: Mapping[str, Document]
+
+    def __contains__(self, sid: object) -> bool:
+        return sid in self.refs
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def get(self, sid: str) -> SentenceRef | None:
+        return self.refs.get(sid)
+
+    def text(self, sid: str) -> str:
+        ref = self.refs[sid]
+        return self.documents[ref.doc_id].text[ref.start : ref.end]
+
+    def merged(self, other: "SentenceMap") -> "SentenceMap":
+        """Union of two maps (ids must not collide with different spans)."""
+        refs = dict(self.refs)
+        for sid, ref in other.refs.items():
+            old = refs.get(sid)
+            if old is not None and (old.doc_id, old.start, old.end) != (ref.doc_id, ref.start, ref.end):
+                raise InputError(f"sentence id {sid!r} maps to two different spans; allocate ids with distinct id_start")
+            refs[sid] = ref
+        return SentenceMap(refs=refs, documents={**self.documents, **other.documents})
+
+    @staticmethod
+    def empty() -> "SentenceMap":
+        return SentenceMap(refs={}, documents={})
+
+
+@dataclass(frozen=True)
+class PackedContext:
+    """The rendered context block and what it contains."""
+
+    text: str
+    sentence_map: SentenceMap
+    n_tokens: int
+    spans: tuple[tuple[str, int, int], ...]  # merged (doc_id, start, end) in document order
+    dropped: int = 0  # input spans left out because of the token budget
+    doc_labels: Mapping[str, str] = field(default_factory=dict)  # doc_id -> "D1"
+
+    @property
+    def next_id(self) -> int:
+        return len(self.sentence_map.refs) + 1
+
+
+def clean_sentence(text: str) -> str:
+    """One line per sentence; document delimiters inside the data are neutralised."""
+    text = _WS.sub(" ", text).strip()
+    return _TAG.sub(lambda m: f"<{m.group(1)}doc\u200bument", text)
+
+
+def _attr(value: str) -> str:
+    return clean_sentence(value).replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def merge_spans(spans: Iterable[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+    """Merge overlapping or touching (doc_id, start, end) spans; result sorted by doc order."""
+    out: list[tuple[str, int, int]] = []
+    for doc_id, start, end in sorted(spans):
+        if out and out[-1][0] == doc_id and start <= out[-1][2]:
+            last = out[-1]
+            out[-1] = (doc_id, last[1], max(last[2], end))
+        else:
+            out.append((doc_id, start, end))
+    return out
+
+
+def _indices_in(sentences: Sequence[Chunk], ends: Sequence[int], start: int, end: int) -> range:
+    """Indices of the sentences (sorted by offset) that overlap ``[start, end)``."""
+    lo = bisect.bisect_right(ends, start)
+    hi = lo
+    while hi < len(sentences) and sentences[hi].start < end:
+        hi += 1
+    return range(lo, hi)
+
+
+def pack_evidence(
+    chunks: Sequence[Chunk],
+    *,
+    documents: Mapping[str, Document],
+    sentences_by_doc: Mapping[str, Sequence[Chunk]],
+    count_tokens: Callable[[str], int],
+    token_budget: int,
+    doc_order: Sequence[str] | None = None,
+    id_start: int = 1,
+) -> PackedContext:
+    """Pack ``chunks`` (best first) into a delimited context of at most ``token_budget`` tokens.
+
+    Chunks are admitted greedily in the given priority order while they fit; the admitted
+    ones are merged and rendered in document order (``doc_order`` gives the order of
+    documents, default: order of first appearance sorted by id). Sentence ids start at
+    ``id_start`` and run in rendering order.
+    """
+    if token_budget <= 0:
+        raise InputError(f"token_budget must be positive, got {token_budget}")
+    ends_by_doc: dict[str, list[int]] = {}
+
+    def overlapping(doc_id: str, start: int, end: int) -> range:
+        if doc_id not in ends_by_doc:
+            ends_by_doc[doc_id] = [s.end for s in sentences_by_doc[doc_id]]
+        return _indices_in(sentences_by_doc[doc_id], ends_by_doc[doc_id], start, end)
+
+    seen: set[tuple[str, int]] = set()
+    admitted: list[tuple[str, int, int]] = []
+    used = 0
+    dropped = 0
+    for chunk in chunks:
+        doc_sents = sentences_by_doc.get(chunk.doc_id)
+        if doc_sents is None or chunk.doc_id not in documents:
+            raise InputError(f"chunk {chunk.id!r} belongs to unknown document {chunk.doc_id!r}; pass its Document and sentences")
+        doc = documents[chunk.doc_id]
+        new = [doc_sents[i] for i in overlapping(chunk.doc_id, chunk.start, chunk.end) if (chunk.doc_id, i) not in seen]
+        cost = sum(count_tokens(clean_sentence(s.text_of(doc))) + 4 for s in new)
+        if not new:
+            continue
+        if used + cost > token_budget:
+            dropped += 1
+            continue
+        used += cost
+        seen.update((chunk.doc_id, i) for i in overlapping(chunk.doc_id, chunk.start, chunk.end))
+        admitted.append((chunk.doc_id, chunk.start, chunk.end))
+
+    order = list(doc_order) if doc_order is not None else sorted({d for d, _, _ in admitted})
+    rank = {d: i for i, d in enumerate(order)}
+    spans = merge_spans(admitted)
+    spans.sort(key=lambda s: (rank.get(s[0], len(rank)), s[0], s[1]))
+
+    refs: dict[str, SentenceRef] = {}
+    labels: dict[str, str] = {}
+    lines: list[str] = []
+    placed: set[tuple[str, int]] = set()
+    current: str | None = None
+    last_idx = -1
+    n = id_start
+    for doc_id, start, end in spans:
+        doc = documents[doc_id]
+        if doc_id != current:
+            if current is not None:
+                lines.append("</document>")
+            labels[doc_id] = f"D{len(labels) + 1}"
+            title = f' title="{_attr(doc.title)}"' if doc.title else ""
+            lines.append(f'<document id="{labels[doc_id]}"{title}>')
+            current, last_idx = doc_id, -1
+        doc_sents = sentences_by_doc[doc_id]
+        for i in overlapping(doc_id, start, end):
+            if (doc_id, i) in placed:
+                continue
+            if last_idx >= 0 and i != last_idx + 1:
+                lines.append("[...]")
+            placed.add((doc_id, i))
+            last_idx = i
+            s = doc_sents[i]
+            sid = f"S{n}"
+            n += 1
+            refs[sid] = SentenceRef(sid=sid, doc_id=doc_id, start=s.start, end=s.end)
+            lines.append(f"[{sid}] {clean_sentence(s.text_of(doc))}")
+    if current is not None:
+        lines.append("</document>")
+    used_docs = {d: documents[d] for d in labels}
+    return PackedContext(
+        text="\n".join(lines),
+        sentence_map=SentenceMap(refs=refs, documents=used_docs),
+        n_tokens=used,
+        spans=tuple(spans),
+        dropped=dropped,
+        doc_labels=labels,
+    )

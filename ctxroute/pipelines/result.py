@@ -1,0 +1,141 @@
+"""What a strategy returns, the context it runs in, and the one LLM-call helper."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+from ctxroute.errors import ContextWindowExceeded
+from ctxroute.pipelines.llm.base import LLMClient, LLMRequest, LLMResponse, StreamDelta, StreamEnd, prompt_text
+from ctxroute.pipelines.packing import SentenceMap
+from ctxroute.types import CallUsage, Chunk, Citation, Document, Route, ScoredChunk
+
+DeltaCallback = Callable[[str], None]
+
+
+class CollectionLike(Protocol):
+    """What the pipelines use of ``ctxroute.retrievers.collection.Collection``."""
+
+    name: str
+
+    def documents(self) -> Any: ...
+
+    def document(self, doc_id: str) -> Document: ...
+
+    def chunks(self, doc_id: str) -> Any: ...  # DocumentChunks
+
+    def search(self, query: str, k: int = 10, retriever: str = "hybrid") -> list[ScoredChunk]: ...
+
+
+@dataclass(frozen=True)
+class StrategyResult:
+    """Raw outcome of one strategy run, before citation verification.
+
+    ``text`` keeps the model's ``[S12]`` markers; ``sentence_map`` resolves them. The
+    extractive reader fills ``citations`` itself (already checked) and leaves markers out.
+    """
+
+    route: Route
+    text: str
+    sentence_map: SentenceMap
+    usage: tuple[CallUsage, ...] = ()
+    warnings: tuple[str, ...] = ()
+    abstained: bool = False
+    abstain_reason: str = ""
+    timings_ms: Mapping[str, float] = field(default_factory=dict)  # retrieve, llm
+    citations: tuple[Citation, ...] = ()
+    hits: tuple[ScoredChunk, ...] = ()
+    prompt_tokens_packed: int = 0
+
+
+class Corpus:
+    """Cached per-request view of a collection: documents and their chunk hierarchy."""
+
+    def __init__(self, collection: CollectionLike) -> None:
+        self.collection = collection
+        self._docs: dict[str, Document] = {}
+        self._chunks: dict[str, Any] = {}
+        self._order: list[str] | None = None
+
+    def doc_ids(self) -> list[str]:
+        """Document ids in collection order."""
+        if self._order is None:
+            docs = list(self.collection.documents())
+            for d in docs:
+                self._docs.setdefault(d.id, d)
+            self._order = [d.id for d in docs]
+        return self._order
+
+    def document(self, doc_id: str) -> Document:
+        if doc_id not in self._docs:
+            self._docs[doc_id] = self.collection.document(doc_id)
+        return self._docs[doc_id]
+
+    def chunks(self, doc_id: str) -> Any:
+        if doc_id not in self._chunks:
+            self._chunks[doc_id] = self.collection.chunks(doc_id)
+        return self._chunks[doc_id]
+
+    def sentences(self, doc_id: str) -> Sequence[Chunk]:
+        return self.chunks(doc_id).sentences
+
+    def passages(self, doc_id: str) -> Sequence[Chunk]:
+        return self.chunks(doc_id).passages
+
+    def documents_for(self, doc_ids: Sequence[str]) -> dict[str, Document]:
+        return {d: self.document(d) for d in doc_ids}
+
+    def sentences_for(self, doc_ids: Sequence[str]) -> dict[str, Sequence[Chunk]]:
+        return {d: self.sentences(d) for d in doc_ids}
+
+
+def check_window(llm: LLMClient, request: LLMRequest, *, stage: str) -> int:
+    """Prompt tokens of ``request``; raises ContextWindowExceeded BEFORE any model call
+    when prompt + max_tokens exceeds the profile's usable window."""
+    tokens = llm.count_tokens(prompt_text(request.messages))
+    window = llm.profile.usable_window
+    if tokens + request.max_tokens > window:
+        raise ContextWindowExceeded(
+            f"{stage}: prompt of {tokens} tokens + {request.max_tokens} for the answer exceeds the usable window "
+            f"of {window} tokens of {llm.profile.name}; use map-reduce or hybrid, or a model with a larger window",
+            prompt_tokens=tokens,
+            window=window,
+        )
+    return tokens
+
+
+async def call_llm(
+    llm: LLMClient, request: LLMRequest, *, on_delta: DeltaCallback | None = None
+) -> tuple[LLMResponse, CallUsage]:
+    """One LLM call (streamed when ``on_delta`` is given) and its usage record."""
+    t0 = time.perf_counter()
+    if on_delta is None:
+        response = await llm.complete(request)
+    else:
+        response = None
+        parts: list[str] = []
+        async for item in llm.stream(request):
+            if isinstance(item, StreamDelta):
+                parts.append(item.text)
+                on_delta(item.text)
+            elif isinstance(item, StreamEnd):
+                response = item.response
+        if response is None:  # a stream without an end record: count what we saw
+            text = "".join(parts)
+            response = LLMResponse(
+                text=text,
+                prompt_tokens=llm.count_tokens(prompt_text(request.messages)),
+                completion_tokens=llm.count_tokens(text),
+                model=llm.profile.name,
+            )
+    latency = (time.perf_counter() - t0) * 1000.0
+    usage = CallUsage(
+        stage=request.stage,
+        model=response.model or llm.profile.name,
+        prompt_tokens=response.prompt_tokens,
+        completion_tokens=response.completion_tokens,
+        latency_ms=round(response.latency_ms or latency, 2),
+        cost=llm.profile.cost(response.prompt_tokens, response.completion_tokens),
+        cached=response.cached,
+    )
+    return response, usage

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ctxroute.pipelines.citations import (
+    CitationConfig,
+    abstention,
+    lexical_support,
+    parse_markers,
+    strip_markers,
+    verify_citations,
+)
+from ctxroute.pipelines.packing import pack_evidence
+from tests.pipelines.test_packing import make_doc, words
+
+TEXT = (
+    "The Northern division reported an operating margin of 12.4% in 2031. "
+    "Revenue of the Southern division fell to 40 million dollars. "
+    "The board appointed Maria Keller as chief executive in March. "
+    "Weather in the region was mild throughout the year."
+)
+
+
+def packed():
+    doc, sents, passages = make_doc(TEXT, per_passage=4)
+    return doc, pack_evidence(passages, documents={doc.id: doc}, sentences_by_doc={doc.id: sents},
+                              count_tokens=words, token_budget=1000)
+
+
+def test_parse_marker_forms() -> None:
+    text = "A [S12]. B [S3, S7]. C [S3][S4]. D [s5 ; S6]. E [S8-S10]. F [S1 and S2]."
+    ids = [m.ids for m in parse_markers(text)]
+    assert ids == [("S12",), ("S3", "S7"), ("S3",), ("S4",), ("S5", "S6"), ("S8", "S9", "S10"), ("S1", "S2")]
+    assert strip_markers("Margin was 12.4% [S1].") == "Margin was 12.4%."
+
+
+def test_supported_citation_kept_with_exact_quote_and_renumbered() -> None:
+    doc, p = packed()
+    v = verify_citations("The Northern margin was 12.4% in 2031 [S1]. Maria Keller became CEO [S3].", p.sentence_map)
+    assert [c.sentence_id for c in v.citations] == ["S1", "S3"]
+    assert v.text == "The Northern margin was 12.4% in 2031 [1]. Maria Keller became CEO [2]."
+    for c in v.citations:
+        assert c.quote == doc.text[c.start:c.end]
+        assert c.doc_id == doc.id and c.title == "Doc" and c.supports >= 0.35
+    assert v.warnings == () and v.n_removed == 0 and v.n_cited == 2
+
+
+def test_hallucinated_id_removed_with_warning() -> None:
+    _, p = packed()
+    v = verify_citations("The Northern margin was 12.4% [S1, S99].", p.sentence_map)
+    assert [c.sentence_id for c in v.citations] == ["S1"]
+    assert v.n_removed == 1
+    assert any("S99" in w and "hallucinated" in w for w in v.warnings)
+    assert "S99" not in v.text
+
+
+def test_unsupported_citation_removed_and_reported() -> None:
+    _, p = packed()
+    v = verify_citations("The Northern margin was 12.4% in 2031 [S4].", p.sentence_map)
+    assert v.citations == ()
+    assert v.text == "The Northern margin was 12.4% in 2031."
+    assert len(v.warnings) == 1 and "S4" in v.warnings[0] and "min_support" in v.warnings[0]
+
+
+def test_threshold_is_configurable() -> None:
+    _, p = packed()
+    claim = "Maria Keller led the Northern expansion [S3]."
+    assert verify_citations(claim, p.sentence_map, config=CitationConfig(min_support=0.3)).citations
+    assert not verify_citations(claim, p.sentence_map, config=CitationConfig(min_support=0.9)).citations
+
+
+def test_short_claim_checked_with_question() -> None:
+    _, p = packed()
+    q = "Who was appointed chief executive by the board?"
+    assert verify_citations("Maria Keller [S3].", p.sentence_map, question=q).citations
+    assert not verify_citations("Maria Keller [S4].", p.sentence_map, question=q).citations
+
+
+def test_marker_on_its_own_line_supports_previous_sentence() -> None:
+    _, p = packed()
+    v = verify_citations("Southern revenue fell to 40 million dollars.\n[S2]", p.sentence_map)
+    assert [c.sentence_id for c in v.citations] == ["S2"]
+
+
+class _ToyEmbedder:
+    name, dim = "toy", 2
+
+    def embed(self, texts):
+        # paraphrase-aware toy: everything about weather points one way
+        return np.array([[1.0, 0.0] if ("climate" in t or "Weather" in t) else [0.0, 1.0] for t in texts],
+                        dtype=np.float32)
+
+
+def test_embedding_support_rescues_paraphrase() -> None:
+    _, p = packed()
+    text = "The climate stayed gentle [S4]."
+    assert verify_citations(text, p.sentence_map).citations == ()
+    assert verify_citations(text, p.sentence_map, embedder=_ToyEmbedder()).citations[0].sentence_id == "S4"
+
+
+def test_abstention_forms() -> None:
+    assert abstention("NOT_FOUND: the report has no 2040 figures") == (True, "the report has no 2040 figures")
+    assert abstention("  NO_INFORMATION") == (True, "the documents do not contain the answer")
+    assert abstention("")[0] is True
+    assert abstention("Margin was 12% [S1]") == (False, "")
+
+
+def test_lexical_support_bounds() -> None:
+    assert lexical_support("", "anything") == 0.0
+    assert lexical_support("margin 12.4", "The margin was 12.4%.") == 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 8), st.sampled_from(["Northern margin 12.4", "Keller executive", "x"])),
+                max_size=6), st.integers(0, 1000))
+def test_every_returned_citation_quotes_its_source(parts, seed) -> None:
+    doc, p = packed()
+    rng = random.Random(seed)
+    answer = " ".join(f"{claim} [S{i}{', S' + str(rng.randint(1, 9)) if rng.random() < 0.3 else ''}]." for i, claim in parts)
+    v = verify_citations(answer, p.sentence_map, config=CitationConfig(min_support=rng.random()))
+    for c in v.citations:
+        assert c.quote == doc.text[c.start:c.end]
+    assert len(v.warnings) == v.n_removed <= v.n_cited  # every removal is reported
+    assert "[S" not in v.text
