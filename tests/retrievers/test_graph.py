@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ctxroute.errors import ManifestMismatch, NotFound
+from ctxroute.retrievers.graph import GRAPH_FILE, GraphConfig, GraphIndex, GraphRetriever
+from ctxroute.types import Level, ScoredChunk
+
+from tests.retrievers._graph_fixtures import make_doc
+
+DOC_A = make_doc(
+    "a",
+    [
+        ["Alice Cooper met Bob Stone in Paris in 1999.", "The weather was cold and grey.",
+         "Later that year Bob Stone moved to Lyon."],
+        ["Dogs bark at night near the river.", "Alice Cooper wrote a memoir about Lyon."],
+    ],
+)
+DOC_B = make_doc(
+    "b",
+    [["Carol Diaz founded Acme Corp in 2004.", "Acme Corp sells tools to Bob Stone."],
+     ["Unrelated text about gardening and soil."]],
+)
+
+
+def _index(config: GraphConfig | None = None) -> GraphIndex:
+    return GraphIndex.build([DOC_A[0], DOC_B[0]], [DOC_A[1], DOC_B[1]], config=config)
+
+
+def _snapshot(g: GraphIndex) -> tuple[set, set]:
+    return set(g.graph.nodes(data=False)), {(u, v, d["kind"]) for u, v, d in g.graph.edges(data=True)}
+
+
+def test_structure_nodes_and_edges() -> None:
+    g = _index()
+    data = g.graph.nodes
+    assert data["a:p0"]["kind"] == Level.PASSAGE.value and data["a:p0"]["doc_id"] == "a"
+    assert data["a:p3"]["ordinal"] == 3
+    assert g.graph.edges["a:s0", "a:p0"]["kind"] == "child"
+    assert g.graph.edges["a:d", "a:s1"]["kind"] == "child"
+    assert g.graph.edges["a:p0", "a:p1"]["kind"] == "next"
+    assert g.graph.edges["a:s0", "a:s1"]["kind"] == "next"
+    assert g.graph.edges["a:p0", "term:bob stone"]["kind"] == "term"
+    assert "bob stone" in g.terms_of("b:p1")  # terms are shared across documents
+    assert g.doc_ids == ["a", "b"]
+
+
+def test_save_load_round_trip_is_node_link_json(tmp_path: Path) -> None:
+    g = _index(GraphConfig(alpha=0.4))
+    g.save(tmp_path)
+    raw = json.loads((tmp_path / GRAPH_FILE).read_text())
+    assert {"nodes", "edges"} <= set(raw)
+    assert [p.name for p in tmp_path.iterdir()] == [GRAPH_FILE]  # no temp file left behind
+    loaded = GraphIndex.load(tmp_path)
+    assert _snapshot(loaded) == _snapshot(g)
+    assert loaded.config == g.config
+    assert loaded.doc_ids == g.doc_ids
+    seeds = {"a:p0": 1.0}
+    assert loaded.personalized_pagerank(seeds, 5) == g.personalized_pagerank(seeds, 5)
+
+
+def test_load_refuses_other_format_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="no graph index"):
+        GraphIndex.load(tmp_path)
+    _index().save(tmp_path)
+    path = tmp_path / GRAPH_FILE
+    raw = json.loads(path.read_text())
+    raw["graph"]["format_version"] = 999
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ManifestMismatch, match="re-ingest"):
+        GraphIndex.load(tmp_path)
+
+
+def test_add_then_remove_leaves_no_dangling_nodes() -> None:
+    only_a = GraphIndex.build([DOC_A[0]], [DOC_A[1]])
+    both = _index()
+    both.remove("b")
+    assert _snapshot(both) == _snapshot(only_a)
+    assert not [n for n in both.graph if both.graph.degree(n) == 0]
+    both.remove("a")
+    assert both.graph.number_of_nodes() == 0
+    with pytest.raises(NotFound):
+        both.remove("a")
+
+
+def test_re_adding_a_document_replaces_it() -> None:
+    g = _index()
+    before = _snapshot(g)
+    g.add(*DOC_B)
+    assert _snapshot(g) == before
+
+
+def test_neighbours_are_next_and_previous_passages_in_order() -> None:
+    g = _index()
+    assert g.neighbours("a:p2") == ["a:p1", "a:p3"]
+    assert g.neighbours("a:p0", hops=2) == ["a:p1", "a:p2"]
+    assert g.neighbours("a:p4", hops=10) == ["a:p0", "a:p1", "a:p2", "a:p3"]
+    assert g.neighbours("b:p0") == ["b:p1"]
+    with pytest.raises(NotFound):
+        g.neighbours("zzz")
+
+
+def test_pagerank_returns_passages_only_and_favours_shared_terms() -> None:
+    g = _index()
+    ranked = g.personalized_pagerank({"a:p1": 1.0}, 20)
+    ids = [pid for pid, _ in ranked]
+    assert all(g.graph.nodes[p]["kind"] == Level.PASSAGE.value for p in ids)
+    assert ids[0] == "a:p1"
+    # seeded on p0 (Alice Cooper, Bob Stone, Paris): b:p1 shares "bob stone"; b:p2 shares nothing
+    scores = dict(g.personalized_pagerank({"a:p0": 1.0}, 20))
+    assert scores["b:p1"] > scores.get("b:p2", 0.0)
+    assert scores["a:p4"] > scores["a:p3"]  # shares "alice cooper" with the seed
+    scores = [s for _, s in ranked]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_pagerank_ignores_unknown_seeds() -> None:
+    g = _index()
+    assert g.personalized_pagerank({"nope": 1.0}, 5) == []
+    assert g.personalized_pagerank({"a:p0": 1.0}, 0) == []
+
+
+def test_hub_terms_are_left_out_of_pagerank() -> None:
+    paras = [f"Omega Holdings filed report number {i} about widget {i}." for i in range(30)]
+    doc, chunks = make_doc("h", [paras])
+    g = GraphIndex.build([doc], [chunks], config=GraphConfig(max_df_fraction=0.1, min_df_cap=2))
+    assert "omega holdings" in g.terms_of("h:p0")  # kept in the graph ...
+    assert g.query_term_nodes("omega holdings") == []  # ... but not a PageRank bridge
+
+
+class _Fixed:
+    def __init__(self, name: str, hits: list[ScoredChunk]) -> None:
+        self.name = name
+        self.hits = hits
+        self.calls = 0
+
+    def retrieve(self, query: str, k: int = 10) -> list[ScoredChunk]:
+        self.calls += 1
+        return self.hits[:k]
+
+
+def test_graph_retriever_seeds_from_seeders_and_query_terms() -> None:
+    g = _index()
+    by_id = {p.id: p for _, c in (DOC_A, DOC_B) for p in c.passages}
+    sparse = _Fixed("bm25", [ScoredChunk(by_id["a:p2"], 3.0, "bm25")])
+    dense = _Fixed("dense", [ScoredChunk(by_id["a:p2"], 0.9, "dense"), ScoredChunk(by_id["b:p2"], 0.1, "dense")])
+    r = GraphRetriever(g, by_id, [sparse, dense], seed_k=5)
+    hits = r.retrieve("where did bob stone move", k=4)
+    assert hits[0].chunk.id == "a:p2"
+    assert all(h.retriever == "graph" and h.chunk.level == Level.PASSAGE for h in hits)
+    assert [h.ranks["graph"] for h in hits] == list(range(1, len(hits) + 1))
+    assert sparse.calls == dense.calls == 1
+    reranked = r.rerank("bob stone", [ScoredChunk(by_id["b:p0"], 1.0, "bm25")], k=3)
+    assert reranked[0].chunk.id == "b:p0"
+    assert "b:p1" in [h.chunk.id for h in reranked]  # shares "acme corp" with the seed
