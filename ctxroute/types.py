@@ -115,13 +115,23 @@ class Budget:
 
 @dataclass(frozen=True)
 class RouteEstimate:
-    """Predicted prompt tokens and cost of one candidate route."""
+    """Predicted prompt tokens and cost of one candidate route.
+
+    ``total_tokens`` (prompt + completion over ``calls`` LLM calls) is what a request's
+    ``Budget.max_tokens`` is compared against.
+    """
 
     route: Route
     prompt_tokens: int
     cost: float
     feasible: bool = True
     why_not: str = ""
+    completion_tokens: int = 0
+    calls: int = 1
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,32 @@
+"""Router (layer 2): features and policies -> RoutingDecision. Pure and deterministic: no I/O,
+no LLM, no model loading (embedders and probe hits are passed in by the caller)."""
+from __future__ import annotations
+
+from ctxroute.router.estimates import EstimateSettings, estimate_routes
+from ctxroute.router.features import (
+    FEATURE_NAMES,
+    CollectionStats,
+    ProbeSignals,
+    RouteFeatures,
+    build_features,
+    probe_signals,
+)
+from ctxroute.router.learned import LearnedParams, fit_learned
+from ctxroute.router.policies import (
+    POLICIES,
+    FixedRouter,
+    LearnedRouter,
+    Router,
+    RulesRouter,
+    SelfRouteRouter,
+    make_router,
+)
+from ctxroute.router.questions import QuestionProfile, QuestionType, QuestionTyper
+from ctxroute.router.rules import DEFAULT_RULES, Rule, RuleTable, Thresholds
+
+__all__ = [
+    "CollectionStats", "DEFAULT_RULES", "EstimateSettings", "FEATURE_NAMES", "FixedRouter", "LearnedParams",
+    "LearnedRouter", "POLICIES", "ProbeSignals", "QuestionProfile", "QuestionType", "QuestionTyper", "RouteFeatures",
+    "Router", "Rule", "RuleTable", "RulesRouter", "SelfRouteRouter", "Thresholds", "build_features",
+    "estimate_routes", "fit_learned", "make_router", "probe_signals",
+]

@@ -1,0 +1,177 @@
+"""The rules policy as one readable table: thresholds, then rules tried top to bottom.
+
+Grounding:
+- LaRA (Li et al. 2025, arXiv 2502.09977): long context beats RAG at ~32k for strong
+  models, RAG wins at 128k; weak/small models gain most from RAG; RAG is best at spotting
+  unanswerable questions; LC is best at comparison and reasoning for strong models.
+- Self-Route (Li et al. 2024): try RAG first and escalate when it cannot answer.
+- LLM×MapReduce / Chain-of-Agents: questions that need the whole text, when the text
+  exceeds the window, go to map-reduce.
+Each rule names the route it picks, the fallback order after it, and a reason template
+filled from the features (``{total}``, ``{usable}``, ``{qtype}``, ``{cue}``, ...).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from ctxroute.router.estimates import EstimateSettings, fmt_tokens
+from ctxroute.router.features import RouteFeatures
+from ctxroute.types import Route, RouteEstimate
+
+R = Route
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    just_send_factor: float = 2.0  # LC when the collection <= factor x the RAG context
+    confident_margin: float = 0.10  # probe: relative gap 1st vs 2nd score
+    confident_entropy: float = 0.60  # probe: normalised entropy of the top-n scores
+    unanswerable_dense_top: float = 0.20  # probe (dense cosine only): nothing close in the text
+    lc_sizes: tuple[str, ...] = ("medium", "large", "frontier")  # LC for complex questions
+    strong_sizes: tuple[str, ...] = ("large", "frontier")  # LC whenever it fits
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a rule condition sees."""
+
+    f: RouteFeatures
+    est: Mapping[Route, RouteEstimate]
+    t: Thresholds
+    s: EstimateSettings
+
+    @property
+    def lc_ok(self) -> bool:
+        return self.est[R.LC].feasible
+
+    @property
+    def confident(self) -> bool:
+        f = self.f
+        return bool(f.has_probe) and (f.margin >= self.t.confident_margin or f.entropy <= self.t.confident_entropy)
+
+    @property
+    def unsure(self) -> bool:
+        return bool(self.f.has_probe) and not self.confident
+
+    @property
+    def weak_probe(self) -> bool:
+        f = self.f
+        return bool(f.has_probe) and f.probe_source == "dense" and f.top_score < self.t.unanswerable_dense_top
+
+    def fields(self) -> dict[str, str]:
+        f = self.f
+        qtype = f.qtype.replace("_", "-")
+        return {
+            "total": fmt_tokens(f.total_tokens),
+            "usable": fmt_tokens(f.usable_window),
+            "limit": fmt_tokens(self.t.just_send_factor * self.s.rag_context_tokens),
+            "qtype": qtype,
+            "a_qtype": ("an " if qtype[0] in "aeiou" else "a ") + qtype,
+            "cue": f"cue: '{f.cues[0]}'" if f.cues else "no cue, by prototype similarity",
+            "margin": f"{f.margin:.2f}",
+            "entropy": f"{f.entropy:.2f}",
+            "top": f"{f.top_score:.2f}",
+            "size": f.size_class,
+            "n_docs": str(f.n_docs),
+            "conf_margin": f"{self.t.confident_margin:.2f}",
+            "weak_top": f"{self.t.unanswerable_dense_top:.2f}",
+        }
+
+
+WHOLE_TEXT = ("aggregation", "counting")
+COMPLEX = ("comparison", "multi_hop", "aggregation", "counting")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``when`` decides whether the rule fires; ``pick`` gives the route then the fallback order."""
+
+    name: str
+    when: Callable[[Ctx], bool]
+    pick: Callable[[Ctx], tuple[Route, ...]]
+    reason: Callable[[Ctx], str]
+
+
+def _tpl(template: str) -> Callable[[Ctx], str]:
+    return lambda c: template.format(**c.fields())
+
+
+DEFAULT_RULE_LIST: tuple[Rule, ...] = (
+    Rule(
+        "small-collection",
+        lambda c: c.lc_ok and c.f.total_tokens <= c.t.just_send_factor * c.s.rag_context_tokens,
+        lambda c: (R.LC, R.RAG, R.HYBRID),
+        _tpl("collection {total} tokens <= just-send limit {limit}: send it all (lc)"),
+    ),
+    Rule(
+        "whole-text-beyond-window",
+        lambda c: c.f.qtype in WHOLE_TEXT and not c.f.fits_window,
+        lambda c: (R.MR, R.HYBRID, R.RAG),
+        _tpl("question needs the whole text ({qtype}, {cue}) and the collection {total} tokens > "
+             "usable window {usable}: map-reduce"),
+    ),
+    Rule(
+        "likely-unanswerable",
+        lambda c: c.f.qtype == "unanswerable" or c.weak_probe,
+        lambda c: (R.RAG, R.LC, R.HYBRID, R.MR) if c.lc_ok else (R.RAG, R.HYBRID, R.MR),
+        lambda c: (
+            _tpl("question is likely not answerable from the text ({cue}); rag is best at spotting that (LaRA)")(c)
+            if c.f.qtype == "unanswerable"
+            else _tpl("retrieval found nothing close (top dense score {top} < {weak_top}): likely unanswerable, "
+                      "rag is best at spotting that (LaRA)")(c)
+        ),
+    ),
+    Rule(
+        "confident-lookup",
+        lambda c: c.f.qtype == "lookup" and c.confident,
+        lambda c: (R.RAG, R.LC, R.HYBRID, R.MR) if c.lc_ok else (R.RAG, R.HYBRID, R.MR),
+        _tpl("lookup question and retrieval confident: margin {margin}, entropy {entropy}: rag"),
+    ),
+    Rule(
+        "complex-fits-window",
+        lambda c: c.f.qtype in COMPLEX and c.lc_ok,
+        lambda c: (R.LC, R.HYBRID, R.RAG, R.MR) if c.f.size_class in c.t.lc_sizes else (R.HYBRID, R.RAG, R.LC, R.MR),
+        lambda c: _tpl("question asks for {a_qtype} ({cue}) and the collection {total} tokens fits the usable "
+                       "window {usable}: ")(c)
+        + (f"lc for a {c.f.size_class} model (LaRA: LC is best at comparison and reasoning for strong models)"
+           if c.f.size_class in c.t.lc_sizes
+           else f"hybrid for a {c.f.size_class} model (LaRA: small models gain most from retrieval)"),
+    ),
+    Rule(
+        "strong-model-fits-window",
+        lambda c: c.lc_ok and c.f.size_class in c.t.strong_sizes,
+        lambda c: (R.LC, R.HYBRID, R.RAG, R.MR),
+        _tpl("collection {total} tokens fits the usable window {usable} of a {size} model: lc "
+             "(LaRA: long context wins at ~32k for strong models)"),
+    ),
+    Rule(
+        "beyond-window",
+        lambda c: not c.f.fits_window,
+        lambda c: (R.HYBRID, R.RAG, R.MR) if c.unsure else (R.RAG, R.HYBRID, R.MR),
+        lambda c: _tpl("collection {total} tokens > usable window {usable}: ")(c)
+        + (_tpl("retrieval unsure (margin {margin} < {conf_margin}), hybrid packs more passages")(c)
+           if c.unsure else "rag (LaRA: RAG wins at 128k)"),
+    ),
+    Rule(
+        "default",
+        lambda c: True,
+        lambda c: (R.RAG, R.HYBRID, R.LC, R.MR),
+        _tpl("no stronger signal ({qtype} question, {size} model): rag, the cheapest LLM route"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RuleTable:
+    thresholds: Thresholds = Thresholds()
+    rules: tuple[Rule, ...] = DEFAULT_RULE_LIST
+
+    def first_match(self, ctx: Ctx) -> Rule:
+        for rule in self.rules:
+            if rule.when(ctx):
+                return rule
+        return self.rules[-1]
+
+
+DEFAULT_RULES = RuleTable()
