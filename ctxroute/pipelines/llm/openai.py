@@ -1,0 +1,428 @@
+"""``OpenAICompatibleLLM``: any server speaking OpenAI's ``/chat/completions`` (OpenAI, vLLM,
+llama.cpp ``llama-server``, Ollama, LM Studio, TGI, LiteLLM...), over ``httpx``.
+
+Retries 429 (honouring ``Retry-After``), 5xx, timeouts and transport errors with exponential
+backoff and full jitter; never retries other 4xx. Every failure becomes one of the
+``ctxroute.errors.LLMError`` subclasses with status, provider message, ``retry_after`` and the
+``x-request-id``. The API key never appears in reprs, errors or logs.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, NoReturn
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from httpx_sse import EventSource, SSEError
+
+from ctxroute.errors import (
+    ContextWindowExceeded,
+    InputError,
+    LLMAuthError,
+    LLMBadRequest,
+    LLMError,
+    LLMMalformedResponse,
+    LLMRateLimited,
+    LLMServerError,
+    LLMTimeout,
+)
+from ctxroute.pipelines.llm.base import LLMRequest, LLMResponse, StreamDelta, StreamEnd, StreamItem, prompt_text
+from ctxroute.retrievers.tokens import TokenCounter, get_counter
+from ctxroute.types import ModelProfile
+
+logger = logging.getLogger(__name__)
+
+# what servers say when the prompt is too long (OpenAI, vLLM, llama.cpp, TGI, Ollama, Anthropic proxies)
+_CONTEXT_PATTERNS = re.compile(
+    r"maximum context length|context_length_exceeded|context (length|size|window)|too many tokens|"
+    r"exceeds? the context|exceed_context_size|prompt is too long|input is too long|"
+    r"reduce the length|tokens? limit|longer than the model",
+    re.IGNORECASE,
+)
+_MAX_PROVIDER_MESSAGE = 500
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` removed (safe to show)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def counter_for(profile: ModelProfile) -> TokenCounter:
+    """tiktoken counter for a profile; non-tiktoken tokenizers are approximated by cl100k_base."""
+    return get_counter("o200k_base" if profile.tokenizer == "o200k_base" else "cl100k_base")
+
+
+def parse_retry_after(headers: httpx.Headers, now: datetime | None = None) -> float | None:
+    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+class _Retry(Exception):
+    """Internal: a retryable failure and how long the server asked us to wait."""
+
+    def __init__(self, error: LLMError, wait_s: float | None = None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.wait_s = wait_s
+
+
+class OpenAICompatibleLLM:
+    """Chat completions over HTTP. ``base_url`` includes the version, e.g. ``http://host:8000/v1``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        profile: ModelProfile,
+        timeout_s: float = 120.0,
+        max_retries: int = 4,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 20.0,
+        http_client: httpx.AsyncClient | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InputError(
+                f"LLM base URL {redact_url(base_url)!r} must start with http:// or https://, e.g. http://localhost:8000/v1",
+                base_url=redact_url(base_url),
+            )
+        if max_retries < 0 or timeout_s <= 0:
+            raise InputError(f"max_retries must be >= 0 and timeout_s > 0, got {max_retries} and {timeout_s}")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.profile = profile
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.__api_key = api_key or None
+        self._own_client = http_client is None
+        self._client = http_client
+        self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._rng = rng or random.Random()
+        self._counter = counter_for(profile)
+        self._send_stream_options = True
+
+    def __repr__(self) -> str:
+        key = "'***'" if self.__api_key else "None"
+        return f"OpenAICompatibleLLM(base_url={redact_url(self.base_url)!r}, model={self.model!r}, api_key={key}, profile={self.profile.name!r})"
+
+    # --- plumbing -------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return self._counter.count(text)
+
+    def _http(self) -> httpx.AsyncClient:
+        """The shared client, created lazily (again if the event loop changed)."""
+        if not self._own_client:
+            assert self._client is not None
+            return self._client
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client.is_closed or self._client_loop is not loop:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s)),
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+            )
+            self._client_loop = loop
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._own_client and self._client is not None and not self._client.is_closed:
+            try:
+                await self._client.aclose()
+            except RuntimeError:  # created on an event loop that is gone
+                pass
+        if self._own_client:
+            self._client = None
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if self.__api_key:
+            headers["authorization"] = f"Bearer {self.__api_key}"
+        return headers
+
+    def _redact(self, text: str) -> str:
+        if self.__api_key and self.__api_key in text:
+            text = text.replace(self.__api_key, "***")
+        return text
+
+    def _body(self, request: LLMRequest, *, stream: bool) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "max_tokens": request.max_tokens,
+            "temperature": request.temperature,
+        }
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if stream:
+            body["stream"] = True
+            if self._send_stream_options:
+                body["stream_options"] = {"include_usage": True}
+        return body
+
+    def _check_window(self, request: LLMRequest) -> int:
+        prompt_tokens = self.count_tokens(prompt_text(request.messages))
+        if prompt_tokens + request.max_tokens > self.profile.context_window:
+            raise ContextWindowExceeded(
+                f"prompt of {prompt_tokens} tokens + max_tokens {request.max_tokens} exceeds the "
+                f"{self.profile.context_window}-token window of {self.profile.name!r}; shorten the prompt, "
+                f"lower max_tokens or pick a route that splits the document",
+                prompt_tokens=prompt_tokens,
+                window=self.profile.context_window,
+            )
+        return prompt_tokens
+
+    def _backoff(self, attempt: int) -> float:
+        return self._rng.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
+
+    def _provider_message(self, response: httpx.Response) -> str:
+        text = response.text
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        message = text
+        if isinstance(data, dict):
+            err = data.get("error", data.get("detail", data.get("message")))
+            if isinstance(err, dict):
+                err = err.get("message") or err.get("code") or json.dumps(err)
+            if isinstance(err, str) and err:
+                message = err
+        return self._redact(message.strip()[:_MAX_PROVIDER_MESSAGE])
+
+    def _error_for(self, response: httpx.Response) -> LLMError | _Retry:
+        """The error for a non-2xx response, wrapped in ``_Retry`` when retrying can help."""
+        status = response.status_code
+        provider = self._provider_message(response)
+        request_id = response.headers.get("x-request-id")
+        where = f"{redact_url(self.base_url)} (model {self.model!r})"
+        fields: dict[str, Any] = {"status": status, "provider_message": provider, "request_id": request_id}
+        if status == 429:
+            retry_after = parse_retry_after(response.headers)
+            err: LLMError = LLMRateLimited(
+                f"rate limited by {where}: {provider or 'HTTP 429'}; slow down or raise the provider's quota",
+                retry_after=retry_after,
+                **fields,
+            )
+            return _Retry(err, retry_after)
+        if status >= 500:
+            return _Retry(LLMServerError(f"server error {status} from {where}: {provider}", **fields))
+        if status in (401, 403):
+            return LLMAuthError(
+                f"{where} rejected the credentials (HTTP {status}): {provider}; check CTXROUTE_LLM_API_KEY", **fields
+            )
+        if _CONTEXT_PATTERNS.search(provider):
+            return ContextWindowExceeded(
+                f"{where} says the prompt is too long: {provider}; shorten it or pick a route that splits the document",
+                window=self.profile.context_window,
+                **fields,
+            )
+        hint = "; check CTXROUTE_LLM_MODEL" if status == 404 else ""
+        return LLMBadRequest(f"{where} refused the request (HTTP {status}): {provider}{hint}", **fields)
+
+    def _transport_error(self, exc: Exception) -> _Retry:
+        where = redact_url(self.base_url)
+        if isinstance(exc, httpx.TimeoutException):
+            return _Retry(LLMTimeout(f"no answer from {where} within {self.timeout_s:g} s; raise CTXROUTE_LLM_TIMEOUT or use a faster model"))
+        return _Retry(LLMServerError(f"cannot reach {where}: {type(exc).__name__}: {self._redact(str(exc))}; is the server running?"))
+
+    async def _with_retries(self, attempt_once: Any) -> Any:
+        """Run ``attempt_once()`` with retries; it raises ``_Retry`` for retryable failures."""
+        attempt = 0
+        while True:
+            try:
+                return await attempt_once()
+            except _Retry as retry:
+                if attempt >= self.max_retries:
+                    raise retry.error from None
+                if retry.wait_s is not None and retry.wait_s > self.backoff_max_s:
+                    raise retry.error from None  # the server wants a longer pause than we may take
+                wait = self._backoff(attempt)
+                if retry.wait_s is not None:
+                    wait = max(wait, retry.wait_s)
+                logger.info("LLM call failed (%s); retry %d/%d in %.2f s", retry.error.code, attempt + 1, self.max_retries, wait)
+                attempt += 1
+                await asyncio.sleep(wait)
+
+    # --- completion -----------------------------------------------------------------
+    async def complete(self, request: LLMRequest) -> LLMResponse:
+        prompt_tokens = self._check_window(request)
+        body = self._body(request, stream=False)
+        start = time.perf_counter()
+
+        async def once() -> httpx.Response:
+            try:
+                response = await self._http().post(f"{self.base_url}/chat/completions", json=body, headers=self._headers())
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise self._transport_error(exc) from None
+            if response.is_success:
+                return response
+            raise self._error_for(response)
+
+        response = await self._with_retries(once)
+        return self._parse_completion(response, request, prompt_tokens, (time.perf_counter() - start) * 1000.0)
+
+    def _malformed(self, what: str, response: httpx.Response, excerpt: str | None = None) -> NoReturn:
+        if excerpt is None:
+            try:
+                excerpt = response.text
+            except httpx.ResponseNotRead:  # a stream
+                excerpt = ""
+        raise LLMMalformedResponse(
+            f"{redact_url(self.base_url)} answered with {what}; is it an OpenAI-compatible /chat/completions endpoint?",
+            status=response.status_code,
+            provider_message=self._redact(excerpt[:_MAX_PROVIDER_MESSAGE]),
+            request_id=response.headers.get("x-request-id"),
+        )
+
+    def _parse_completion(self, response: httpx.Response, request: LLMRequest, prompt_tokens: int, latency_ms: float) -> LLMResponse:
+        try:
+            data = response.json()
+        except ValueError:
+            self._malformed("a body that is not JSON", response)
+        if not isinstance(data, dict):
+            self._malformed("JSON that is not an object", response)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            self._malformed("no choices", response)
+        message = choices[0].get("message")
+        if not isinstance(message, dict):
+            self._malformed("a choice without a message", response)
+        text = message.get("content") or ""
+        if not isinstance(text, str):
+            self._malformed("message content that is not a string", response)
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        return LLMResponse(
+            text=text,
+            prompt_tokens=int(usage.get("prompt_tokens") or prompt_tokens),
+            completion_tokens=int(usage.get("completion_tokens") or self.count_tokens(text)),
+            model=str(data.get("model") or self.model),
+            finish_reason=str(choices[0].get("finish_reason") or "stop"),
+            latency_ms=latency_ms,
+        )
+
+    # --- streaming ------------------------------------------------------------------
+    async def stream(self, request: LLMRequest) -> AsyncIterator[StreamItem]:
+        prompt_tokens = self._check_window(request)
+        start = time.perf_counter()
+        url = f"{self.base_url}/chat/completions"
+
+        async def once() -> httpx.Response:
+            client = self._http()
+            body = self._body(request, stream=True)
+            try:
+                response = await client.send(client.build_request("POST", url, json=body, headers=self._headers()), stream=True)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise self._transport_error(exc) from None
+            if response.is_success:
+                return response
+            try:
+                await response.aread()
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise self._transport_error(exc) from None
+            finally:
+                await response.aclose()
+            err = self._error_for(response)
+            if (
+                isinstance(err, LLMBadRequest)
+                and self._send_stream_options
+                and "stream_options" in err.provider_message
+            ):  # an older server that rejects stream_options: count usage ourselves
+                self._send_stream_options = False
+                return await once()
+            raise err
+
+        response = await self._with_retries(once)
+        try:
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                await response.aread()  # the server ignored stream=true and answered in one piece
+                full = self._parse_completion(response, request, prompt_tokens, (time.perf_counter() - start) * 1000.0)
+                if full.text:
+                    yield StreamDelta(full.text)
+                yield StreamEnd(full)
+                return
+            parts: list[str] = []
+            usage: dict[str, Any] = {}
+            finish = "stop"
+            model = self.model
+            async for event in EventSource(response).aiter_sse():
+                if event.data.strip() == "[DONE]":
+                    break
+                if not event.data.strip():
+                    continue
+                try:
+                    chunk = json.loads(event.data)
+                except ValueError:
+                    self._malformed("a stream event that is not JSON", response, event.data)
+                if not isinstance(chunk, dict):
+                    self._malformed("a stream event that is not a JSON object", response, event.data)
+                if "error" in chunk:
+                    err = chunk["error"]
+                    msg = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+                    raise LLMServerError(
+                        f"{redact_url(self.base_url)} failed mid-stream: {self._redact(msg)}",
+                        provider_message=self._redact(str(msg))[:_MAX_PROVIDER_MESSAGE],
+                        request_id=response.headers.get("x-request-id"),
+                    )
+                model = str(chunk.get("model") or model)
+                if isinstance(chunk.get("usage"), dict):
+                    usage = chunk["usage"]
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    piece = delta.get("content")
+                    if isinstance(piece, str) and piece:
+                        parts.append(piece)
+                        yield StreamDelta(piece)
+                    if choice.get("finish_reason"):
+                        finish = str(choice["finish_reason"])
+        except httpx.TimeoutException:
+            raise LLMTimeout(f"{redact_url(self.base_url)} stopped sending within {self.timeout_s:g} s mid-stream") from None
+        except (httpx.TransportError, SSEError) as exc:
+            raise LLMServerError(f"stream from {redact_url(self.base_url)} broke: {type(exc).__name__}: {self._redact(str(exc))}") from None
+        finally:
+            await response.aclose()
+        text = "".join(parts)
+        yield StreamEnd(
+            LLMResponse(
+                text=text,
+                prompt_tokens=int(usage.get("prompt_tokens") or prompt_tokens),
+                completion_tokens=int(usage.get("completion_tokens") or self.count_tokens(text)),
+                model=model,
+                finish_reason=finish,
+                latency_ms=(time.perf_counter() - start) * 1000.0,
+            )
+        )
