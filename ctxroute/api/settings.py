@@ -28,6 +28,7 @@ ENV_VARS: dict[str, str] = {
     "CTXROUTE_TENANT_TOKENS_PER_DAY": "LLM tokens per tenant per day, default 0 (unlimited)",
     "CTXROUTE_CACHE_TTL_S": "answer cache lifetime in seconds, default 86400 (0 disables the cache)",
     "CTXROUTE_CACHE_SIZE": "entries of the in-process answer cache, default 2048",
+    "CTXROUTE_DEMO": "1 loads the demo collection for tenant 'default' (as `ctxroute serve --demo`)",
 }
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -143,4 +144,5 @@ class ApiSettings:
             cache_ttl_s=int(num("CTXROUTE_CACHE_TTL_S", 86400)),
             cache_size=int(num("CTXROUTE_CACHE_SIZE", 2048)),
             llm_env={k: v for k, v in env.items() if k.startswith("CTXROUTE_LLM_")},
+            demo=env.get("CTXROUTE_DEMO", "").strip().lower() in ("1", "true", "yes"),
         )

@@ -1,0 +1,229 @@
+"""Request and response models of the REST API (pydantic), separate from the library's
+dataclasses so the wire format can stay stable while the library evolves."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+RouteName = Literal["rag", "lc", "mr", "hybrid", "extractive"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Error(BaseModel):
+    """The one error shape of every non-2xx response."""
+
+    code: str
+    message: str
+    request_id: str
+
+
+# --- collections and documents -----------------------------------------------------
+class CollectionCreate(_In):
+    name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' or '-'; at most 64")
+
+
+class CollectionOut(BaseModel):
+    name: str
+    version: str
+    documents: int
+    chunks: int
+    tokens: int
+
+
+class CollectionList(BaseModel):
+    collections: list[CollectionOut]
+
+
+class DocumentIn(_In):
+    text: str = Field(min_length=1, description="the document's text, kept verbatim")
+    title: str = Field(default="", max_length=500)
+    source: str = Field(default="", max_length=1000)
+    id: str | None = Field(default=None, pattern=NAME_PATTERN, description="defaults to a content hash")
+    format: Literal["txt", "md", "html"] = "txt"
+
+
+class DocumentsIn(_In):
+    documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    source: str
+    format: str
+    chars: int
+    pages: int | None = None
+
+
+class DocumentDetail(DocumentOut):
+    preview: str = Field(description="the first characters of the text")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class FileErrorOut(BaseModel):
+    file: str
+    message: str
+
+
+class IngestOut(BaseModel):
+    """Result of a synchronous upload (small uploads and JSON text)."""
+
+    collection: str
+    version: str
+    documents: list[DocumentOut]
+    errors: list[FileErrorOut] = []
+
+
+class JobOut(BaseModel):
+    id: str
+    collection: str
+    status: Literal["queued", "running", "succeeded", "partial", "failed", "interrupted"]
+    stage: str
+    progress: float
+    files_total: int
+    files_done: int
+    documents_added: list[str]
+    errors: list[FileErrorOut]
+    created_at: float
+    finished_at: float | None = None
+    collection_version: str = ""
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+# --- queries -----------------------------------------------------------------------
+class BudgetIn(_In):
+    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
+    max_cost: float | None = Field(default=None, ge=0, le=1_000_000)
+
+
+class QueryIn(_In):
+    question: str = Field(min_length=1, description="the question; length limited by CTXROUTE_MAX_QUESTION_CHARS")
+    route: RouteName | None = Field(default=None, description="override the router")
+    budget: BudgetIn | None = None
+    top_k: int = Field(default=8, ge=1, le=100)
+    stream: bool = Field(default=False, description="server-sent events (also with Accept: text/event-stream)")
+    cache: bool = Field(default=True, description="serve and store answers in the answer cache")
+
+
+class RouteIn(_In):
+    question: str = Field(min_length=1)
+    route: RouteName | None = None
+    budget: BudgetIn | None = None
+    top_k: int = Field(default=8, ge=1, le=100)
+
+
+class EstimateOut(BaseModel):
+    route: str
+    prompt_tokens: int
+    cost: float
+    feasible: bool
+    why_not: str = ""
+
+
+class DecisionOut(BaseModel):
+    route: str
+    reasons: list[str]
+    features: dict[str, float | str]
+    estimates: list[EstimateOut] = []
+    fallbacks: list[str] = []
+    policy: str
+
+
+class CitationOut(BaseModel):
+    doc_id: str
+    title: str
+    page: int | None
+    start: int
+    end: int
+    quote: str
+    supports: float
+    claim: str = ""
+    sentence_id: str = ""
+
+
+class CallOut(BaseModel):
+    stage: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    cost: float
+    cached: bool = False
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    calls: list[CallOut]
+
+
+class QueryOut(BaseModel):
+    answer: str
+    citations: list[CitationOut]
+    decision: DecisionOut
+    route_taken: str
+    usage: UsageOut
+    latency_ms: dict[str, float]
+    warnings: list[str]
+    abstained: bool
+    abstain_reason: str = ""
+    fallbacks_taken: list[str] = []
+    cached: bool = False
+    collection_version: str = ""
+    request_id: str = ""
+
+
+class RouteOut(BaseModel):
+    decision: DecisionOut
+    collection_version: str
+
+
+# --- admin -------------------------------------------------------------------------
+class TenantCreate(_In):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class TenantOut(BaseModel):
+    name: str
+    created_at: float
+    keys: int
+
+
+class TenantList(BaseModel):
+    tenants: list[TenantOut]
+
+
+class KeyCreate(_In):
+    label: str = Field(default="", max_length=200)
+
+
+class KeyOut(BaseModel):
+    key_id: str
+    tenant: str
+    created_at: float
+    label: str
+
+
+class KeyCreated(KeyOut):
+    key: str = Field(description="the secret: shown once, store it now")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyOut]
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, bool | str] = {}

@@ -1,0 +1,53 @@
+"""`ctxroute serve`: the REST API on uvicorn (OpenAPI docs at /docs)."""
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from ctxroute.cli.common import err_console
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command()
+    def serve(
+        host: Optional[str] = typer.Option(None, help="bind address (default $CTXROUTE_HOST or 127.0.0.1)"),
+        port: Optional[int] = typer.Option(None, help="port (default $CTXROUTE_PORT or 8000)"),
+        demo: bool = typer.Option(False, "--demo", help="load the demo collection (built if absent) for tenant 'default'"),
+        workers: int = typer.Option(1, min=1, help="uvicorn worker processes (use Redis to share limits and cache)"),
+        log_level: str = typer.Option("info", help="uvicorn log level"),
+    ) -> None:
+        """Start the REST API. Without API keys it only listens on loopback."""
+        import uvicorn
+
+        from ctxroute.api.settings import ApiSettings
+        from ctxroute.errors import CtxrouteError
+
+        try:
+            settings = ApiSettings.from_env()
+            settings = settings.with_overrides(
+                host=host or settings.host, port=port or settings.port, demo=demo or settings.demo
+            )
+            settings.check_bind()
+        except CtxrouteError as exc:
+            err_console.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(2) from None
+        err_console.print(
+            f"ctxroute API on http://{settings.host}:{settings.port} (docs at /docs; "
+            f"{'API keys required' if settings.auth_enabled else 'development mode: no keys, loopback only'})"
+        )
+        if workers > 1:
+            import os
+
+            # uvicorn workers import the app by name; the factory reads the same environment.
+            os.environ["CTXROUTE_HOST"], os.environ["CTXROUTE_PORT"] = settings.host, str(settings.port)
+            if settings.demo:
+                os.environ["CTXROUTE_DEMO"] = "1"
+            uvicorn.run(
+                "ctxroute.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_level=log_level,
+            )
+            return
+        from ctxroute.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
