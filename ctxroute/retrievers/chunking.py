@@ -1,0 +1,516 @@
+"""Hierarchical chunking: document > section > passage > sentence.
+
+Every chunk carries absolute character offsets into ``Document.text``. Offsets are produced
+while splitting (regex ``finditer`` and index arithmetic), never recovered with ``str.find``,
+so a repeated paragraph gets two different spans and ``doc.text[c.start:c.end]`` is always
+the chunk's text.
+
+- Sections: markdown/HTML ``#`` headings; one per page for PDFs; for plain text, short
+  standalone heading-like lines (Title Case, ALL CAPS, "2.3 Results", "Chapter IV"), with
+  over-long sections regrouped at blank lines into parts of about ``section_tokens``.
+- Sentences: a regex splitter that knows abbreviations (Mr., Dr., e.g., U.S.), initials,
+  decimals, ellipses and CJK punctuation; list items, table rows, headings and short lines
+  are sentences of their own; hard-wrapped prose lines are joined. A sentence longer than
+  ``max_sentence_tokens`` is split at whitespace.
+- Passages: consecutive sentences of one section packed up to ``passage_tokens``, with
+  ``overlap_sentences`` whole sentences shared between neighbours.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Iterator, Mapping
+
+from ctxroute.errors import InputError
+from ctxroute.retrievers.tokens import TokenCounter, get_counter
+from ctxroute.types import Chunk, Document, Level
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """How documents are split; stored in the collection manifest.
+
+    A sentence is never longer than ``min(max_sentence_tokens, passage_tokens)`` tokens.
+    """
+
+    passage_tokens: int = 256  # target passage size in tokens
+    overlap_sentences: int = 1  # overlap between consecutive passages, whole sentences
+    max_sentence_tokens: int = 200  # a longer "sentence" is split at whitespace
+    encoding: str = "cl100k_base"
+    section_tokens: int = 2000  # plain text: over-long sections are regrouped at blank lines
+
+    def __post_init__(self) -> None:
+        for name, low in (("passage_tokens", 8), ("max_sentence_tokens", 4), ("section_tokens", 64)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < low:
+                raise InputError(f"ChunkingConfig.{name}={value!r}: must be an integer >= {low}", **{name: value})
+        if not isinstance(self.overlap_sentences, int) or self.overlap_sentences < 0:
+            raise InputError(
+                f"ChunkingConfig.overlap_sentences={self.overlap_sentences!r}: must be an integer >= 0",
+                overlap_sentences=self.overlap_sentences,
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ChunkingConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InputError(
+                f"unknown chunking settings {unknown}; known: {sorted(known)} (was the index built by a newer version?)",
+                unknown=unknown,
+            )
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True)
+class DocumentChunks:
+    """The hierarchy of one document; every chunk's offsets index ``document`` text."""
+
+    document: Chunk
+    sections: tuple[Chunk, ...]
+    passages: tuple[Chunk, ...]
+    sentences: tuple[Chunk, ...]
+
+    def all(self) -> tuple[Chunk, ...]:
+        return (self.document, *self.sections, *self.passages, *self.sentences)
+
+
+# --- low-level span helpers -------------------------------------------------------
+_LINEBREAK = re.compile(r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of each line in text[start:end], line breaks excluded."""
+    pos = start
+    for m in _LINEBREAK.finditer(text, start, end):
+        yield pos, m.start()
+        pos = m.end()
+    if pos < end:
+        yield pos, end
+
+
+# --- sentences --------------------------------------------------------------------
+_ABBREVIATIONS = frozenset(
+    """mr mrs ms dr prof sr jr st mt rev hon gen col lt sgt capt cmdr adm gov sen rep pres
+    vs etc e.g i.e cf al approx ca no nos fig figs vol vols pp p ed eds eq eqs sec secs ch
+    chap art dept univ inc ltd co corp bros est jan feb mar apr jun jul aug sep sept oct nov
+    dec mon tue tues wed thu thurs fri sat sun ave blvd rd hwy op ref refs viz resp approx""".split()
+)
+_SENT_END = re.compile(r"(?:\.{2,}|…+|[.!?]+)[\"'”’»)\]]*(?=\s)|[。！？]+[」』”’)）]*")
+_INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
+_ENUMERATOR = re.compile(r"\(?(?:\d+(?:\.\d+)*|[ivxlcdmIVXLCDM]{1,6}|[A-Za-z])")
+_LIST_ITEM = re.compile(r"\s*(?:[-*+•▪◦‣]\s|\d+(?:\.\d+)*[.)]\s|\(?[A-Za-z][.)]\s)")
+_TABLE_ROW = re.compile(r"\s*\|")
+_MD_HEADING_LINE = re.compile(r" {0,3}(#{1,6})[ \t]+(\S.*?)[ \t]*#*[ \t]*$")
+_FENCE = re.compile(r"\s*(?:```|~~~)")
+_NOISE = re.compile(r"[\s|:\-=*_`~+#]*")
+_WRAP_MIN_WIDTH = 40
+_WRAP_FRACTION = 0.6
+
+
+def _is_special_line(line: str) -> bool:
+    return bool(_LIST_ITEM.match(line) or _TABLE_ROW.match(line) or _MD_HEADING_LINE.match(line))
+
+
+def _units(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Line-level units: special lines stand alone, hard-wrapped prose lines are joined."""
+    in_fence = False
+    para: list[tuple[int, int, bool]] = []  # (start, end, special)
+
+    def flush() -> Iterator[tuple[int, int]]:
+        if not para:
+            return
+        width = max(e - s for s, e, _ in para)
+        u_start, u_end = para[0][0], para[0][1]
+        for (s0, e0, sp0), (s1, e1, sp1) in zip(para, para[1:]):
+            join = (
+                not sp0
+                and not sp1
+                and width >= _WRAP_MIN_WIDTH
+                and (e0 - s0) >= _WRAP_FRACTION * width
+            )
+            if join:
+                u_end = e1
+            else:
+                yield u_start, u_end
+                u_start, u_end = s1, e1
+        yield u_start, u_end
+        para.clear()
+
+    for ls, le in _lines(text, start, end):
+        s, e = _strip(text, ls, le)
+        if s == e:
+            yield from flush()
+            continue
+        line = text[s:e]
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            yield from flush()
+            yield s, e
+            continue
+        if in_fence:
+            yield from flush()
+            yield s, e
+            continue
+        para.append((s, e, _is_special_line(line)))
+    yield from flush()
+
+
+def _is_boundary(text: str, unit_start: int, sent_start: int, m: re.Match[str], unit_end: int) -> bool:
+    punct = m.group()
+    if punct[0] in "。！？":
+        return True
+    nxt = m.end()
+    while nxt < unit_end and text[nxt].isspace():
+        nxt += 1
+    if nxt >= unit_end:
+        return True
+    if text[nxt].islower():
+        return False  # "approx. ten", '"Really?" he asked', "... and then"
+    if punct.startswith(".") and not punct.startswith(".."):
+        # the word before the dot
+        w = m.start()
+        while w > unit_start and not text[w - 1].isspace():
+            w -= 1
+        token = text[w : m.start()].lstrip("([{\"'“‘")
+        if token.lower() in _ABBREVIATIONS or token.lower().rstrip(".") in _ABBREVIATIONS:
+            return False
+        if len(token) == 1 and token.isalpha():
+            return False  # initials: "J. K. Rowling"
+        if _INITIALISM.fullmatch(token):
+            return False  # "U.S", "e.g", "i.e"
+        if w == _strip(text, sent_start, m.start())[0] and _ENUMERATOR.fullmatch(token):
+            return False  # "1. Method", "IV. Results"
+    return True
+
+
+def split_sentences(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
+    """Sentence spans of ``text[start:end]``, absolute and stripped of whitespace."""
+    end = len(text) if end is None else end
+    spans: list[tuple[int, int]] = []
+    for us, ue in _units(text, start, end):
+        pos = us
+        for m in _SENT_END.finditer(text, us, ue):
+            if _is_boundary(text, us, pos, m, ue):
+                s, e = _strip(text, pos, m.end())
+                if s < e:
+                    spans.append((s, e))
+                pos = m.end()
+        s, e = _strip(text, pos, ue)
+        if s < e:
+            spans.append((s, e))
+    useful = [(s, e) for s, e in spans if not _NOISE.fullmatch(text, s, e)]
+    return useful or spans  # keep separator-only lines when nothing else is there
+
+
+def _split_long(text: str, s: int, e: int, limit: int, counter: TokenCounter) -> list[tuple[int, int, int]]:
+    """Split an over-long span at whitespace (or, for one huge word, inside it); (start, end, tokens)."""
+    n = counter.count(text[s:e])
+    if n <= limit:
+        return [(s, e, n)]
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", text[s:e])]
+    pieces: list[tuple[int, int, int]] = []
+    cur_start: int | None = None
+    cur_end = 0
+    running = 0
+    for ws, we in words:
+        ws, we = ws + s, we + s
+        wt = counter.count(text[ws:we])
+        if wt > limit:
+            if cur_start is not None:
+                pieces.extend(_exact(text, cur_start, cur_end, limit, counter))
+                cur_start, running = None, 0
+            pieces.extend(_hard_split(text, ws, we, limit, counter))
+            continue
+        if cur_start is not None and running + wt > limit:
+            pieces.extend(_exact(text, cur_start, cur_end, limit, counter))
+            cur_start, running = None, 0
+        if cur_start is None:
+            cur_start = ws
+        cur_end = we
+        running += wt
+    if cur_start is not None:
+        pieces.extend(_exact(text, cur_start, cur_end, limit, counter))
+    return pieces
+
+
+def _exact(text: str, s: int, e: int, limit: int, counter: TokenCounter) -> list[tuple[int, int, int]]:
+    """Verify a packed piece against the exact count; split it in half at whitespace if over."""
+    n = counter.count(text[s:e])
+    if n <= limit:
+        return [(s, e, n)]
+    spaces = [m.start() for m in re.finditer(r"\s+", text[s:e])]
+    if not spaces:
+        return _hard_split(text, s, e, limit, counter)
+    mid = s + spaces[len(spaces) // 2]
+    left = _strip(text, s, mid)
+    right = _strip(text, mid, e)
+    return _exact(text, *left, limit, counter) + _exact(text, *right, limit, counter)
+
+
+def _hard_split(text: str, s: int, e: int, limit: int, counter: TokenCounter) -> list[tuple[int, int, int]]:
+    pieces: list[tuple[int, int, int]] = []
+    pos = s
+    while pos < e:
+        width = min(e - pos, limit * 2)
+        while True:
+            n = counter.count(text[pos : pos + width])
+            if n <= limit or width == 1:
+                break
+            width = max(1, width // 2)
+        pieces.append((pos, pos + width, n))
+        pos += width
+    return pieces
+
+
+# --- sections ---------------------------------------------------------------------
+_SMALL_WORDS = frozenset("a an and as at by for from in into of on or the to with vs via per".split())
+_NUMBERED_HEADING = re.compile(
+    r"(?:(?:chapter|part|section|book|appendix|article|act|scene)\s+[\divxlcdm]+\b.*"
+    r"|\d+(?:\.\d+)*\.?\s+\S.*"
+    r"|[IVXLCDM]+\.\s+\S.*)",
+    re.IGNORECASE,
+)
+_MAX_HEADING_CHARS = 80
+_MAX_HEADING_WORDS = 12
+
+
+def _md_heading_lines(text: str) -> list[tuple[int, int, str]]:
+    """(line start, line end, title) of ``#`` heading lines outside code fences."""
+    out: list[tuple[int, int, str]] = []
+    in_fence = False
+    for ls, le in _lines(text, 0, len(text)):
+        line = text[ls:le]
+        if _FENCE.match(line):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        m = _MD_HEADING_LINE.match(line)
+        if m:
+            out.append((ls, le, m.group(2).strip()))
+    return out
+
+
+def _looks_like_heading(line: str) -> bool:
+    if len(line) > _MAX_HEADING_CHARS or line[-1] in ".,;:!\"'”’)":
+        return False
+    words = line.split()
+    if not words or len(words) > _MAX_HEADING_WORDS:
+        return False
+    if _NUMBERED_HEADING.fullmatch(line):
+        return True
+    letters = [c for c in line if c.isalpha()]
+    if len(letters) < 2:
+        return False
+    if all(not c.islower() for c in letters) and any(c.isupper() for c in letters):
+        return True  # ALL CAPS
+    alpha_words = [w for w in words if any(c.isalpha() for c in w)]
+    significant = [w for w in alpha_words if w.lower() not in _SMALL_WORDS or w is alpha_words[0]]
+    return bool(significant) and all(next(c for c in w if c.isalpha()).isupper() for w in significant)
+
+
+def _text_heading_lines(text: str) -> list[tuple[int, int, str]]:
+    """Heuristic headings of plain text: standalone short heading-like lines after a blank line."""
+    out: list[tuple[int, int, str]] = []
+    lines = list(_lines(text, 0, len(text)))
+    prev_blank = True
+    for i, (ls, le) in enumerate(lines):
+        s, e = _strip(text, ls, le)
+        if s == e:
+            prev_blank = True
+            continue
+        line = text[s:e]
+        m = _MD_HEADING_LINE.match(text, ls, le)
+        if m:
+            out.append((ls, le, m.group(2).strip()))
+        elif prev_blank and i + 1 < len(lines) and _looks_like_heading(line):
+            out.append((ls, le, line))
+        prev_blank = False
+    return out
+
+
+def _sections_from_headings(
+    text: str, headings: list[tuple[int, int, str]], preamble_title: str
+) -> list[tuple[int, int, str]]:
+    """(start, end, heading) sections split at heading lines; heading-only sections merge forward."""
+    bounds: list[tuple[int, str, int]] = []  # (start, title, heading line end)
+    if not headings or _strip(text, 0, headings[0][0])[0] < _strip(text, 0, headings[0][0])[1]:
+        bounds.append((0, preamble_title, 0))
+    bounds.extend((ls, title, le) for ls, le, title in headings)
+    raw: list[tuple[int, int, str, bool]] = []
+    for i, (b, title, hend) in enumerate(bounds):
+        nb = bounds[i + 1][0] if i + 1 < len(bounds) else len(text)
+        s, e = _strip(text, b, nb)
+        if s == e:
+            continue
+        body_empty = hend > b and _strip(text, hend, nb)[0] == _strip(text, hend, nb)[1]
+        raw.append((s, e, title, body_empty))
+    merged: list[tuple[int, int, str]] = []
+    pending: int | None = None
+    for s, e, title, body_empty in raw:
+        start = s if pending is None else pending
+        if body_empty:
+            if pending is None:
+                pending = s
+            continue
+        merged.append((start, e, title))
+        pending = None
+    if pending is not None:  # trailing heading-only sections
+        last_end = raw[-1][1]
+        if merged:
+            ps, _, pt = merged[-1]
+            merged[-1] = (ps, last_end, pt)
+        else:
+            merged.append((pending, last_end, raw[-1][2]))
+    return merged
+
+
+def _paragraph_groups(
+    text: str, s: int, e: int, heading: str, limit: int, counter: TokenCounter
+) -> list[tuple[int, int, str]]:
+    """Regroup an over-long plain-text section at blank lines into parts of about ``limit`` tokens."""
+    paras: list[tuple[int, int]] = []
+    pos = s
+    for m in re.finditer(r"\n[ \t\r\x0b\x0c]*\n\s*", text[s:e]):
+        ps, pe = _strip(text, pos, s + m.start())
+        if ps < pe:
+            paras.append((ps, pe))
+        pos = s + m.end()
+    ps, pe = _strip(text, pos, e)
+    if ps < pe:
+        paras.append((ps, pe))
+    groups: list[tuple[int, int]] = []
+    g_start, g_end, g_tokens = paras[0][0], paras[0][1], 0
+    for ps, pe in paras:
+        n = counter.count(text[ps:pe])
+        if g_tokens and g_tokens + n > limit:
+            groups.append((g_start, g_end))
+            g_start, g_tokens = ps, 0
+        g_end = pe
+        g_tokens += n
+    groups.append((g_start, g_end))
+    if len(groups) == 1:
+        return [(s, e, heading)]
+    n_groups = len(groups)
+    label = heading or "Part"
+    return [(gs, ge, f"{label} ({i}/{n_groups})") for i, (gs, ge) in enumerate(groups, start=1)]
+
+
+def _sections(doc: Document, config: ChunkingConfig, counter: TokenCounter) -> list[tuple[int, int, str]]:
+    text = doc.text
+    if doc.format == "pdf" and doc.page_starts:
+        starts = list(doc.page_starts) + [len(text)]
+        out = []
+        for i in range(len(doc.page_starts)):
+            s, e = _strip(text, max(0, starts[i]), min(len(text), max(starts[i], starts[i + 1])))
+            if s < e:
+                out.append((s, e, f"Page {i + 1}"))
+        return out
+    if doc.format in ("md", "html"):
+        return _sections_from_headings(text, _md_heading_lines(text), doc.title)
+    sections = _sections_from_headings(text, _text_heading_lines(text), doc.title)
+    out = []
+    for s, e, heading in sections:
+        if (e - s) > config.section_tokens * 2 and counter.count(text[s:e]) > config.section_tokens:
+            out.extend(_paragraph_groups(text, s, e, heading, config.section_tokens, counter))
+        else:
+            out.append((s, e, heading))
+    return out
+
+
+# --- passages ---------------------------------------------------------------------
+def _pack(tokens: list[int], budget: int, overlap: int) -> list[tuple[int, int]]:
+    """Index ranges [i, j) of sentences per passage: greedy up to ``budget`` with overlap."""
+    out: list[tuple[int, int]] = []
+    n = len(tokens)
+    i = 0
+    while i < n:
+        j = i + 1
+        total = tokens[i]
+        while j < n and total + tokens[j] <= budget:
+            total += tokens[j]
+            j += 1
+        out.append((i, j))
+        if j >= n:
+            break
+        i = max(i + 1, j - overlap)
+    return out
+
+
+def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> DocumentChunks:
+    """Split ``doc`` into its section, passage and sentence chunks (offsets absolute)."""
+    counter = get_counter(config.encoding)
+    text = doc.text
+    max_sentence = min(config.max_sentence_tokens, config.passage_tokens)
+    document = Chunk(
+        id=f"{doc.id}:d",
+        doc_id=doc.id,
+        level=Level.DOCUMENT,
+        start=0,
+        end=len(text),
+        parent_id=None,
+        ordinal=0,
+        n_tokens=counter.count(text),
+        heading=doc.title,
+    )
+    sections: list[Chunk] = []
+    passages: list[Chunk] = []
+    sentences: list[Chunk] = []
+    for s_ord, (ss, se, heading) in enumerate(_sections(doc, config, counter)):
+        section = Chunk(
+            id=f"{doc.id}:s{s_ord}",
+            doc_id=doc.id,
+            level=Level.SECTION,
+            start=ss,
+            end=se,
+            parent_id=document.id,
+            ordinal=s_ord,
+            n_tokens=counter.count(text[ss:se]),
+            heading=heading,
+        )
+        sections.append(section)
+        spans: list[tuple[int, int, int]] = []
+        for a, b in split_sentences(text, ss, se):
+            spans.extend(_split_long(text, a, b, max_sentence, counter))
+        for a, b, n in spans:
+            sentences.append(
+                Chunk(
+                    id=f"{doc.id}:t{len(sentences)}",
+                    doc_id=doc.id,
+                    level=Level.SENTENCE,
+                    start=a,
+                    end=b,
+                    parent_id=section.id,
+                    ordinal=len(sentences),
+                    n_tokens=n,
+                    heading=heading,
+                )
+            )
+        for i, j in _pack([n for _, _, n in spans], config.passage_tokens, config.overlap_sentences):
+            ps, pe = spans[i][0], spans[j - 1][1]
+            passages.append(
+                Chunk(
+                    id=f"{doc.id}:p{len(passages)}",
+                    doc_id=doc.id,
+                    level=Level.PASSAGE,
+                    start=ps,
+                    end=pe,
+                    parent_id=section.id,
+                    ordinal=len(passages),
+                    n_tokens=counter.count(text[ps:pe]),
+                    heading=heading,
+                )
+            )
+    return DocumentChunks(document, tuple(sections), tuple(passages), tuple(sentences))
