@@ -9,6 +9,7 @@ from ctxroute.router.features import (
     ProbeSignals,
     RouteFeatures,
     build_features,
+    collection_signals,
     probe_signals,
 )
 from ctxroute.router.learned import LearnedParams, fit_learned
@@ -19,6 +20,7 @@ from ctxroute.router.policies import (
     Router,
     RulesRouter,
     SelfRouteRouter,
+    decide,
     make_router,
 )
 from ctxroute.router.questions import QuestionProfile, QuestionType, QuestionTyper
@@ -27,6 +29,6 @@ from ctxroute.router.rules import DEFAULT_RULES, Rule, RuleTable, Thresholds
 __all__ = [
     "CollectionStats", "DEFAULT_RULES", "EstimateSettings", "FEATURE_NAMES", "FixedRouter", "LearnedParams",
     "LearnedRouter", "POLICIES", "ProbeSignals", "QuestionProfile", "QuestionType", "QuestionTyper", "RouteFeatures",
-    "Router", "Rule", "RuleTable", "RulesRouter", "SelfRouteRouter", "Thresholds", "build_features",
+    "Router", "Rule", "RuleTable", "RulesRouter", "SelfRouteRouter", "Thresholds", "build_features", "collection_signals", "decide",
     "estimate_routes", "fit_learned", "make_router", "probe_signals",
 ]

@@ -258,3 +258,21 @@ def stats_from_counts(doc_tokens: Sequence[int], **kw: Any) -> CollectionStats:
     """CollectionStats from per-document token counts."""
     docs = tuple(int(t) for t in doc_tokens)
     return CollectionStats(n_docs=len(docs), total_tokens=sum(docs), doc_tokens=docs, **kw)
+
+
+def collection_signals(
+    collection: Any, question: str, *, k: int = 10, retriever: str = "hybrid"
+) -> tuple[CollectionStats, list[ScoredChunk], ProbeSignals]:
+    """Stats, probe hits and probe signals from an already-loaded collection (anything with
+    ``stats()`` returning the size fields and ``search(query, k, retriever)``). In-memory only."""
+    s = collection.stats()
+    stats = CollectionStats(
+        n_docs=int(s.n_docs),
+        total_tokens=int(s.total_tokens),
+        doc_tokens=tuple(int(t) for t in s.doc_tokens),
+        n_passages=int(getattr(s, "n_passages", 0)),
+        n_sections=int(getattr(s, "n_sections", 0)),
+        passage_tokens=int(getattr(s, "passage_tokens", 256)),
+    )
+    hits = list(collection.search(question, k=k, retriever=retriever)) if stats.n_passages or stats.n_docs else []
+    return stats, hits, probe_signals(hits, top_n=k, doc_chars=getattr(s, "doc_chars", None))

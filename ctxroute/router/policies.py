@@ -8,7 +8,7 @@ it to 429); the extractive route (no LLM) is chosen only when asked for explicit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ctxroute.errors import BudgetExceeded, InputError
 from ctxroute.router.estimates import EstimateSettings, estimates_for, fmt_tokens
@@ -16,6 +16,12 @@ from ctxroute.router.features import RouteFeatures
 from ctxroute.router.learned import LearnedParams
 from ctxroute.router.rules import DEFAULT_RULES, Ctx, RuleTable
 from ctxroute.types import Budget, ModelProfile, Route, RouteEstimate, RoutingDecision
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ctxroute.router.features import CollectionStats, ProbeSignals
+    from ctxroute.router.questions import QuestionTyper
 
 LLM_ROUTES: tuple[Route, ...] = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
 POLICIES: tuple[str, ...] = ("rules", "self-route", "learned", "rag", "lc", "mr", "hybrid", "extractive")
@@ -234,3 +240,26 @@ def make_router(
     if key in {r.value for r in Route}:
         return FixedRouter(Route(key), settings=settings)
     raise InputError(f"unknown routing policy {policy!r}; choose one of: {', '.join(POLICIES)}", policy=policy)
+
+
+def decide(
+    question: str,
+    *,
+    stats: "CollectionStats",
+    profile: ModelProfile,
+    router: Router,
+    typer: "QuestionTyper",
+    probe: "ProbeSignals | None" = None,
+    budget: Budget = Budget(),
+    count_tokens: Callable[[str], int] | None = None,
+    question_embedding: "np.ndarray | None" = None,
+) -> RoutingDecision:
+    """Type the question, build the features, route: the one call the engine and API need.
+    ``question_embedding`` (from the typer's embedder) saves embedding the question twice."""
+    from ctxroute.router.features import approx_tokens, build_features
+
+    features = build_features(
+        question, stats, profile, question_profile=typer.classify(question, embedding=question_embedding), probe=probe, budget=budget,
+        count_tokens=count_tokens or approx_tokens,
+    )
+    return router.route(features, profile, budget)

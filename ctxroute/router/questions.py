@@ -15,6 +15,7 @@ from typing import Mapping
 
 import numpy as np
 
+from ctxroute.errors import InputError
 from ctxroute.retrievers.base import Embedder
 
 
@@ -180,12 +181,22 @@ class QuestionTyper:
                 matched.append((cue.label, cue.qtype))
         return votes, tuple(matched)
 
-    def classify(self, question: str) -> QuestionProfile:
+    def classify(self, question: str, *, embedding: np.ndarray | None = None) -> QuestionProfile:
+        """Type ``question``. ``embedding`` (the question's vector from the same embedder, e.g.
+        the one the dense probe computed) saves embedding it again."""
         votes, matched = self.rule_scores(question)
         total = sum(votes.values())
         scores = {t: votes[t] / total for t in QTYPES}
         if self._centroids is not None and self.embedder is not None:
-            q = np.asarray(self.embedder.embed([question]), dtype=np.float64)[0]
+            if embedding is None:
+                q = np.asarray(self.embedder.embed([question]), dtype=np.float64)[0]
+            else:
+                q = np.asarray(embedding, dtype=np.float64).ravel()
+                if q.shape[0] != self._centroids.shape[1]:
+                    raise InputError(
+                        f"question embedding has dim {q.shape[0]}, the typer's embedder {self.embedder.name!r} "
+                        f"gives {self._centroids.shape[1]}; pass a vector from the same embedder or none"
+                    )
             sims = self._centroids @ q
             z = (sims - sims.max()) / PROTOTYPE_TEMPERATURE
             probs = np.exp(z) / np.exp(z).sum()

@@ -66,3 +66,11 @@ def test_fixed_router_flags_infeasible_and_refuses_over_budget():
     with pytest.raises(BudgetExceeded, match="fixed policy lc: budget 1,000 tokens < lc estimate"):
         FixedRouter(Route.LC).route(f, p, Budget(max_tokens=1_000))
     assert FixedRouter(Route.EXTRACTIVE).route(f, p, Budget(max_tokens=1)).route is Route.EXTRACTIVE
+
+
+def test_decide_runs_the_whole_chain():
+    from ctxroute.router import CollectionStats, QuestionTyper, decide
+
+    d = decide("Summarize the main themes of the book.", stats=CollectionStats(1, 120_000, (120_000,)),
+               profile=features("x", 1, "frontier")[1], router=make_router("rules"), typer=QuestionTyper())
+    assert d.route is Route.MR and d.features["qtype"] == "aggregation"

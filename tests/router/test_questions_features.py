@@ -127,3 +127,12 @@ def test_estimates_shapes():
     f2, _ = features("Summarize the book.", 20_000, "large")
     lc = {e.route: e for e in estimate_routes(f2, profile)}[Route.LC]
     assert lc.feasible and 20_000 < lc.prompt_tokens < 21_000
+
+
+def test_precomputed_embedding_matches_and_is_checked():
+    emb = HashingEmbedder(dim=64)
+    typer = QuestionTyper(emb)
+    q = "How does the first method compare with the second?"
+    assert typer.classify(q, embedding=emb.embed([q])[0]) == typer.classify(q)
+    with pytest.raises(InputError, match="dim 3"):
+        typer.classify(q, embedding=np.zeros(3))
