@@ -101,12 +101,13 @@ def _lines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
 
 
 # --- sentences --------------------------------------------------------------------
+# never end a sentence: titles, Latin abbreviations
 _ABBREVIATIONS = frozenset(
-    """mr mrs ms dr prof sr jr st mt rev hon gen col lt sgt capt cmdr adm gov sen rep pres
-    vs etc e.g i.e cf al approx ca no nos fig figs vol vols pp p ed eds eq eqs sec secs ch
-    chap art dept univ inc ltd co corp bros est jan feb mar apr jun jul aug sep sept oct nov
-    dec mon tue tues wed thu thurs fri sat sun ave blvd rd hwy op ref refs viz resp approx""".split()
+    """mr mrs ms messrs dr prof sr jr st mt rev hon gen col lt sgt capt cmdr adm gov sen rep pres
+    vs e.g i.e cf al approx ca viz resp jan feb apr jun jul aug sep sept oct nov dec""".split()
 )
+# end a sentence unless a number follows: "No. 5", "Fig. 3", "pp. 10-12"
+_NUMBER_ABBREVIATIONS = frozenset("no nos fig figs vol vols pp eq eqs sec secs ch chap ref refs op".split())
 _SENT_END = re.compile(r"(?:\.{2,}|…+|[.!?]+)[\"'”’»)\]]*(?=\s)|[。！？]+[」』”’)）]*")
 _INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _ENUMERATOR = re.compile(r"\(?(?:\d+(?:\.\d+)*|[ivxlcdmIVXLCDM]{1,6}|[A-Za-z])")
@@ -119,8 +120,14 @@ _WRAP_MIN_WIDTH = 40
 _WRAP_FRACTION = 0.6
 
 
+_COLUMN_GAP = re.compile(r"\S(?: {3,}|\t)\S")
+
+
 def _is_special_line(line: str) -> bool:
-    return bool(_LIST_ITEM.match(line) or _TABLE_ROW.match(line) or _MD_HEADING_LINE.match(line))
+    """List items, table rows (markdown or space-aligned columns) and headings stand alone."""
+    return bool(
+        _LIST_ITEM.match(line) or _TABLE_ROW.match(line) or _MD_HEADING_LINE.match(line) or _COLUMN_GAP.search(line)
+    )
 
 
 def _units(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -184,7 +191,10 @@ def _is_boundary(text: str, unit_start: int, sent_start: int, m: re.Match[str], 
         while w > unit_start and not text[w - 1].isspace():
             w -= 1
         token = text[w : m.start()].lstrip("([{\"'“‘")
-        if token.lower() in _ABBREVIATIONS or token.lower().rstrip(".") in _ABBREVIATIONS:
+        lowered = token.lower()
+        if lowered in _ABBREVIATIONS:
+            return False
+        if lowered in _NUMBER_ABBREVIATIONS and text[nxt].isdigit():
             return False
         if len(token) == 1 and token.isalpha():
             return False  # initials: "J. K. Rowling"
@@ -278,7 +288,7 @@ def _hard_split(text: str, s: int, e: int, limit: int, counter: TokenCounter) ->
 _SMALL_WORDS = frozenset("a an and as at by for from in into of on or the to with vs via per".split())
 _NUMBERED_HEADING = re.compile(
     r"(?:(?:chapter|part|section|book|appendix|article|act|scene)\s+[\divxlcdm]+\b.*"
-    r"|\d+(?:\.\d+)*\.?\s+\S.*"
+    r"|\d+(?:\.\d+)*\.?\s+[^\W\d_].*"
     r"|[IVXLCDM]+\.\s+\S.*)",
     re.IGNORECASE,
 )

@@ -182,6 +182,16 @@ def test_repeated_paragraph_gets_two_spans(para: str, sep: str) -> None:
         ("- apples\n- pears\n* plums", ["- apples", "- pears", "* plums"]),
         ("| a | b |\n|---|---|\n| 1 | 2 |", ["| a | b |", "| 1 | 2 |"]),
         ("Totals\nNorth 12\nSouth 14", ["Totals", "North 12", "South 14"]),
+        ("See No. 5 here. No. Not that one.", ["See No. 5 here.", "No.", "Not that one."]),
+        ("He sat in the sun. Then Acme Inc. The end.", ["He sat in the sun.", "Then Acme Inc.", "The end."]),
+        (
+            "Revenue received in the current fiscal year from all customers     1,200     900\n"
+            "Cost of revenue for products sold during the current fiscal year      400     300",
+            [
+                "Revenue received in the current fiscal year from all customers     1,200     900",
+                "Cost of revenue for products sold during the current fiscal year      400     300",
+            ],
+        ),
     ],
 )
 def test_split_sentences(text: str, expected: list[str]) -> None:
