@@ -202,3 +202,25 @@ class CachedEmbedder:
                 for i in missing[text]:
                     out[i] = vec
         return out
+
+
+def make_embedder(spec: str | None = None, *, bf16: bool = False, batch_size: int = 64) -> Any:
+    """Embedder from a short spec: None/"minilm"/"all-MiniLM-L6-v2" (default model),
+    "hashing" or "hashing-<dim>" (test double), or a local sentence-transformers folder."""
+    if spec is None or spec.lower() in ("minilm", DEFAULT_MODEL_NAME.lower(), "default"):
+        return SentenceTransformerEmbedder(bf16=bf16, batch_size=batch_size)
+    if spec == "hashing":
+        return HashingEmbedder()
+    if spec.startswith("hashing-") and spec[len("hashing-"):].isdigit():
+        return HashingEmbedder(int(spec[len("hashing-"):]))
+    return SentenceTransformerEmbedder(spec, bf16=bf16, batch_size=batch_size)
+
+
+def embedder_spec(embedder: Any) -> str:
+    """The spec ``make_embedder`` turns back into an equivalent embedder."""
+    inner = getattr(embedder, "inner", embedder)
+    if isinstance(inner, HashingEmbedder):
+        return inner.name
+    if isinstance(inner, SentenceTransformerEmbedder):
+        return DEFAULT_MODEL_NAME if inner._path is None else str(inner._path.resolve())
+    return str(inner.name)

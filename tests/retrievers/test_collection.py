@@ -1,0 +1,302 @@
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pytest
+
+from ctxroute.errors import CollectionNotFound, Conflict, DocumentNotFound, InputError, ManifestMismatch
+from ctxroute.retrievers import collection as collection_mod
+from ctxroute.retrievers.base import Retriever
+from ctxroute.retrievers.chunking import ChunkingConfig
+from ctxroute.retrievers.collection import CollectionConfig, CollectionStore, index_text
+from ctxroute.retrievers.documents import document_from_text
+from ctxroute.retrievers.embedders import HashingEmbedder
+from ctxroute.types import Document, Level
+
+LEASE = textwrap.dedent("""\
+    # Residential Lease
+
+    ## Rent
+    The tenant pays rent of 1,200 dollars on the first day of each month. Late payments incur a fee of 50 dollars.
+    Rent is paid by bank transfer to the landlord's account.
+
+    ## Termination
+    Either party may terminate this lease with sixty days written notice. The deposit is returned within
+    thirty days after the keys are handed back.
+
+    ## Pets
+    Cats are allowed. Dogs require the landlord's written consent.
+    """)
+BIOLOGY = ("Photosynthesis converts light energy into chemical energy. Chlorophyll absorbs red and blue light. "
+           "The Calvin cycle fixes carbon dioxide into sugars. Mitochondria release the stored energy during respiration.")
+HISTORY = ("The printing press was developed by Johannes Gutenberg around 1440 in Mainz. It spread across Europe within "
+           "decades. Cheap books changed how knowledge travelled.")
+
+
+class CountingEmbedder(HashingEmbedder):
+    """HashingEmbedder that records what it was asked to embed (same name: same vectors)."""
+
+    def __init__(self, dim: int = 64) -> None:
+        super().__init__(dim)
+        self.seen: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        return super().embed(texts)
+
+
+def _docs() -> list[Document]:
+    return [
+        document_from_text(LEASE, source="lease.md", format="md"),
+        document_from_text(BIOLOGY, title="Biology notes", source="bio.txt"),
+        document_from_text(HISTORY, title="Printing", source="hist.txt", metadata={"year": "1440"}),
+    ]
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> CollectionStore:
+    return CollectionStore(tmp_path / "collections")
+
+
+@pytest.fixture()
+def emb() -> CountingEmbedder:
+    return CountingEmbedder()
+
+
+def _config(emb: HashingEmbedder, **kw: object) -> CollectionConfig:
+    return CollectionConfig.for_embedder(emb, chunking=ChunkingConfig(passage_tokens=32), **kw)  # type: ignore[arg-type]
+
+
+def test_add_search_persist_roundtrip(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("demo", _config(emb), emb)
+    empty_version = col.version
+    seen: list[tuple[str, int, int]] = []
+    stats = col.add_documents(_docs(), progress=lambda *a: seen.append(a))
+    assert stats.documents == 3 and stats.passages == len(col.passages()) > 3
+    assert stats.tokens == col.stats().total_tokens > 0
+    assert set(stats.seconds) == {"chunk", "embed", "sparse", "dense", "graph", "save"}
+    assert {s for s, _, _ in seen} == {"chunk", "embed", "sparse", "dense", "graph", "save"}
+    assert all(done <= total for _, done, total in seen)
+    assert col.version != empty_version and stats.version == col.version
+
+    hits = col.search("how many days notice to end the lease", k=3, retriever="bm25")
+    assert "Termination" == hits[0].chunk.heading
+    assert "sixty days" in col.text(hits[0].chunk)
+
+    reopened = store.open("demo", emb)
+    assert reopened.version == col.version
+    assert [d.id for d in reopened.documents()] == [d.id for d in col.documents()]
+    assert reopened.document(_docs()[2].id).metadata == {"year": "1440"}
+    assert reopened.chunks(_docs()[0].id) == col.chunks(_docs()[0].id)
+    for name in ("bm25", "dense", "graph", "hybrid"):
+        a = [(h.chunk.id, round(h.score, 6)) for h in col.search("Gutenberg printing press", 5, name)]
+        b = [(h.chunk.id, round(h.score, 6)) for h in reopened.search("Gutenberg printing press", 5, name)]
+        assert a == b and a, name
+    np.testing.assert_array_equal(reopened._state.dense.vectors, col._state.dense.vectors)
+
+
+def test_every_retriever_finds_the_right_document(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("r", _config(emb), emb)
+    col.add_documents(_docs())
+    bio = _docs()[1].id
+    for name in ("bm25", "dense", "graph", "hybrid"):
+        r = col.retriever(name)
+        assert isinstance(r, Retriever) and r.name == name
+        hits = col.search("chlorophyll absorbs light photosynthesis", k=5, retriever=name)
+        assert all(h.chunk.level is Level.PASSAGE for h in hits)
+        # PageRank alone drifts towards the longest document of a tiny corpus (seeded by every
+        # dense hit, even negative ones): for graph only ask that the document is in the top 5
+        assert bio in [h.chunk.doc_id for h in (hits if name == "graph" else hits[:1])], name
+    fused = col.search("chlorophyll absorbs light photosynthesis", k=2)
+    assert fused[0].retriever == "hybrid" and {"bm25", "dense"} <= set(fused[0].ranks)
+    with pytest.raises(InputError, match="unknown retriever 'nope'"):
+        col.retriever("nope")
+    with pytest.raises(InputError, match="empty query"):
+        col.search("  ")
+
+
+def test_duplicates_skipped_and_same_id_replaced(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("dup", _config(emb), emb)
+    docs = _docs()
+    col.add_documents(docs[:2])
+    version = col.version
+    again = col.add_documents([docs[0], docs[0]])
+    assert again.added == () and again.skipped == (docs[0].id, docs[0].id) and col.version == version
+    new_text = BIOLOGY + " Plants also need water."
+    stats = col.add_documents([document_from_text(new_text, doc_id=docs[1].id, title="Biology notes v2")])
+    assert stats.replaced == (docs[1].id,) and len(col) == 2
+    assert col.document(docs[1].id).text == new_text and col.version != version
+    assert all(p.doc_id in {docs[0].id, docs[1].id} for p in col.passages())
+    assert len(col.passages()) == len(col._state.dense) == len(col._state.sparse)
+
+
+def test_add_and_remove_do_not_reembed_other_documents(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("noreembed", _config(emb), emb)
+    docs = _docs()
+    col.add_documents(docs[:2])
+    lease_rows = {p.id: col._state.dense.vectors[i].copy() for i, p in enumerate(col.passages())
+                  if p.doc_id == docs[0].id}
+    emb.seen.clear()
+    col.add_documents([docs[2]])
+    assert emb.seen == [index_text(docs[2], p) for p in col.chunks(docs[2].id).passages]
+    emb.seen.clear()
+    col.remove_document(docs[1].id)
+    assert emb.seen == []  # removal re-embeds nothing
+    reopened = store.open("noreembed", emb)
+    assert emb.seen == []  # neither does loading
+    for i, p in enumerate(reopened.passages()):
+        if p.id in lease_rows:
+            np.testing.assert_array_equal(reopened._state.dense.vectors[i], lease_rows[p.id])
+    assert docs[1].id not in reopened and len(reopened) == 2
+    assert all(h.chunk.doc_id != docs[1].id for h in reopened.search("photosynthesis chlorophyll", 10, "hybrid"))
+    with pytest.raises(DocumentNotFound, match="docs list --collection noreembed"):
+        reopened.remove_document("missing")
+    with pytest.raises(DocumentNotFound):
+        reopened.document(docs[1].id)
+
+
+def test_store_errors_and_listing(store: CollectionStore, emb: CountingEmbedder) -> None:
+    with pytest.raises(CollectionNotFound, match="'ghost'"):
+        store.open("ghost", emb)
+    for bad in ("", "../x", "a b", "-lead", "x" * 65, "名前"):
+        with pytest.raises(InputError, match="invalid collection name"):
+            store.create(bad, _config(emb), emb)
+    store.create("a", _config(emb), emb).add_documents(_docs()[:1])
+    store.create("b", _config(emb), emb)
+    with pytest.raises(Conflict, match="already exists"):
+        store.create("a", _config(emb), emb)
+    infos = {i.name: i for i in store.list()}
+    assert set(infos) == {"a", "b"} and infos["a"].n_docs == 1 and infos["b"].n_docs == 0
+    assert infos["a"].embedder_name == emb.name and infos["a"].total_tokens > 0
+    store.delete("b")
+    assert [i.name for i in store.list()] == ["a"]
+    with pytest.raises(CollectionNotFound):
+        store.delete("b")
+
+
+def test_manifest_mismatch_names_both_values(store: CollectionStore, emb: CountingEmbedder) -> None:
+    store.create("m", _config(emb), emb).add_documents(_docs()[:1])
+    with pytest.raises(ManifestMismatch, match=r"'hashing-64' \(dim 64\).*'hashing-32' \(dim 32\)"):
+        store.open("m", HashingEmbedder(dim=32))
+    # without an embedder the stored spec rebuilds the right one
+    assert store.open("m").embedder.name == "hashing-64"
+    vdir = store.root / "m" / "versions" / (store.root / "m" / "CURRENT").read_text().strip()
+    manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["format_version"] = 999
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestMismatch, match="format version 999 but this code reads 1"):
+        store.open("m", emb)
+
+
+def test_no_pickle_on_disk(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("np", _config(emb), emb)
+    col.add_documents(_docs())
+    files = list(col.path.rglob("*"))
+    assert not [f for f in files if f.suffix in (".pkl", ".pickle")]
+    npys = [f for f in files if f.suffix == ".npy"]
+    assert npys and all(np.load(f, allow_pickle=False) is not None for f in npys)
+    for f in files:
+        if f.suffix in (".json", ".jsonl"):
+            for line in f.read_text().splitlines() if f.suffix == ".jsonl" else [f.read_text()]:
+                json.loads(line)
+
+
+def test_failed_write_leaves_previous_version(store: CollectionStore, emb: CountingEmbedder,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    col = store.create("atomic", _config(emb), emb)
+    col.add_documents(_docs()[:1])
+    version, n = col.version, len(col.passages())
+
+    def boom(tmp_dir: Path) -> None:
+        assert (tmp_dir / "manifest.json").exists() and (tmp_dir / "vectors.npy").exists()
+        raise OSError("disk full")
+
+    monkeypatch.setattr(collection_mod, "_before_commit", boom)
+    with pytest.raises(OSError, match="disk full"):
+        col.add_documents(_docs()[1:])
+    assert col.version == version and len(col.passages()) == n  # memory unchanged
+    assert store.open("atomic", emb).version == version  # disk unchanged
+    assert not [p for p in (col.path / "versions").iterdir() if p.name.startswith(".tmp-")]
+    monkeypatch.undo()
+    col.add_documents(_docs()[1:])
+    assert len(store.open("atomic", emb)) == 3
+
+
+def test_sigkill_during_commit_keeps_old_version(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("killed", _config(emb), emb)
+    col.add_documents(_docs()[:1])
+    version = col.version
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from ctxroute.retrievers import collection as m
+        from ctxroute.retrievers.collection import CollectionStore
+        from ctxroute.retrievers.documents import document_from_text
+        from ctxroute.retrievers.embedders import HashingEmbedder
+        def die(tmp_dir):
+            # everything of the new version is written; die before it goes live
+            assert (tmp_dir / "graph.json").exists()
+            os.kill(os.getpid(), signal.SIGKILL)
+        m._before_commit = die
+        col = CollectionStore(Path({str(store.root)!r})).open("killed", HashingEmbedder(64))
+        col.add_documents([document_from_text({BIOLOGY!r}, title="Biology")])
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[2],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert [p for p in (col.path / "versions").iterdir() if p.name.startswith(".tmp-")]  # half-written left
+    survivor = store.open("killed", emb)
+    assert survivor.version == version and len(survivor) == 1
+    survivor.add_documents(_docs()[1:])  # the next write cleans up after the dead one
+    assert len(store.open("killed", emb)) == 3
+    assert not [p for p in (col.path / "versions").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_writers_on_stale_handles_do_not_lose_documents(store: CollectionStore, emb: CountingEmbedder) -> None:
+    first = store.create("shared", _config(emb), emb)
+    second = store.open("shared", emb)
+    docs = _docs()
+    first.add_documents(docs[:1])
+    second.add_documents(docs[1:2])  # refreshes from disk before writing
+    assert {d.id for d in store.open("shared", emb).documents()} == {docs[0].id, docs[1].id}
+    assert first.refresh() and len(first) == 2
+
+
+def test_stats_pages_and_sentences(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("stats", _config(emb), emb)
+    text = "First page sentence one. Sentence two.\fSecond page has the answer. The end."
+    pdf_like = document_from_text(text, title="Paged", source="p.pdf", format="pdf", page_starts=(0, text.index("\f") + 1))
+    col.add_documents([pdf_like, *_docs()[1:]])
+    st = col.stats()
+    assert st.n_docs == 3 and st.total_tokens == sum(st.doc_tokens) and st.n_passages == len(col.passages())
+    assert st.doc_chars[pdf_like.id] == len(text) and st.passage_tokens == 32
+    loaded = store.open("stats", emb).document(pdf_like.id)
+    assert loaded.page_starts == pdf_like.page_starts and loaded.format == "pdf"
+    offset = text.index("answer")
+    sentence = col.sentence_at(pdf_like.id, offset)
+    assert sentence is not None and "answer" in col.text(sentence)
+    assert loaded.page_at(sentence.start) == 2
+    passage = col.passages()[0]
+    assert col.passage(passage.id) == passage and all(
+        passage.start <= s.start and s.end <= passage.end for s in col.sentences_in(passage))
+
+
+@pytest.mark.slow
+def test_minilm_collection_finds_paraphrase(tmp_path: Path) -> None:
+    from ctxroute.retrievers.embedders import SentenceTransformerEmbedder
+
+    emb = SentenceTransformerEmbedder(batch_size=16)
+    store = CollectionStore(tmp_path)
+    col = store.create("mini", CollectionConfig.for_embedder(emb, chunking=ChunkingConfig(passage_tokens=48)), emb)
+    col.add_documents(_docs())
+    # no word of the query appears in the target passage
+    hits = col.search("How long before moving out must I warn the owner?", k=2, retriever="dense")
+    assert hits[0].chunk.heading == "Termination"
+    assert store.open("mini").embedder.name == "all-MiniLM-L6-v2"
