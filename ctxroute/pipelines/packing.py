@@ -76,10 +76,12 @@ class PackedContext:
     spans: tuple[tuple[str, int, int], ...]  # merged (doc_id, start, end) in document order
     dropped: int = 0  # input spans left out because of the token budget
     doc_labels: Mapping[str, str] = field(default_factory=dict)  # doc_id -> "D1"
+    id_start: int = 1
 
     @property
     def next_id(self) -> int:
-        return len(self.sentence_map.refs) + 1
+        """First unused sentence number after this context (for packing the next one)."""
+        return self.id_start + len(self.sentence_map.refs)
 
 
 def clean_sentence(text: str) -> str:
@@ -203,4 +205,5 @@ def pack_evidence(
         spans=tuple(spans),
         dropped=dropped,
         doc_labels=labels,
+        id_start=id_start,
     )

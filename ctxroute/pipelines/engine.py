@@ -1,0 +1,419 @@
+"""The engine: decide, run, verify citations, escalate if needed, record.
+
+``Engine.answer`` reads top to bottom:
+
+1. validate the question and open the collection;
+2. decide the route (the caller's, else the router's from a retrieval probe, the question
+   type and the collection size against the model's window; extractive when no LLM);
+3. run the strategy; on ``ContextWindowExceeded`` fall back to map-reduce (then hybrid),
+   on any other ``LLMError`` fall back to the extractive reader with a warning;
+4. verify citations (ids exist, cited sentences support their claims);
+5. escalate a RAG answer that abstains or whose citations all fail verification: to LC
+   when the collection fits the usable window, else to map-reduce;
+6. record route, reasons, fallbacks, usage per call and latency per stage in the Answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, AsyncIterator, Callable, Literal, Mapping
+
+from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, InputTooLarge, LLMError
+from ctxroute.pipelines.citations import CitationConfig, VerifiedText, abstention, is_refusal, verify_citations
+from ctxroute.pipelines.extractive import ExtractiveConfig, ExtractiveReader
+from ctxroute.pipelines.hybrid import Hybrid, HybridConfig
+from ctxroute.pipelines.llm.base import LLMClient
+from ctxroute.pipelines.long_context import LongContext, LongContextConfig
+from ctxroute.pipelines.map_reduce import MapReduce, MapReduceConfig
+from ctxroute.pipelines.rag import RAG, RAGConfig
+from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult
+from ctxroute.router import (
+    CollectionStats,
+    EstimateSettings,
+    QuestionTyper,
+    Router,
+    build_features,
+    make_router,
+    probe_signals,
+)
+from ctxroute.types import Answer, Budget, CallUsage, Route, RoutingDecision, ScoredChunk
+
+LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine and its strategies can be tuned with (no environment reads)."""
+
+    policy: str = "rules"  # router policy when no router is passed: rules | self-route | learned | fixed route
+    router_params: str | None = None  # JSON written by `ctxroute router fit` (policy "learned")
+    probe_k: int = 10
+    probe_retriever: str = "hybrid"
+    rag: RAGConfig = field(default_factory=RAGConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
+    lc: LongContextConfig = field(default_factory=LongContextConfig)
+    mr: MapReduceConfig = field(default_factory=MapReduceConfig)
+    extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
+    citations: CitationConfig = field(default_factory=CitationConfig)
+    escalate: bool = True
+    max_question_chars: int = 4000
+    typer_embeddings: bool = True  # question typing may use the collection's embedder
+
+    @classmethod
+    def with_answer_tokens(cls, n: int, **kw: Any) -> "EngineConfig":
+        """A config whose every LLM call may produce at most ``n`` tokens."""
+        base = cls(**kw)
+        return replace(
+            base,
+            rag=replace(base.rag, max_tokens=n),
+            hybrid=replace(base.hybrid, max_tokens=n),
+            lc=replace(base.lc, max_tokens=n),
+            mr=replace(base.mr, map_max_tokens=n, reduce_max_tokens=n),
+        )
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One streaming event: ``decision`` (RoutingDecision), ``delta`` (str of raw model text,
+    markers not yet verified), ``fallback`` (str: the deltas so far are discarded),
+    ``citations`` (tuple of verified Citations) and ``final`` (the Answer)."""
+
+    kind: Literal["decision", "delta", "fallback", "citations", "final"]
+    data: Any
+
+
+Emit = Callable[[EngineEvent], None]
+
+
+def _default_fallbacks(route: Route) -> tuple[Route, ...]:
+    return tuple(r for r in (Route.RAG, Route.HYBRID, Route.MR, Route.LC) if r != route)
+
+
+class Engine:
+    """Routes and answers questions over collections.
+
+    ``store_or_collections``: a ``CollectionStore`` (anything with ``open(name)``) or a mapping
+    name -> Collection. ``llm``: any ``LLMClient``; ``None`` answers extractively.
+    """
+
+    def __init__(
+        self,
+        store_or_collections: Any,
+        llm: LLMClient | None,
+        router: Router | None = None,
+        *,
+        config: EngineConfig = EngineConfig(),
+    ) -> None:
+        self.store = store_or_collections
+        self.llm = llm
+        self.config = config
+        self.router = router
+        self._typers: dict[str, QuestionTyper] = {}
+        self._open: dict[str, CollectionLike] = {}
+
+    # --- public API ---------------------------------------------------------------------
+    async def answer(
+        self,
+        question: str,
+        collection: str | CollectionLike,
+        route: Route | str | None = None,
+        budget: Budget | None = None,
+    ) -> Answer:
+        return await self._answer(question, collection, route, budget, emit=None)
+
+    def answer_sync(
+        self,
+        question: str,
+        collection: str | CollectionLike,
+        route: Route | str | None = None,
+        budget: Budget | None = None,
+    ) -> Answer:
+        """``answer`` for synchronous callers (not from inside a running event loop)."""
+        return asyncio.run(self.answer(question, collection, route, budget))
+
+    async def answer_stream(
+        self,
+        question: str,
+        collection: str | CollectionLike,
+        route: Route | str | None = None,
+        budget: Budget | None = None,
+    ) -> AsyncIterator[EngineEvent]:
+        """Events for SSE: decision, deltas of the answering call (true token streaming for
+        RAG/LC/hybrid and the MR reduce call), then the verified citations and the final Answer.
+        Citations are only sent after verification. A ``fallback`` event means the deltas so
+        far belonged to an attempt that was discarded."""
+        queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
+        task = asyncio.create_task(self._answer(question, collection, route, budget, emit=queue.put_nowait))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while True:
+                event = await queue.get()
+                if event is None:
+                    break
+                yield event
+            answer = await task
+            yield EngineEvent("citations", answer.citations)
+            yield EngineEvent("final", answer)
+        finally:
+            if not task.done():
+                task.cancel()
+
+    def collection(self, name: str | CollectionLike) -> CollectionLike:
+        """Open (and cache) a collection by name; raises CollectionNotFound."""
+        if not isinstance(name, str):
+            return name
+        if name in self._open:
+            coll = self._open[name]
+            refresh = getattr(coll, "refresh", None)
+            if callable(refresh):
+                refresh()
+            return coll
+        if isinstance(self.store, Mapping):
+            if name not in self.store:
+                raise CollectionNotFound(name)
+            coll = self.store[name]
+        else:
+            coll = self.store.open(name)
+        self._open[name] = coll
+        return coll
+
+    def as_runnable(self, collection: str | CollectionLike, route: Route | str | None = None):  # type: ignore[no-untyped-def]
+        """A LangChain ``Runnable`` (question str -> Answer) over ``answer``."""
+        from ctxroute.pipelines.langchain import engine_runnable
+
+        return engine_runnable(self, collection, route=route)
+
+    async def aclose(self) -> None:
+        if self.llm is not None:
+            await self.llm.aclose()
+
+    # --- the engine -----------------------------------------------------------------------
+    async def _answer(
+        self,
+        question: str,
+        collection: str | CollectionLike,
+        route: Route | str | None,
+        budget: Budget | None,
+        emit: Emit | None,
+    ) -> Answer:
+        t_start = time.perf_counter()
+        question = self._validate(question)
+        coll = self.collection(collection)
+        corpus = Corpus(coll)
+        budget = budget or Budget()
+
+        # 1. decide
+        t0 = time.perf_counter()
+        decision, probe = await self._decide(question, corpus, route, budget)
+        timings = {"route": (time.perf_counter() - t0) * 1000.0, "retrieve": 0.0, "llm": 0.0, "verify": 0.0}
+        if emit:
+            emit(EngineEvent("decision", decision))
+
+        usage: list[CallUsage] = []
+        warnings: list[str] = []
+        fallbacks: list[str] = []
+        current = decision.route
+        if self.llm is None and current in LLM_ROUTES:
+            warnings.append(f"no LLM configured: route {current.value} answered by the extractive reader")
+            current = Route.EXTRACTIVE
+        tried: list[Route] = []
+        outcome: tuple[StrategyResult, VerifiedText, bool, str] | None = None
+        for _attempt in range(6):  # at most: route, window fallback x2, escalation, LLM-failure fallback
+            if outcome is not None and current in tried:
+                break
+            tried.append(current)
+            # 2. run
+            try:
+                result = await self._run(current, question, corpus, probe, emit)
+            except ContextWindowExceeded as exc:
+                nxt = next((r for r in (Route.MR, Route.HYBRID) if r not in tried), None)
+                warnings.append(f"{current.value}: {exc.message}")
+                if nxt is None:
+                    raise
+                fallbacks.append(f"{current.value}->{nxt.value}: context window exceeded")
+                current = self._announce(nxt, emit)
+                continue
+            except LLMError as exc:
+                warnings.append(f"{current.value}: LLM call failed ({exc.code}: {exc.message}); "
+                                "answered by the extractive reader instead")
+                fallbacks.append(f"{current.value}->extractive: {exc.code}")
+                current = self._announce(Route.EXTRACTIVE, emit)
+                continue
+            usage.extend(result.usage)
+            warnings.extend(result.warnings)
+            timings["retrieve"] += result.timings_ms.get("retrieve", 0.0)
+            timings["llm"] += result.timings_ms.get("llm", 0.0)
+
+            # 3. verify
+            t0 = time.perf_counter()
+            verified = await self._verify(result, question, coll)
+            timings["verify"] += (time.perf_counter() - t0) * 1000.0
+            warnings.extend(verified.warnings)
+            abstained, reason = (result.abstained, result.abstain_reason) if result.abstained else abstention(result.text)
+            if not abstained and not verified.citations and is_refusal(result.text):
+                abstained, reason = True, verified.text
+            outcome = (result, verified, abstained, reason)
+
+            # 4. escalate
+            all_failed = verified.n_cited > 0 and not verified.citations
+            if current == Route.RAG and self.config.escalate and self.llm is not None and (abstained or all_failed):
+                nxt = self._escalation_target(decision, corpus, tried)
+                why = "RAG abstained" if abstained else f"all {verified.n_cited} RAG citations failed verification"
+                spent = sum(u.prompt_tokens + u.completion_tokens for u in usage)
+                over = self._over_budget(nxt, decision, budget, spent) if nxt else ""
+                if nxt is not None and not over:
+                    fallbacks.append(f"rag->{nxt.value}: {why}")
+                    current = self._announce(nxt, emit)
+                    continue
+                warnings.append(f"{why}; not escalated: " + (over or "no other route left to try"))
+            break
+
+        # 5. record
+        if outcome is None:
+            raise InputError(f"no route could answer: tried {', '.join(r.value for r in tried)}")
+        result, verified, abstained, reason = outcome
+        if verified.n_cited == 0 and not abstained and result.route != Route.EXTRACTIVE:
+            warnings.append("the answer cites no source sentence: nothing in it is verified")
+        elif verified.n_removed and verified.n_removed == verified.n_cited and not abstained:
+            warnings.append(f"all {verified.n_cited} citations of the answer were removed: nothing in it is verified")
+        text = verified.text
+        if abstained:
+            text = f"The documents do not contain the answer: {reason}" if reason else "The documents do not contain the answer."
+        timings["total"] = (time.perf_counter() - t_start) * 1000.0
+        return Answer(
+            text=text,
+            citations=verified.citations,
+            decision=decision,
+            route_taken=result.route,
+            usage=tuple(usage),
+            latency_ms={k: round(v, 2) for k, v in timings.items()},
+            warnings=tuple(dict.fromkeys(warnings)),
+            abstained=abstained,
+            abstain_reason=reason if abstained else "",
+            fallbacks_taken=tuple(fallbacks),
+        )
+
+    # --- steps ---------------------------------------------------------------------------
+    def _validate(self, question: str) -> str:
+        if not isinstance(question, str) or not question.strip():
+            raise InputError("question is empty; pass the question text")
+        if len(question) > self.config.max_question_chars:
+            raise InputTooLarge(
+                f"question has {len(question)} characters, more than max_question_chars="
+                f"{self.config.max_question_chars}; shorten it or raise EngineConfig.max_question_chars",
+                chars=len(question),
+            )
+        return question.strip()
+
+    def _router(self) -> Router:
+        if self.router is None:
+            settings = EstimateSettings(
+                rag_context_tokens=self.config.rag.context_tokens, answer_tokens=self.config.rag.max_tokens
+            )
+            self.router = make_router(self.config.policy, params_path=self.config.router_params, settings=settings)
+        return self.router
+
+    def _typer(self, coll: CollectionLike) -> QuestionTyper:
+        embedder = getattr(coll, "embedder", None) if self.config.typer_embeddings else None
+        key = getattr(embedder, "name", "none")
+        if key not in self._typers:
+            self._typers[key] = QuestionTyper(embedder)
+        return self._typers[key]
+
+    async def _decide(
+        self, question: str, corpus: Corpus, route: Route | str | None, budget: Budget
+    ) -> tuple[RoutingDecision, list[ScoredChunk] | None]:
+        if route is not None:
+            try:
+                forced = Route(route.value if isinstance(route, Route) else str(route).lower())
+            except ValueError:
+                raise InputError(
+                    f"unknown route {route!r}; use one of {', '.join(r.value for r in Route)} or auto"
+                ) from None
+            return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), {},
+                                   fallbacks=_default_fallbacks(forced), policy="forced"), None
+        coll = corpus.collection
+        hits = await asyncio.to_thread(coll.search, question, self.config.probe_k, self.config.probe_retriever)
+        if self.llm is None:
+            return RoutingDecision(Route.EXTRACTIVE, ("no LLM configured: extractive reader",), {},
+                                   policy="no-llm"), hits
+        stats = await asyncio.to_thread(self._stats, corpus)
+        qprofile = await asyncio.to_thread(self._typer(coll).classify, question)
+        doc_chars = {d: len(corpus.document(d).text) for d in corpus.doc_ids()}
+        features = build_features(
+            question, stats, self.llm.profile, question_profile=qprofile,
+            probe=probe_signals(hits, doc_chars=doc_chars), budget=budget, count_tokens=self.llm.count_tokens,
+        )
+        return self._router().route(features, self.llm.profile, budget), hits
+
+    @staticmethod
+    def _stats(corpus: Corpus) -> CollectionStats:
+        coll_stats = getattr(corpus.collection, "stats", None)
+        if callable(coll_stats):
+            s = coll_stats()
+            return CollectionStats(n_docs=s.n_docs, total_tokens=s.total_tokens, doc_tokens=tuple(s.doc_tokens),
+                                   n_passages=s.n_passages, n_sections=s.n_sections, passage_tokens=s.passage_tokens)
+        doc_tokens = tuple(
+            corpus.chunks(d).document.n_tokens or sum(s.n_tokens for s in corpus.sentences(d)) for d in corpus.doc_ids()
+        )
+        return CollectionStats(n_docs=len(doc_tokens), total_tokens=sum(doc_tokens), doc_tokens=doc_tokens,
+                               n_passages=sum(len(corpus.passages(d)) for d in corpus.doc_ids()))
+
+    async def _run(
+        self, route: Route, question: str, corpus: Corpus, probe: list[ScoredChunk] | None, emit: Emit | None
+    ) -> StrategyResult:
+        on_delta = (lambda text: emit(EngineEvent("delta", text))) if emit else None
+        cfg = self.config
+        if route == Route.EXTRACTIVE or self.llm is None:
+            hits = probe if probe is not None and cfg.probe_retriever == cfg.extractive.retriever else None
+            return await asyncio.to_thread(ExtractiveReader(cfg.extractive).run, question, corpus, hits=hits)
+        if route == Route.RAG:
+            hits = probe if probe is not None and cfg.probe_retriever == cfg.rag.retriever and cfg.probe_k >= cfg.rag.k else None
+            if hits is None:
+                hits = await asyncio.to_thread(corpus.collection.search, question, cfg.rag.k, cfg.rag.retriever)
+            return await RAG(self.llm, cfg.rag).run(question, corpus, on_delta=on_delta, hits=hits)
+        if route == Route.LC:
+            return await LongContext(self.llm, cfg.lc).run(question, corpus, on_delta=on_delta)
+        if route == Route.HYBRID:
+            hits = await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
+            return await Hybrid(self.llm, cfg.hybrid).run(question, corpus, on_delta=on_delta, hits=hits)
+        return await MapReduce(self.llm, cfg.mr).run(question, corpus, on_delta=on_delta)
+
+    async def _verify(self, result: StrategyResult, question: str, coll: CollectionLike) -> VerifiedText:
+        if result.route == Route.EXTRACTIVE:
+            return VerifiedText(result.text, result.citations, (), len(result.citations), 0)
+        embedder = getattr(coll, "embedder", None) if self.config.citations.use_embeddings else None
+        return await asyncio.to_thread(
+            verify_citations, result.text, result.sentence_map,
+            embedder=embedder, config=self.config.citations, question=question,
+        )
+
+    def _escalation_target(self, decision: RoutingDecision, corpus: Corpus, tried: list[Route]) -> Route | None:
+        lc = next((e for e in decision.estimates if e.route == Route.LC), None)
+        if lc is not None:
+            fits = lc.feasible
+        elif self.llm is not None:
+            fits = self._stats(corpus).total_tokens <= self.llm.profile.usable_window
+        else:
+            fits = False
+        for r in ((Route.LC, Route.MR) if fits else (Route.MR, Route.HYBRID)):
+            if r not in tried:
+                return r
+        return None
+
+    @staticmethod
+    def _over_budget(route: Route, decision: RoutingDecision, budget: Budget, spent: int) -> str:
+        est = next((e for e in decision.estimates if e.route == route), None)
+        if est is None:
+            return ""
+        if budget.max_tokens is not None and spent + est.total_tokens > budget.max_tokens:
+            return (f"{route.value} needs ~{est.total_tokens:,} more tokens, {spent:,} already spent, "
+                    f"budget {budget.max_tokens:,}")
+        return ""
+
+    @staticmethod
+    def _announce(route: Route, emit: Emit | None) -> Route:
+        if emit:
+            emit(EngineEvent("fallback", route.value))
+        return route

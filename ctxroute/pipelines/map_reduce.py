@@ -1,0 +1,409 @@
+"""Map-reduce over the whole collection (and the sequential chain-of-agents variant).
+
+The collection's passages, in document order, are split into groups that fit the model's
+usable window. Each map worker returns a structured record (facts with sentence ids,
+rationale, partial answer, confidence 0-5, or ``NO_INFORMATION``). When the records do not
+fit one reduce prompt they are collapsed in groups first. The reduce call sees every
+record with its sentence ids and the cited sentences' text, resolves conflicts by
+confidence and cites the ids, so citations survive into the final answer.
+
+``mode="chain"`` (Chain-of-Agents) runs the workers one after another: each reads its
+chunk plus the previous worker's notes; the reduce call then sees every worker's notes.
+"""
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Literal, Sequence
+
+from ctxroute.errors import ContextWindowExceeded, InputError
+from ctxroute.pipelines import prompts
+from ctxroute.pipelines.citations import parse_markers
+from ctxroute.pipelines.llm.base import LLMClient
+from ctxroute.pipelines.packing import PackedContext, SentenceMap, pack_evidence
+from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, call_llm, check_window
+from ctxroute.types import CallUsage, Chunk, Route
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
+_SID = re.compile(r"[Ss](\d+)")
+
+
+@dataclass(frozen=True)
+class Fact:
+    text: str
+    sentence_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MapRecord:
+    """One worker's structured notes. ``warning`` is set when the reply had to be salvaged."""
+
+    group: int
+    facts: tuple[Fact, ...] = ()
+    rationale: str = ""
+    answer: str = ""
+    confidence: float = 0.0
+    no_information: bool = False
+    warning: str = ""
+
+    @property
+    def sentence_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s for f in self.facts for s in f.sentence_ids))
+
+
+@dataclass(frozen=True)
+class MapReduceConfig:
+    max_concurrency: int = 4
+    mode: Literal["parallel", "chain"] = "parallel"
+    map_max_tokens: int = 300
+    reduce_max_tokens: int = 300
+    group_tokens: int | None = None  # context tokens per map group; default: what fits the usable window
+    max_collapse_rounds: int = 3
+
+
+def _balanced_object(text: str) -> str | None:
+    """The first balanced ``{...}`` in ``text`` (string-aware), or None."""
+    start = text.find("{")
+    while start >= 0:
+        depth, in_str, quote, esc = 0, False, "", False
+        for i in range(start, len(text)):
+            ch = text[i]
+            if in_str:
+                if esc:
+                    esc = False
+                elif ch == "\\":
+                    esc = True
+                elif ch == quote:
+                    in_str = False
+            elif ch in "\"'":
+                in_str, quote = True, ch
+            elif ch == "{":
+                depth += 1
+            elif ch == "}":
+                depth -= 1
+                if depth == 0:
+                    return text[start : i + 1]
+        start = text.find("{", start + 1)
+    return None
+
+
+def _loads(blob: str) -> Any:
+    for attempt in (
+        lambda b: json.loads(b),
+        lambda b: ast.literal_eval(b),
+        lambda b: json.loads(re.sub(r",\s*([}\]])", r"\1", b.replace("'", '"'))),
+        lambda b: ast.literal_eval(re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", b)))),
+    ):
+        try:
+            return attempt(blob)
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            continue
+    return None
+
+
+def _ids(value: Any) -> tuple[str, ...]:
+    if isinstance(value, (list, tuple)):
+        raw = " ".join(str(v) for v in value)
+    else:
+        raw = str(value or "")
+    return tuple(dict.fromkeys(f"S{m.group(1)}" for m in _SID.finditer(raw)))
+
+
+def _confidence(value: Any) -> float:
+    if isinstance(value, bool):
+        return 5.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(min(5.0, max(0.0, value)))
+    m = re.search(r"\d+(?:\.\d+)?", str(value or ""))
+    return float(min(5.0, max(0.0, float(m.group())))) if m else 0.0
+
+
+def _record_from_obj(obj: dict, group: int) -> MapRecord:
+    facts: list[Fact] = []
+    raw_facts = obj.get("facts") or obj.get("evidence") or []
+    if isinstance(raw_facts, (str, dict)):
+        raw_facts = [raw_facts]
+    for f in raw_facts if isinstance(raw_facts, list) else []:
+        if isinstance(f, dict):
+            text = str(f.get("text") or f.get("fact") or "").strip()
+            ids = _ids(f.get("sentences") or f.get("sentence_ids") or f.get("ids") or f.get("source") or "")
+            if not ids:
+                ids = tuple(sid for m in parse_markers(text) for sid in m.ids)
+        else:
+            text = str(f).strip()
+            ids = tuple(sid for m in parse_markers(text) for sid in m.ids) or _ids(text)
+        if text or ids:
+            facts.append(Fact(text=text, sentence_ids=ids))
+    answer = str(obj.get("answer") or obj.get("partial_answer") or "").strip()
+    no_info = any(prompts.NO_INFORMATION in str(v) for v in (answer, obj.get("status", "")))
+    return MapRecord(
+        group=group,
+        facts=tuple(facts),
+        rationale=str(obj.get("rationale") or "").strip(),
+        answer=answer,
+        confidence=_confidence(obj.get("confidence")),
+        no_information=no_info and not facts,
+    )
+
+
+def parse_record(text: str, group: int) -> MapRecord:
+    """Parse a worker's reply robustly; never raises.
+
+    Tolerates code fences, text around the object, single quotes, trailing commas, missing
+    fields and plain text. Unparsable replies become a record with confidence 0 and a warning.
+    """
+    raw = text or ""
+    fenced = _FENCE.search(raw)
+    candidates = [fenced.group(1)] if fenced else []
+    candidates.append(raw)
+    for cand in candidates:
+        blob = _balanced_object(cand)
+        if blob is None:
+            continue
+        obj = _loads(blob)
+        if isinstance(obj, dict):
+            return _record_from_obj(obj, group)
+    stripped = raw.strip()
+    if not stripped or re.match(r"^\W*NO_INFORMATION\b", stripped) or stripped.upper().startswith("NO INFORMATION"):
+        return MapRecord(group=group, no_information=True)
+    ids = tuple(sid for m in parse_markers(stripped) for sid in m.ids)
+    return MapRecord(
+        group=group,
+        facts=(Fact(text=stripped[:500], sentence_ids=ids),) if ids else (),
+        answer=stripped[:500],
+        confidence=0.0,
+        warning=f"map group {group}: reply was not a JSON record; kept as plain text with confidence 0",
+    )
+
+
+def render_records(records: Sequence[MapRecord], sentence_map: SentenceMap, *, quote_chars: int = 300) -> str:
+    """Records as text for the collapse/reduce prompt: facts with ids and the cited sentences."""
+    lines: list[str] = []
+    for n, r in enumerate(sorted(records, key=lambda r: -r.confidence), 1):
+        lines.append(f"Note {n} (part {r.group + 1}, confidence {r.confidence:g}/5):")
+        for f in r.facts:
+            ids = ", ".join(s for s in f.sentence_ids if s in sentence_map)
+            lines.append(f"- {f.text}" + (f" [{ids}]" if ids else ""))
+        if r.answer:
+            lines.append(f"  Partial answer: {r.answer}")
+        if r.rationale:
+            lines.append(f"  Rationale: {r.rationale}")
+    cited = dict.fromkeys(s for r in records for s in r.sentence_ids if s in sentence_map)
+    if cited:
+        lines.append("Cited sentences:")
+        for sid in cited:
+            quote = " ".join(sentence_map.text(sid).split())
+            lines.append(f"[{sid}] {quote[:quote_chars]}")
+    return "\n".join(lines)
+
+
+def _record_json(r: MapRecord) -> str:
+    return json.dumps(
+        {
+            "facts": [{"text": f.text, "sentences": list(f.sentence_ids)} for f in r.facts],
+            "rationale": r.rationale,
+            "answer": r.answer,
+            "confidence": r.confidence,
+        }
+    )
+
+
+def group_passages(corpus: Corpus, count_tokens, group_tokens: int) -> list[list[Chunk]]:  # type: ignore[no-untyped-def]
+    """Passages of every document in document order, cut into groups of ~``group_tokens``."""
+    groups: list[list[Chunk]] = [[]]
+    used = 0
+    for doc_id in corpus.doc_ids():
+        for p in corpus.passages(doc_id):
+            n = p.n_tokens or count_tokens(p.text_of(corpus.document(doc_id)))
+            if groups[-1] and used + n > group_tokens:
+                groups.append([])
+                used = 0
+            groups[-1].append(p)
+            used += n
+    return [g for g in groups if g]
+
+
+class MapReduce:
+    """Map workers over window-sized groups, optional collapse, one reduce call."""
+
+    route = Route.MR
+
+    def __init__(self, llm: LLMClient, config: MapReduceConfig = MapReduceConfig()) -> None:
+        if config.max_concurrency < 1:
+            raise InputError(f"max_concurrency must be >= 1, got {config.max_concurrency}")
+        if config.mode not in ("parallel", "chain"):
+            raise InputError(f"mode must be 'parallel' or 'chain', got {config.mode!r}")
+        self.llm = llm
+        self.config = config
+
+    def _group_tokens(self, question: str) -> int:
+        if self.config.group_tokens:
+            return self.config.group_tokens
+        overhead = self.llm.count_tokens(prompts.CHAIN_SYSTEM + question * 2) + 120
+        notes = self.config.map_max_tokens if self.config.mode == "chain" else 0
+        # sentence ids and delimiters add roughly 10% on top of the passages' own tokens
+        return max(200, int((self.llm.profile.usable_window - overhead - self.config.map_max_tokens - notes) / 1.15))
+
+    def _pack(self, corpus: Corpus, group: list[Chunk], id_start: int, budget: int) -> PackedContext:
+        doc_ids = list(dict.fromkeys(c.doc_id for c in group))
+        return pack_evidence(
+            group,
+            documents=corpus.documents_for(doc_ids),
+            sentences_by_doc=corpus.sentences_for(doc_ids),
+            count_tokens=self.llm.count_tokens,
+            token_budget=budget,
+            doc_order=corpus.doc_ids(),
+            id_start=id_start,
+        )
+
+    async def run(
+        self, question: str, collection: CollectionLike | Corpus, *, on_delta: DeltaCallback | None = None
+    ) -> StrategyResult:
+        corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
+        t0 = time.perf_counter()
+        gtok = self._group_tokens(question)
+        groups = group_passages(corpus, self.llm.count_tokens, gtok)
+        packs: list[PackedContext] = []
+        pending = list(reversed(groups))
+        while pending:
+            g = pending.pop()
+            start = packs[-1].next_id if packs else 1
+            pack = self._pack(corpus, g, start, budget=int(gtok * 1.3))
+            if pack.dropped and len(g) > 1:  # the model's tokenizer counts more than the index did
+                half = len(g) // 2
+                pending.extend([g[half:], g[:half]])
+                continue
+            packs.append(pack)
+        smap = SentenceMap.empty()
+        for pack in packs:
+            smap = smap.merged(pack.sentence_map)
+        retrieve_ms = (time.perf_counter() - t0) * 1000.0
+
+        t1 = time.perf_counter()
+        usage: list[CallUsage] = []
+        warnings: list[str] = []
+        if self.config.mode == "chain":
+            records = await self._chain(question, packs, usage)
+        else:
+            records = await self._parallel(question, packs, usage)
+        warnings.extend(r.warning for r in records if r.warning)
+        informative = [r for r in records if not r.no_information]
+        if not informative:
+            return StrategyResult(
+                route=Route.MR,
+                text=f"{prompts.NOT_FOUND}: no part of the documents has information about the question",
+                sentence_map=smap,
+                usage=tuple(usage),
+                warnings=tuple(warnings),
+                abstained=True,
+                abstain_reason=f"all {len(records)} map workers answered NO_INFORMATION",
+                timings_ms={"retrieve": retrieve_ms, "llm": (time.perf_counter() - t1) * 1000.0},
+            )
+        informative = await self._collapse(question, informative, smap, usage, warnings)
+        notes = render_records(informative, smap)
+        request = prompts.reduce_request(question, notes, max_tokens=self.config.reduce_max_tokens, stage="mr.reduce")
+        check_window(self.llm, request, stage="mr.reduce")
+        response, u = await call_llm(self.llm, request, on_delta=on_delta)
+        usage.append(u)
+        return StrategyResult(
+            route=Route.MR,
+            text=response.text,
+            sentence_map=smap,
+            usage=tuple(usage),
+            warnings=tuple(warnings),
+            timings_ms={"retrieve": retrieve_ms, "llm": (time.perf_counter() - t1) * 1000.0},
+            prompt_tokens_packed=sum(p.n_tokens for p in packs),
+        )
+
+    async def _map_one(self, question: str, pack: PackedContext, i: int, notes: str = "") -> tuple[MapRecord, CallUsage]:
+        stage = f"mr.chain[{i}]" if self.config.mode == "chain" else f"mr.map[{i}]"
+        request = prompts.map_request(question, pack.text, max_tokens=self.config.map_max_tokens, stage=stage, notes=notes)
+        check_window(self.llm, request, stage=stage)
+        response, u = await call_llm(self.llm, request)
+        record = parse_record(response.text, i)
+        # ids outside this worker's chunk (or notes) are hallucinated: drop them here
+        known = pack.sentence_map
+        facts = tuple(
+            Fact(f.text, tuple(s for s in f.sentence_ids if s in known or (notes and f"[{s}]" in notes)))
+            for f in record.facts
+        )
+        return replace(record, facts=facts), u
+
+    async def _parallel(self, question: str, packs: Sequence[PackedContext], usage: list[CallUsage]) -> list[MapRecord]:
+        sem = asyncio.Semaphore(self.config.max_concurrency)
+
+        async def worker(i: int, pack: PackedContext) -> tuple[MapRecord, CallUsage]:
+            async with sem:
+                return await self._map_one(question, pack, i)
+
+        results = await asyncio.gather(*(worker(i, p) for i, p in enumerate(packs)))
+        usage.extend(u for _, u in results)
+        return [r for r, _ in results]
+
+    async def _chain(self, question: str, packs: Sequence[PackedContext], usage: list[CallUsage]) -> list[MapRecord]:
+        records: list[MapRecord] = []
+        notes = ""
+        for i, pack in enumerate(packs):
+            record, u = await self._map_one(question, pack, i, notes=notes)
+            usage.append(u)
+            records.append(record)
+            if not record.no_information:
+                notes = render_records([record], pack.sentence_map)
+        return records
+
+    async def _collapse(
+        self,
+        question: str,
+        records: list[MapRecord],
+        smap: SentenceMap,
+        usage: list[CallUsage],
+        warnings: list[str],
+    ) -> list[MapRecord]:
+        budget = self.llm.profile.usable_window - self.config.reduce_max_tokens - self.llm.count_tokens(
+            prompts.REDUCE_SYSTEM + question * 2
+        ) - 100
+        for round_ in range(self.config.max_collapse_rounds):
+            if self.llm.count_tokens(render_records(records, smap)) <= budget or len(records) == 1:
+                return records
+            groups: list[list[MapRecord]] = [[]]
+            for r in records:
+                if groups[-1] and self.llm.count_tokens(render_records(groups[-1] + [r], smap)) > budget:
+                    groups.append([])
+                groups[-1].append(r)
+            if len(groups) == len(records):  # every record alone fills the window: pair them anyway
+                groups = [records[i : i + 2] for i in range(0, len(records), 2)]
+            merged: list[MapRecord] = []
+            for gi, g in enumerate(groups):
+                if len(g) == 1:
+                    merged.append(g[0])
+                    continue
+                stage = f"mr.collapse[{round_}.{gi}]"
+                request = prompts.collapse_request(
+                    question, render_records(g, smap), max_tokens=self.config.map_max_tokens, stage=stage
+                )
+                try:
+                    check_window(self.llm, request, stage=stage)
+                except ContextWindowExceeded:
+                    merged.extend(g)
+                    continue
+                response, u = await call_llm(self.llm, request)
+                usage.append(u)
+                rec = parse_record(response.text, min(r.group for r in g))
+                if rec.warning:
+                    warnings.append(rec.warning)
+                keep = tuple(Fact(f.text, tuple(s for s in f.sentence_ids if s in smap)) for f in rec.facts)
+                merged.append(replace(rec, facts=keep))
+            records = merged
+        if self.llm.count_tokens(render_records(records, smap)) > budget:
+            warnings.append("map-reduce notes still exceed the window after collapsing; lowest-confidence notes dropped")
+            records = sorted(records, key=lambda r: -r.confidence)
+            while len(records) > 1 and self.llm.count_tokens(render_records(records, smap)) > budget:
+                records.pop()
+        return records
+
+
+__all__ = ["Fact", "MapRecord", "MapReduce", "MapReduceConfig", "parse_record", "render_records", "group_passages"]
