@@ -325,10 +325,12 @@ def run(
     progress: Callable[[int, int], None] | None = None,
 ) -> list[DatasetResult]:
     qadocs: list[QADoc] = []
-    if "loogle" in datasets:
+    if "loogle" in datasets and (data / "LooGLE").is_dir():
         qadocs += load_loogle(data, limit_docs=limit_docs)
-    if "leval_contracts" in datasets:
+    if "leval_contracts" in datasets and (data / "L-Eval").is_dir():
         qadocs += load_leval_contracts(data, limit_docs=limit_docs)
+    if not qadocs:
+        raise FileNotFoundError(f"no LooGLE/ or L-Eval/ data under {data}; see ../shared/data/README.md")
     return evaluate(qadocs, make_embedder(embedder_kind), ks, progress=progress)
 
 

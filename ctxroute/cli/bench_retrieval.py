@@ -1,0 +1,102 @@
+"""`ctxroute bench retrieval` and `ctxroute bench quality`: the scripts in benchmarks/.
+
+The benchmark code lives beside the package (``benchmarks/``, part of a source checkout,
+not of the wheel); these commands load it from there.
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Optional
+
+import typer
+
+from ctxroute.cli.common import console, err_console
+
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _load(name: str) -> ModuleType:
+    path = BENCH_DIR / f"{name}.py"
+    if not path.is_file():
+        err_console.print(
+            f"[red]{path} not found[/red]: the benchmarks ship with the source checkout; "
+            "run this command from a clone of the repository (pip install -e .)"
+        )
+        raise typer.Exit(2)
+    spec = importlib.util.spec_from_file_location(f"ctxroute_benchmarks_{name}", path)
+    if spec is None or spec.loader is None:
+        err_console.print(f"[red]cannot import {path}[/red]")
+        raise typer.Exit(2)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                    TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @bench.command("retrieval")
+    def bench_retrieval(
+        tokens: int = typer.Option(1_000_000, help="Size of the synthetic corpus, in tokens."),
+        queries: int = typer.Option(200, help="Queries timed per retriever."),
+        embedder: str = typer.Option("minilm", help="minilm (real model) or hashing (test double)."),
+        bf16: bool = typer.Option(False, "--bf16", help="Run the embedder in bfloat16."),
+        seed: int = typer.Option(7, help="Corpus and query seed."),
+        out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
+    ) -> None:
+        """Ingestion throughput per stage and query latency, against same-run references."""
+        if embedder not in ("minilm", "hashing"):
+            err_console.print(f"[red]unknown embedder {embedder!r}[/red]: use minilm or hashing")
+            raise typer.Exit(2)
+        mod = _load("bench_retrieval")
+        with _progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            result = mod.run(tokens=tokens, queries=queries, embedder_kind=embedder, bf16=bf16, seed=seed,
+                             progress=progress)
+        console.print(mod.markdown(result), markup=False, highlight=False)
+        if out is not None:
+            out.write_text(mod.to_json(result))
+            console.print(f"wrote {out}")
+
+    @bench.command("quality")
+    def bench_quality(
+        data: Optional[Path] = typer.Option(None, help="Folder holding LooGLE/ and L-Eval/ (default ../shared/data)."),
+        k: str = typer.Option("1,5,10", help="Cut-offs, comma-separated."),
+        embedder: str = typer.Option("minilm", help="minilm (real model) or hashing (test double)."),
+        limit_docs: Optional[int] = typer.Option(None, help="Use only the first N documents of each set."),
+        out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
+    ) -> None:
+        """Recall@k of gold evidence for bm25, dense, graph and hybrid on LooGLE and L-Eval."""
+        import json
+        from dataclasses import asdict
+
+        if embedder not in ("minilm", "hashing"):
+            err_console.print(f"[red]unknown embedder {embedder!r}[/red]: use minilm or hashing")
+            raise typer.Exit(2)
+        mod = _load("retrieval_quality")
+        folder = data or mod.DEFAULT_DATA
+        if not (folder / "LooGLE").is_dir() and not (folder / "L-Eval").is_dir():
+            err_console.print(f"[red]no QA data at {folder}[/red]: pass --data pointing at a folder with LooGLE/ and L-Eval/")
+            raise typer.Exit(2)
+        ks = mod.parse_ks(k)
+        with _progress() as bar:
+            task = bar.add_task("questions", total=None)
+            results = mod.run(folder, ks, embedder, limit_docs=limit_docs,
+                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+        console.print(mod.markdown_table(results, ks), markup=False, highlight=False)
+        if out is not None:
+            out.write_text(json.dumps([asdict(r) for r in results], indent=2))
+            console.print(f"wrote {out}")
