@@ -349,7 +349,7 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
     async def route(name: str, body: M.RouteIn, svc: Svc, t: Tenant) -> M.RouteOut:
         check_question(svc, body.question)
         opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget)
-        return await asyncio.to_thread(svc.backend.route, t, name, body.question, opts)
+        return await svc.backend.route(t, name, body.question, opts)
 
     @app.post(
         "/v1/collections/{name}/query", response_model=M.QueryOut, tags=["questions"],

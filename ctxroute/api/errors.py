@@ -106,7 +106,7 @@ def error_body(code: str, message: str, rid: str) -> dict[str, str]:
 
 def error_response(request: Request, status: int, code: str, message: str, retry_after: float | None = None) -> JSONResponse:
     rid = request_id(request)
-    headers = {"X-Request-ID": rid}
+    headers = {}  # X-Request-ID is added to every response by the app's middleware
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return JSONResponse(error_body(code, message, rid), status_code=status, headers=headers)

@@ -83,7 +83,7 @@ class ApiSettings:
     tenant_tokens_per_day: int = 0
     cache_ttl_s: int = 86400
     cache_size: int = 2048
-    llm_env: Mapping[str, str] = field(default_factory=dict)  # CTXROUTE_LLM_* for LLMConfig.from_env
+    llm_env: Mapping[str, str] = field(default_factory=dict)  # CTXROUTE_* handed to LLMConfig.from_env
     demo: bool = False
 
     @property
@@ -143,6 +143,6 @@ class ApiSettings:
             tenant_tokens_per_day=int(num("CTXROUTE_TENANT_TOKENS_PER_DAY", 0)),
             cache_ttl_s=int(num("CTXROUTE_CACHE_TTL_S", 86400)),
             cache_size=int(num("CTXROUTE_CACHE_SIZE", 2048)),
-            llm_env={k: v for k, v in env.items() if k.startswith("CTXROUTE_LLM_")},
+            llm_env={k: v for k, v in env.items() if k.startswith("CTXROUTE_")},
             demo=env.get("CTXROUTE_DEMO", "").strip().lower() in ("1", "true", "yes"),
         )

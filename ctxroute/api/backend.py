@@ -1,0 +1,300 @@
+"""The service's use of the library: tenant-scoped collection stores, the embedder, the LLM
+and the engine, loaded once. Blocking methods run in worker threads (the routes call them
+with ``asyncio.to_thread``); ``answer``/``answer_stream`` are async."""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from ctxroute.api import models as M
+from ctxroute.api.jobs import JobHandle
+from ctxroute.api.settings import ApiSettings
+from ctxroute.errors import CollectionNotFound, InputError
+from ctxroute.pipelines.engine import Engine, EngineConfig
+from ctxroute.pipelines.llm.base import LLMClient
+from ctxroute.pipelines.result import Corpus
+from ctxroute.retrievers.collection import Collection, CollectionConfig, CollectionStore
+from ctxroute.retrievers.documents import document_from_text, load_bytes_report
+from ctxroute.retrievers.embedders import make_embedder
+from ctxroute.types import Answer, Budget, Document, RoutingDecision
+
+_MAX_OPEN = 64  # open collections kept in memory (LRU)
+
+
+@dataclass(frozen=True)
+class QueryOptions:
+    route: str | None = None
+    top_k: int = 8
+    budget: M.BudgetIn | None = None
+
+    def to_budget(self) -> Budget:
+        if self.budget is None:
+            return Budget()
+        return Budget(max_tokens=self.budget.max_tokens, max_cost=self.budget.max_cost)
+
+    def cache_part(self) -> str:
+        b = self.budget
+        return f"k={self.top_k};bt={b.max_tokens if b else None};bc={b.max_cost if b else None}"
+
+
+# --- library types -> wire models -----------------------------------------------------
+def document_out(d: Document) -> M.DocumentOut:
+    return M.DocumentOut(id=d.id, title=d.title, source=d.source, format=d.format, chars=len(d.text),
+                         pages=len(d.page_starts) or None)
+
+
+def decision_out(d: RoutingDecision) -> M.DecisionOut:
+    return M.DecisionOut(
+        route=d.route.value, reasons=list(d.reasons),
+        features={k: (v if isinstance(v, str) else float(v)) for k, v in d.features.items()},
+        estimates=[M.EstimateOut(route=e.route.value, prompt_tokens=e.prompt_tokens, cost=e.cost,
+                                 feasible=e.feasible, why_not=e.why_not) for e in d.estimates],
+        fallbacks=[r.value for r in d.fallbacks], policy=d.policy,
+    )
+
+
+def citation_out(c: Any) -> M.CitationOut:
+    return M.CitationOut(doc_id=c.doc_id, title=c.title, page=c.page, start=c.start, end=c.end, quote=c.quote,
+                         supports=float(c.supports), claim=c.claim, sentence_id=c.sentence_id)
+
+
+def answer_out(a: Answer, version: str) -> M.QueryOut:
+    return M.QueryOut(
+        answer=a.text,
+        citations=[citation_out(c) for c in a.citations],
+        decision=decision_out(a.decision),
+        route_taken=a.route_taken.value,
+        usage=M.UsageOut(
+            prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens, cost=a.cost,
+            calls=[M.CallOut(stage=u.stage, model=u.model, prompt_tokens=u.prompt_tokens,
+                             completion_tokens=u.completion_tokens, latency_ms=u.latency_ms, cost=u.cost,
+                             cached=u.cached) for u in a.usage],
+        ),
+        latency_ms={k: float(v) for k, v in a.latency_ms.items()},
+        warnings=list(a.warnings), abstained=a.abstained, abstain_reason=a.abstain_reason,
+        fallbacks_taken=list(a.fallbacks_taken), collection_version=version,
+    )
+
+
+class Backend:
+    def __init__(self, settings: ApiSettings, *, llm: LLMClient | None = None, embedder: Any | None = None) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.embedder = embedder
+        self._own_llm = llm is None
+        self._open: OrderedDict[tuple[str, str], Collection] = OrderedDict()
+        self._lock = threading.Lock()
+        self._engines: dict[int, Engine] = {}
+
+    # --- lifecycle ------------------------------------------------------------------
+    async def load(self) -> None:
+        """Load the embedder (and MiniLM weights), the LLM client and the engine."""
+        if self.embedder is None:
+            self.embedder = make_embedder(self.settings.embedder)
+        if hasattr(self.embedder, "load"):
+            await asyncio.to_thread(self.embedder.load)
+        if self.llm is None and self.settings.reader == "llm":
+            from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
+
+            self.llm = build_llm(LLMConfig.from_env(self.settings.llm_env))
+        self.engine_for(8)
+
+    def engine_for(self, top_k: int) -> Engine:
+        """The engine whose retrieval reads ``top_k`` passages (one per distinct top_k, cached)."""
+        with self._lock:
+            engine = self._engines.get(top_k)
+            if engine is None:
+                base = EngineConfig(max_question_chars=self.settings.max_question_chars)
+                config = replace(
+                    base, probe_k=max(base.probe_k, top_k), rag=replace(base.rag, k=top_k),
+                    extractive=replace(base.extractive, k=top_k),
+                )
+                engine = self._engines[top_k] = Engine({}, self.llm if self.uses_llm else None, config=config)
+            return engine
+
+    async def aclose(self) -> None:
+        if self.llm is not None and self._own_llm:
+            await self.llm.aclose()
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.llm is not None and self.settings.reader == "llm"
+
+    @property
+    def model_name(self) -> str:
+        return self.llm.profile.name if self.uses_llm and self.llm is not None else "extractive"
+
+    def checks(self) -> dict[str, bool | str]:
+        return {
+            "embedder": str(getattr(self.embedder, "name", "")),
+            "reader": self.model_name,
+            "engine": bool(self._engines),
+        }
+
+    # --- collections ----------------------------------------------------------------
+    def _store(self, tenant: str) -> CollectionStore:
+        return CollectionStore(self.settings.home / "tenants" / tenant / "collections")
+
+    def collection(self, tenant: str, name: str) -> Collection:
+        """The open collection (cached; refreshed if another process committed)."""
+        key = (tenant, name)
+        with self._lock:
+            col = self._open.get(key)
+            if col is not None:
+                self._open.move_to_end(key)
+        if col is None:
+            col = self._store(tenant).open(name, self.embedder)
+            with self._lock:
+                col = self._open.setdefault(key, col)
+                while len(self._open) > _MAX_OPEN:
+                    self._open.popitem(last=False)
+        elif not col.path.joinpath("CURRENT").exists():
+            self._forget(tenant, name)
+            raise CollectionNotFound(name)
+        else:
+            col.refresh()
+        return col
+
+    def _forget(self, tenant: str, name: str) -> None:
+        with self._lock:
+            self._open.pop((tenant, name), None)
+
+    def check_exists(self, tenant: str, name: str) -> None:
+        if not self._store(tenant).exists(name):
+            raise CollectionNotFound(name)
+
+    def _info(self, col: Collection) -> M.CollectionOut:
+        s = col.stats()
+        return M.CollectionOut(name=col.name, version=col.version, documents=s.n_docs, chunks=s.n_passages,
+                               tokens=s.total_tokens)
+
+    def create_collection(self, tenant: str, name: str) -> M.CollectionOut:
+        col = self._store(tenant).create(name, CollectionConfig.for_embedder(self.embedder), self.embedder)
+        with self._lock:
+            self._open[(tenant, name)] = col
+        return self._info(col)
+
+    def list_collections(self, tenant: str) -> list[M.CollectionOut]:
+        return [M.CollectionOut(name=i.name, version=i.version, documents=i.n_docs, chunks=i.n_passages,
+                                tokens=i.total_tokens) for i in self._store(tenant).list()]
+
+    def collection_info(self, tenant: str, name: str) -> M.CollectionOut:
+        return self._info(self.collection(tenant, name))
+
+    def delete_collection(self, tenant: str, name: str) -> None:
+        self._forget(tenant, name)
+        self._store(tenant).delete(name)
+
+    def version(self, tenant: str, name: str) -> str:
+        return self.collection(tenant, name).version
+
+    def purge_tenant(self, tenant: str) -> None:
+        with self._lock:
+            for key in [k for k in self._open if k[0] == tenant]:
+                del self._open[key]
+        shutil.rmtree(self.settings.home / "tenants" / tenant, ignore_errors=True)
+
+    # --- documents ------------------------------------------------------------------
+    def list_documents(self, tenant: str, name: str) -> list[M.DocumentOut]:
+        return [document_out(d) for d in self.collection(tenant, name).documents()]
+
+    def document_info(self, tenant: str, name: str, doc_id: str) -> M.DocumentDetail:
+        d = self.collection(tenant, name).document(doc_id)
+        return M.DocumentDetail(**document_out(d).model_dump(), preview=d.text[:500])
+
+    def remove_document(self, tenant: str, name: str, doc_id: str) -> None:
+        self.collection(tenant, name).remove_document(doc_id)
+
+    @staticmethod
+    def document_from_in(d: M.DocumentIn) -> Document:
+        return document_from_text(d.text, title=d.title, source=d.source or d.title, doc_id=d.id, format=d.format)
+
+    @staticmethod
+    def load_upload(data: bytes, filename: str) -> tuple[list[Document], list[M.FileErrorOut]]:
+        name = Path(filename).name or "upload.txt"
+        report = load_bytes_report(data, name)
+        return list(report.documents), [M.FileErrorOut(file=name, message=e.reason) for e in report.errors]
+
+    def add_documents(self, tenant: str, name: str, docs: list[Document], errors: list[M.FileErrorOut]) -> M.IngestOut:
+        col = self.collection(tenant, name)
+        stats = col.add_documents(docs)
+        source = {d.id: d.source or d.id for d in docs}
+        for doc_id in stats.skipped:
+            errors.append(M.FileErrorOut(file=source[doc_id], message=f"document {doc_id} is already in the collection (same text); skipped"))
+        added = set(stats.added)
+        return M.IngestOut(collection=name, version=stats.version,
+                           documents=[document_out(d) for d in docs if d.id in added], errors=errors)
+
+    def ingest_job(self, tenant: str, name: str, h: JobHandle) -> None:
+        """Body of a background upload job: load every file (errors per file), then index."""
+        docs: list[Document] = []
+        n = len(h.files)
+        for i, (fname, path) in enumerate(h.files, start=1):
+            try:
+                loaded, errs = self.load_upload(path.read_bytes(), fname)
+            except OSError as exc:
+                loaded, errs = [], [M.FileErrorOut(file=fname, message=f"unreadable upload: {exc.strerror}")]
+            docs.extend(loaded)
+            for e in errs:
+                h.add_error(e.file, e.message)
+            h.update(files_done=i, progress=0.2 * i / n)
+        if not docs:
+            return
+
+        def progress(stage: str, done: int, total: int) -> None:
+            weights = {"chunk": (0.2, 0.1), "embed": (0.3, 0.5)}
+            base, span = weights.get(stage, (0.8, 0.15))
+            h.update(stage=f"indexing:{stage}", progress=min(0.99, base + span * done / max(1, total)))
+
+        stats = self.collection(tenant, name).add_documents(docs, progress=progress)
+        source = {d.id: d.source or d.id for d in docs}
+        for doc_id in stats.skipped:
+            h.add_error(source[doc_id], f"document {doc_id} is already in the collection (same text); skipped")
+        h.update(documents_added=tuple(stats.added), collection_version=stats.version)
+
+    # --- questions --------------------------------------------------------------------
+    async def route(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.RouteOut:
+        """The routing decision (retrieval probe, features, policy) without any LLM call."""
+        col = await asyncio.to_thread(self.collection, tenant, name)
+        engine = self.engine_for(opts.top_k)
+        # Engine has no public decide(): its private step is the one the answer path uses.
+        decision, _ = await engine._decide(engine._validate(question), Corpus(col), opts.route, opts.to_budget())
+        return M.RouteOut(decision=decision_out(decision), collection_version=col.version)
+
+    async def answer(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.QueryOut:
+        col = await asyncio.to_thread(self.collection, tenant, name)
+        answer = await self.engine_for(opts.top_k).answer(question, col, route=opts.route, budget=opts.to_budget())
+        return answer_out(answer, col.version)
+
+    async def answer_stream(self, tenant: str, name: str, question: str, opts: QueryOptions) -> AsyncIterator[tuple[str, Any]]:
+        """(kind, data) pairs: decision, delta, fallback, citation (one per verified citation),
+        done (data: the QueryOut)."""
+        col = await asyncio.to_thread(self.collection, tenant, name)
+        events = self.engine_for(opts.top_k).answer_stream(question, col, route=opts.route, budget=opts.to_budget())
+        try:
+            async for ev in events:
+                if ev.kind == "decision":
+                    yield "decision", decision_out(ev.data).model_dump()
+                elif ev.kind == "delta":
+                    yield "delta", {"text": ev.data}
+                elif ev.kind == "fallback":
+                    yield "fallback", {"route": ev.data, "discard_deltas": True}
+                elif ev.kind == "citations":
+                    for c in ev.data:
+                        yield "citation", citation_out(c).model_dump()
+                elif ev.kind == "final":
+                    yield "done", answer_out(ev.data, col.version)
+        finally:
+            await events.aclose()
+
+    # --- demo ---------------------------------------------------------------------------
+    async def ensure_demo(self, tenant: str) -> None:
+        raise InputError("the demo collection builder is not available yet")
+
+
+__all__ = ["Backend", "QueryOptions", "answer_out", "decision_out"]
