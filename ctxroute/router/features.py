@@ -40,8 +40,8 @@ class ProbeSignals:
 
     ``margin``: relative gap between the 1st and 2nd score; ``entropy``: normalised entropy of
     the top-n scores (1 = flat, 0 = one hit dominates); ``spread``: fraction of the documents'
-    span that the top hits cover. ``source`` says which score was used (``dense`` cosine when
-    every top hit carries one, else the hit's final score).
+    span that the top hits cover. ``source`` says which score was used: ``dense`` cosine when
+    at least two top hits carry one, else ``bm25``, else the hits' final score.
     """
 
     top_score: float
@@ -64,10 +64,14 @@ def probe_signals(
     top = list(hits[:top_n])
     if not top:
         return ProbeSignals(0.0, 0.0, 1.0, 0, 0, 0.0, 0, "none")
-    if all("dense" in h.scores for h in top):
-        raw, source = [float(h.scores["dense"]) for h in top], "dense"
-    else:
-        raw, source = [float(h.score) for h in top], (top[0].retriever or "score")
+    # one score scale per probe: the dense cosines of the hits that have one (fused RRF gaps
+    # say little about confidence), else BM25, else the hits' final scores
+    raw, source = [float(h.score) for h in top], (top[0].retriever or "score")
+    for component in ("dense", "bm25"):
+        vals = [float(h.scores[component]) for h in top if component in h.scores]
+        if len(vals) >= 2 or (len(vals) == len(top) == 1):
+            raw, source = vals, component
+            break
     scores = sorted(raw, reverse=True)
     s1 = scores[0]
     s2 = scores[1] if len(scores) > 1 else 0.0

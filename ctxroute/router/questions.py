@@ -67,7 +67,10 @@ CUES: tuple[Cue, ...] = (
     Cue("whole document", r"\b(entire|whole|across the) (document|book|story|paper|report|text|novel|contract)\b", _Q.AGGREGATION, 1.2),
     Cue("overview", r"\boverview\b", _Q.AGGREGATION, 1.2),
     # counting
-    Cue("how many", r"\bhow many\b", _Q.COUNTING, 1.5),
+    # counting: "how many times" counts over the text; a bare "how many" usually asks for a
+    # number the text states ("How many clients does 2U have?"), so it only tips the balance
+    Cue("how many times", r"\bhow many (times|occasions|instances|occurrences|mentions|chapters|scenes)\b", _Q.COUNTING, 1.5),
+    Cue("how many", r"\bhow many\b", _Q.COUNTING, 0.45),
     Cue("how often", r"\bhow (often|frequently)\b", _Q.COUNTING, 1.2),
     Cue("number of", r"\b(total )?number of (times|occurrences|mentions)\b", _Q.COUNTING, 1.2),
     Cue("count", r"\bcount\b", _Q.COUNTING, 1.0),
@@ -89,6 +92,7 @@ CUES: tuple[Cue, ...] = (
     Cue("who/when/where", r"^\s*(who|when|where|which)\b", _Q.LOOKUP, 0.8),
     Cue("what is/was", r"^\s*what (is|was|are|were)\b", _Q.LOOKUP, 0.6),
     Cue("according to", r"\b(according to|as (stated|reported|described) in|in (section|paper|chapter|table))\b", _Q.LOOKUP, 0.6),
+    Cue("as of", r"\bas of\b", _Q.LOOKUP, 0.5),
 )
 
 # A handful of example questions per type: embedded once, centroids compared by cosine.

@@ -34,7 +34,8 @@ Q = QuestionType
         ("How did adjusted EBITDA change from 2022 to 2023 for both segments?", Q.COMPARISON, "both"),
         ("Summarize the story.", Q.AGGREGATION, "summar"),
         ("List all the obligations of the licensee.", Q.AGGREGATION, "list all"),
-        ("How many times does the ghost appear?", Q.COUNTING, "how many"),
+        ("How many times does the ghost appear?", Q.COUNTING, "how many times"),
+        ("How many clients does 2U, Inc. have as of December 31, 2023?", Q.LOOKUP, "as of"),
         ("Why does Hartman leave the party, and what does he learn?", Q.MULTI_HOP, "why ... and"),
         ("How does the choice of amateur model influence performance?", Q.MULTI_HOP, "how does ... affect"),
         ("What is the projected revenue growth rate for Blue Star Foods?", Q.UNANSWERABLE, "projected/forecast"),
@@ -80,10 +81,10 @@ def test_probe_signals_confident_and_flat():
 
 
 def test_probe_prefers_dense_scores_and_counts_docs():
-    hits = [_hit(0, 0.03, "a", dense=0.8), _hit(1, 0.02, "b", dense=0.4)]
+    hits = [_hit(0, 0.03, "a", dense=0.8), _hit(1, 0.02, "b", dense=0.4), _hit(2, 0.01, "b")]
     s = probe_signals(hits)
     assert s.source == "dense" and s.top_score == pytest.approx(0.8) and s.margin == pytest.approx(0.5)
-    assert s.n_docs_in_top == 2 and s.n_hits == 2
+    assert s.n_docs_in_top == 2 and s.n_hits == 3
 
 
 def test_probe_of_no_hits():
