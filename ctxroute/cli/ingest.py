@@ -1,0 +1,270 @@
+"""`ctxroute ingest`, `ctxroute search`, `ctxroute collections ...` and `ctxroute docs ...`."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterator, List, Optional
+
+import typer
+
+from ctxroute.cli.common import console, data_dir, err_console
+
+_STAGES = {"chunk": "chunking", "embed": "embedding", "sparse": "BM25 index", "dense": "FAISS index",
+           "graph": "graph index", "save": "saving"}
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    """Library errors become one red line and exit code 1 (no traceback)."""
+    from rich.markup import escape
+
+    from ctxroute.errors import CtxrouteError
+
+    try:
+        yield
+    except CtxrouteError as exc:
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _store() -> Any:
+    from ctxroute.retrievers.collection import CollectionStore
+
+    return CollectionStore(data_dir() / "collections")
+
+
+def _embedder(spec: str | None, bf16: bool = False) -> Any:
+    """--embedder, else $CTXROUTE_EMBEDDER, else None (the collection's own / MiniLM)."""
+    from ctxroute.retrievers.embedders import make_embedder
+
+    spec = spec or os.environ.get("CTXROUTE_EMBEDDER") or None
+    return make_embedder(spec, bf16=bf16) if spec or bf16 else None
+
+
+def _open(name: str, embedder_spec: str | None = None) -> Any:
+    return _store().open(name, _embedder(embedder_spec))
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err_console, transient=True)
+
+
+def _warn(message: str) -> None:
+    from rich.markup import escape
+
+    err_console.print(f"[yellow]skipped[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _snippet(text: str, width: int = 160) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    collections_app = typer.Typer(help="List, show and delete collections.", no_args_is_help=True)
+    docs_app = typer.Typer(help="List and remove documents of a collection.", no_args_is_help=True)
+    app.add_typer(collections_app, name="collections")
+    app.add_typer(docs_app, name="docs")
+
+    @app.command()
+    def ingest(
+        paths: List[Path] = typer.Argument(..., help="files or directories (.txt .md .html .pdf .jsonl)"),
+        collection: str = typer.Option(..., "--collection", "-c", help="collection name (created if missing)"),
+        embedder: Optional[str] = typer.Option(
+            None, help="'minilm' (default), 'hashing' (test double) or a local sentence-transformers folder; "
+                       "default $CTXROUTE_EMBEDDER, else the collection's own"),
+        passage_tokens: Optional[int] = typer.Option(None, min=16, help="passage size in tokens (new collections; default 256)"),
+        bf16: bool = typer.Option(False, "--bf16", help="run the embedding model in bfloat16"),
+    ) -> None:
+        """Load documents, chunk them, index them (BM25, FAISS, graph) and save the collection."""
+        from rich.table import Table
+
+        from ctxroute.retrievers.chunking import ChunkingConfig
+        from ctxroute.retrievers.collection import CollectionConfig
+        from ctxroute.retrievers.documents import load_paths
+
+        with _errors():
+            store = _store()
+            store.validate_name(collection)
+            emb = _embedder(embedder, bf16)
+            if store.exists(collection):
+                col = store.open(collection, emb)
+                if passage_tokens is not None and passage_tokens != col.config.chunking.passage_tokens:
+                    err_console.print(
+                        f"[red]error:[/red] collection {collection!r} uses --passage-tokens "
+                        f"{col.config.chunking.passage_tokens}; a collection keeps one chunking, ingest into "
+                        "a new collection to change it", highlight=False, soft_wrap=True)
+                    raise typer.Exit(1)
+            else:
+                from ctxroute.retrievers.embedders import make_embedder
+
+                emb = emb if emb is not None else make_embedder(None)
+                chunking = ChunkingConfig(passage_tokens=passage_tokens) if passage_tokens else ChunkingConfig()
+                col = None
+                config = CollectionConfig.for_embedder(emb, chunking=chunking)
+
+            with _progress() as bar:
+                task = bar.add_task("loading", total=None)
+                report = load_paths(paths, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            for error in report.errors:
+                _warn(f"{error.path}: {error.reason}")
+            if not report.documents:
+                err_console.print("[red]error:[/red] no document could be loaded; nothing ingested")
+                raise typer.Exit(1)
+            if col is None:
+                col = store.open_or_create(collection, config, emb)
+
+            with _progress() as bar:
+                tasks: dict[str, Any] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+                    bar.update(tasks[stage], completed=done, total=total)
+
+                stats = col.add_documents(report.documents, progress=progress)
+
+        for doc_id in stats.skipped:
+            _warn(f"{doc_id}: already in the collection (same text)")
+        table = Table(title=f"ingested into {collection!r} (version {stats.version})")
+        for column in ("documents", "sections", "passages", "sentences", "tokens", "skipped", "failed"):
+            table.add_column(column, justify="right")
+        table.add_row(*(f"{v:,}" for v in (stats.documents, stats.sections, stats.passages, stats.sentences,
+                                             stats.tokens, len(stats.skipped), len(report.errors))))
+        console.print(table)
+        if stats.seconds:
+            timing = Table(title="seconds per stage")
+            for stage in stats.seconds:
+                timing.add_column(stage, justify="right")
+            timing.add_row(*(f"{s:.2f}" for s in stats.seconds.values()))
+            console.print(timing)
+
+    @app.command()
+    def search(
+        query: str = typer.Argument(..., help="what to look for"),
+        collection: str = typer.Option(..., "--collection", "-c"),
+        k: int = typer.Option(10, "--k", "-k", min=1, help="number of passages"),
+        retriever: str = typer.Option("hybrid", help="bm25 | dense | graph | hybrid"),
+        embedder: Optional[str] = typer.Option(None, help="override the collection's embedder (must match it)"),
+        as_json: bool = typer.Option(False, "--json", help="print the hits as JSON"),
+    ) -> None:
+        """Search a collection's passages (no LLM)."""
+        with _errors():
+            col = _open(collection, embedder)
+            hits = col.search(query, k=k, retriever=retriever)
+            rows = []
+            for rank, hit in enumerate(hits, start=1):
+                c = hit.chunk
+                doc = col.document(c.doc_id)
+                rows.append({
+                    "rank": rank, "doc_id": c.doc_id, "title": doc.title, "section": c.heading,
+                    "page": doc.page_at(c.start), "start": c.start, "end": c.end, "chunk_id": c.id,
+                    "score": hit.score, "retriever": hit.retriever,
+                    "ranks": dict(hit.ranks), "scores": dict(hit.scores), "text": c.text_of(doc),
+                })
+        if as_json:
+            console.print_json(json.dumps({"collection": collection, "version": col.version, "hits": rows}))
+            return
+        if not rows:
+            console.print(f"no passage of {collection!r} matches {query!r}")
+            return
+        from rich.markup import escape
+
+        console.print(f"[bold]{retriever}[/bold] search in {collection!r} (version {col.version}): {len(rows)} hits")
+        for r in rows:
+            title = r["title"] or r["doc_id"]
+            where = escape(title) + (f" › {escape(r['section'])}" if r["section"] and r["section"] != title else "")
+            page = f"page {r['page']}, " if r["page"] else ""
+            console.print(f"\n[bold]{r['rank']:>2}.[/bold] {where}  [dim]({page}chars {r['start']}-{r['end']}, "
+                          f"{escape(r['chunk_id'])})[/dim]  score [bold]{r['score']:.4f}[/bold]", soft_wrap=True)
+            per = " · ".join(f"{name} #{r['ranks'][name]} ({r['scores'].get(name, 0.0):.3f})" for name in r["ranks"])
+            console.print(f"    [cyan]{per}[/cyan]", soft_wrap=True)
+            console.print(f"    {escape(_snippet(r['text'], 240))}", highlight=False)
+
+    @collections_app.command("list")
+    def collections_list() -> None:
+        """All collections under $CTXROUTE_HOME/collections."""
+        from rich.table import Table
+
+        with _errors():
+            infos = _store().list()
+        if not infos:
+            console.print(f"no collections under {data_dir() / 'collections'}; create one with "
+                          "`ctxroute ingest PATH --collection NAME`")
+            return
+        table = Table(title="collections")
+        for column in ("name", "documents", "passages", "tokens", "embedder", "version", "updated"):
+            table.add_column(column, justify="right" if column in ("documents", "passages", "tokens") else "left",
+                             overflow="fold")
+        for i in infos:
+            table.add_row(i.name, f"{i.n_docs:,}", f"{i.n_passages:,}", f"{i.total_tokens:,}",
+                          f"{i.embedder_name} ({i.embedder_dim})", i.version, i.updated_at)
+        console.print(table)
+
+    @collections_app.command("show")
+    def collections_show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+        """Configuration, counts and documents of one collection (reads the manifest only)."""
+        from rich.table import Table
+
+        with _errors():
+            manifest = _store().manifest(name)
+        if as_json:
+            console.print_json(json.dumps(manifest))
+            return
+        counts, cfg = manifest["counts"], manifest["config"]
+        console.print(f"[bold]{name}[/bold]  version {manifest['version']}  updated {manifest['updated_at']}")
+        console.print(f"documents {counts['documents']:,}  passages {counts['passages']:,}  tokens {counts['tokens']:,}")
+        console.print(f"embedder {cfg['embedder_name']} (dim {cfg['embedder_dim']})  chunking {cfg['chunking']}")
+        console.print(f"bm25 {cfg['sparse']}  fusion weights {cfg['fusion_weights']}  hnsw above {cfg['hnsw_threshold']:,}")
+        _docs_table(manifest)
+
+    @collections_app.command("rm")
+    def collections_rm(name: str = typer.Argument(...),
+                       yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
+        """Delete a collection and its indexes."""
+        with _errors():
+            store = _store()
+            manifest = store.manifest(name)
+            if not yes:
+                typer.confirm(f"delete collection {name!r} ({manifest['counts']['documents']} documents)?", abort=True)
+            store.delete(name)
+        console.print(f"deleted collection {name!r}")
+
+    @docs_app.command("list")
+    def docs_list(collection: str = typer.Option(..., "--collection", "-c")) -> None:
+        """Documents of a collection."""
+        with _errors():
+            manifest = _store().manifest(collection)
+        _docs_table(manifest)
+
+    @docs_app.command("rm")
+    def docs_rm(doc_id: str = typer.Argument(...), collection: str = typer.Option(..., "--collection", "-c"),
+                embedder: Optional[str] = typer.Option(None, help="override the collection's embedder")) -> None:
+        """Remove one document (the others are not re-embedded)."""
+        with _errors():
+            col = _open(collection, embedder)
+            title = col.document(doc_id).title
+            col.remove_document(doc_id)
+        console.print(f"removed {doc_id} ({title!r}) from {collection!r}; version {col.version}")
+
+
+def _docs_table(manifest: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    docs = manifest["documents"]
+    if not docs:
+        console.print("no documents")
+        return
+    table = Table(title="documents")
+    for column in ("id", "title", "source", "format", "tokens", "sections", "passages"):
+        table.add_column(column, justify="right" if column in ("tokens", "sections", "passages") else "left",
+                         overflow="fold")
+    for doc_id, d in docs.items():
+        table.add_row(doc_id, d["title"], d["source"], d["format"], f"{d['tokens']:,}", str(d["sections"]),
+                      str(d["passages"]))
+    console.print(table)

@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctxroute.cli import app
+
+LEASE = """# Residential Lease
+
+## Rent
+The tenant pays rent of 1,200 dollars on the first day of each month. Late payments incur a fee of 50 dollars.
+
+## Termination
+Either party may terminate this lease with sixty days written notice. The deposit is returned within thirty days.
+"""
+BIOLOGY = "Photosynthesis converts light energy into chemical energy. Chlorophyll absorbs red and blue light."
+
+
+@pytest.fixture()
+def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    monkeypatch.setenv("CTXROUTE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "220")
+    monkeypatch.delenv("CTXROUTE_EMBEDDER", raising=False)
+    return CliRunner()
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> Path:
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "lease.md").write_text(LEASE)
+    (d / "bio.txt").write_text(BIOLOGY)
+    (d / "empty.txt").write_text("   \n")
+    (d / "binary.txt").write_bytes(b"\x00\x01\x02binary")
+    return d
+
+
+def _ingest(runner: CliRunner, *args: str) -> object:
+    return runner.invoke(app, ["ingest", *args, "--embedder", "hashing", "--passage-tokens", "32"])
+
+
+def test_ingest_reports_bad_files_and_summarises(runner: CliRunner, files: Path) -> None:
+    result = _ingest(runner, str(files), "--collection", "demo")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "empty.txt" in out and "binary.txt" in out and out.count("skipped") >= 2
+    assert "ingested into 'demo'" in out and "seconds per stage" in out
+    for column in ("documents", "sections", "passages", "sentences", "tokens", "embed"):
+        assert column in out
+    again = _ingest(runner, str(files / "lease.md"), "--collection", "demo")
+    assert again.exit_code == 0 and "already in the collection" in again.output
+
+
+def test_ingest_exit_code_1_when_everything_fails(runner: CliRunner, files: Path) -> None:
+    result = _ingest(runner, str(files / "empty.txt"), str(files / "binary.txt"), "--collection", "bad")
+    assert result.exit_code == 1
+    assert "no document could be loaded" in result.output and "Traceback" not in result.output
+    assert "no collections" in runner.invoke(app, ["collections", "list"]).output
+
+
+def test_search_shows_rank_title_section_span_and_retriever_ranks(runner: CliRunner, files: Path) -> None:
+    assert _ingest(runner, str(files), "--collection", "demo").exit_code == 0
+    result = runner.invoke(app, ["search", "how many days notice to terminate", "--collection", "demo",
+                                 "--retriever", "hybrid", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Residential Lease" in result.output and "Termination" in result.output and "bm25 #1" in result.output
+    as_json = runner.invoke(app, ["search", "chlorophyll", "-c", "demo", "--retriever", "bm25", "--json"])
+    hits = json.loads(as_json.output)["hits"]
+    assert hits[0]["title"] == "bio" and "Chlorophyll" in hits[0]["text"]
+    assert hits[0]["text"] == BIOLOGY[hits[0]["start"]:hits[0]["end"]]
+    bad = runner.invoke(app, ["search", "x", "-c", "demo", "--retriever", "magic"])
+    assert bad.exit_code == 1 and "unknown retriever 'magic'" in bad.output
+
+
+def test_collections_and_docs_commands(runner: CliRunner, files: Path) -> None:
+    assert _ingest(runner, str(files), "--collection", "demo").exit_code == 0
+    listed = runner.invoke(app, ["collections", "list"])
+    assert listed.exit_code == 0 and "demo" in listed.output and "hashing-256" in listed.output
+    shown = runner.invoke(app, ["collections", "show", "demo", "--json"])
+    manifest = json.loads(shown.output)
+    assert manifest["counts"]["documents"] == 2 and manifest["config"]["chunking"]["passage_tokens"] == 32
+    docs = runner.invoke(app, ["docs", "list", "--collection", "demo"])
+    assert "Residential Lease" in docs.output
+    lease_id = next(i for i, d in manifest["documents"].items() if d["title"] == "Residential Lease")
+    removed = runner.invoke(app, ["docs", "rm", lease_id, "--collection", "demo"])
+    assert removed.exit_code == 0, removed.output
+    assert "Residential Lease" not in runner.invoke(app, ["docs", "list", "-c", "demo"]).output
+    missing = runner.invoke(app, ["docs", "rm", lease_id, "--collection", "demo"])
+    assert missing.exit_code == 1 and "is not in collection 'demo'" in missing.output
+    assert runner.invoke(app, ["collections", "rm", "demo"], input="n\n").exit_code == 1  # aborted
+    assert runner.invoke(app, ["collections", "rm", "demo", "--yes"]).exit_code == 0
+    gone = runner.invoke(app, ["collections", "show", "demo"])
+    assert gone.exit_code == 1 and "does not exist" in gone.output and "Traceback" not in gone.output
+
+
+def test_clear_errors_for_bad_names_and_mismatches(runner: CliRunner, files: Path) -> None:
+    bad = _ingest(runner, str(files), "--collection", "../etc")
+    assert bad.exit_code == 1 and "invalid collection name" in bad.output
+    assert _ingest(runner, str(files / "bio.txt"), "--collection", "demo").exit_code == 0
+    other = runner.invoke(app, ["ingest", str(files / "lease.md"), "-c", "demo", "--embedder", "hashing-64"])
+    assert other.exit_code == 1 and "'hashing-256'" in other.output and "'hashing-64'" in other.output
+    chunk = runner.invoke(app, ["ingest", str(files / "lease.md"), "-c", "demo", "--passage-tokens", "64"])
+    assert chunk.exit_code == 1 and "keeps one chunking" in chunk.output
+    assert runner.invoke(app, ["search", "x", "-c", "nope"]).exit_code == 1
