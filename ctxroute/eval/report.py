@@ -178,6 +178,37 @@ def summary_markdown(summary: Mapping[str, Any], title: str = "Evaluation report
     return "\n".join(lines) + "\n"
 
 
+def evidence_markdown(rows: Sequence[Any], max_token_ratio: float = 0.35) -> str:
+    """The router evidence table (``ctxroute.eval.fit.EvidenceRow`` list) as Markdown, with
+    the goal check: learned above both fixed routes, within 5 points of the oracle, at most
+    ``max_token_ratio`` of always-LC tokens."""
+    lines = [
+        "# Router evidence on LaRA recorded outcomes (held-out length only)",
+        "",
+        "Each block: the learned router fitted on one length (lam tuned there for the best accuracy within "
+        f"{100 * max_token_ratio:.0f}% of LC tokens) and evaluated on the other. Accuracy % [bootstrap 95% CI] / prompt tokens "
+        "as % of always-LC. Rule judge (docs/EVAL.md). `learned+esc` also escalates refused RAG answers to LC.",
+        "",
+    ]
+    for fit_len, eval_len in dict.fromkeys((r.fit_length, r.eval_length) for r in rows):
+        block = [r for r in rows if (r.fit_length, r.eval_length) == (fit_len, eval_len)]
+        policies = [s.policy for s in block[0].summaries]
+        lines += [f"## fit {fit_len} -> evaluate {eval_len} ({block[0].fit_scope} fit)", "",
+                  "| model | lam | " + " | ".join(policies) + " | goal met |", "|---|---|" + "---|" * len(policies) + "---|"]
+        for r in block:
+            by = {s.policy: s for s in r.summaries}
+            cells = [f"{100 * s.accuracy.mean:.1f} [{100 * s.accuracy.low:.1f}, {100 * s.accuracy.high:.1f}] / {100 * s.token_ratio:.0f}%" for s in r.summaries]
+            goal = "-"
+            if "learned" in by:
+                le = by["learned"]
+                ok = (le.accuracy.mean > max(by["rag"].accuracy.mean, by["lc"].accuracy.mean)
+                      and by["oracle"].accuracy.mean - le.accuracy.mean <= 0.05 and le.token_ratio <= max_token_ratio)
+                goal = "yes" if ok else "no"
+            lines.append(f"| {r.model} | {r.lam:g} | " + " | ".join(cells) + f" | {goal} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 # --- plots -----------------------------------------------------------------------------------
 def _plots(summary: Mapping[str, Any], out: Path) -> list[Path]:
     import matplotlib
@@ -341,4 +372,4 @@ def _json_default(o: object) -> object:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-__all__ = ["FIXED_ROUTES", "Report", "oracle_records", "summarize_records", "summary_markdown", "write_report"]
+__all__ = ["FIXED_ROUTES", "Report", "evidence_markdown", "oracle_records", "summarize_records", "summary_markdown", "write_report"]

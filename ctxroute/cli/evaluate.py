@@ -1,0 +1,292 @@
+"""`ctxroute eval run|report|replay|judge-lara|evidence` and `ctxroute router fit`."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from ctxroute.cli.common import console, data_dir, err_console
+
+eval_app = typer.Typer(help="Batch evaluation: run datasets, report, replay recorded LaRA outcomes.", no_args_is_help=True)
+router_app = typer.Typer(help="Router parameters: fit the learned policy.", no_args_is_help=True)
+
+
+def default_data_root() -> Path | None:
+    """$CTXROUTE_DATA_ROOT, else ../shared/data or ./shared/data when present."""
+    env = os.environ.get("CTXROUTE_DATA_ROOT", "").strip()
+    if env:
+        return Path(env).expanduser()
+    for cand in (Path("..") / "shared" / "data", Path("shared") / "data"):
+        if cand.is_dir():
+            return cand.resolve()
+    return None
+
+
+def _lara_root(root: Optional[Path]) -> Path:
+    base = root or default_data_root()
+    if base is None:
+        raise typer.BadParameter("LaRA data not found: pass --data-root (the folder holding LaRA/) or set CTXROUTE_DATA_ROOT")
+    return base / "LaRA" if (base / "LaRA").is_dir() else base
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[red]error:[/red] {getattr(exc, 'message', exc)}")
+    raise typer.Exit(2) from None
+
+
+def _progress() -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=err_console, transient=False)
+
+
+def _summary_table(summaries: Any, title: str) -> Any:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("policy", "n", "accuracy % [95% CI]", "tokens vs LC", "regret vs oracle (pts)", "route mix", "mapped"):
+        t.add_column(col, justify="left" if col in ("policy", "route mix") else "right")
+    for s in summaries:
+        a, r = s.accuracy, s.regret
+        t.add_row(
+            s.policy, str(s.n), f"{100 * a.mean:.1f} [{100 * a.low:.1f}, {100 * a.high:.1f}]", f"{100 * s.token_ratio:.1f}%",
+            f"{100 * r.mean:.1f} [{100 * r.low:.1f}, {100 * r.high:.1f}]",
+            ", ".join(f"{k} {100 * v:.0f}%" for k, v in s.route_mix.items()), str(s.mapped),
+        )
+    return t
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(router_app, name="router")
+
+
+@eval_app.command("run")
+def run_cmd(
+    dataset: str = typer.Argument(..., help="generic JSONL path, or lara:32k | lara:128k | loogle | leval-legal"),
+    out: Path = typer.Option(..., "--out", help="output folder (results.jsonl is appended; a rerun resumes)"),
+    collection: Optional[str] = typer.Option(None, "--collection", "-c", help="answer over this existing collection"),
+    docs: Optional[Path] = typer.Option(None, "--docs", help="ingest every file of this folder (ids = relative paths) into an eval collection"),
+    routes: str = typer.Option("auto", help="comma-separated: auto,rag,lc,mr,hybrid,extractive"),
+    limit: Optional[int] = typer.Option(None, min=1, help="first N questions only"),
+    concurrency: int = typer.Option(4, min=1, help="questions in flight"),
+    policy: str = typer.Option("rules", help="router policy for route 'auto'"),
+    router_params: Optional[Path] = typer.Option(None, "--router-params", help="fitted parameters for --policy learned"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder holding LaRA/, LooGLE/, L-Eval/ (default $CTXROUTE_DATA_ROOT or ../shared/data)"),
+    task: Optional[str] = typer.Option(None, help="only items of this task (e.g. a LaRA level)"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="drop recorded errors and try those items again"),
+    llm_judge: bool = typer.Option(False, "--llm-judge", help="also grade answers with the configured LLM (True/False)"),
+) -> None:
+    """Answer a dataset with each route; one JSONL record per (question, route), written as it comes."""
+    import asyncio
+
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.datasets import Dataset, SourceText, load_dataset
+    from ctxroute.eval.judge import LLMJudge
+    from ctxroute.eval.runner import build_eval_collection, engine_answer_fn, parse_routes, run_eval
+    from ctxroute.pipelines.engine import Engine, EngineConfig
+    from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
+    from ctxroute.retrievers.collection import CollectionStore
+
+    try:
+        route_list = parse_routes(routes)
+        ds = load_dataset(dataset, data_root or default_data_root())
+        ds = ds.filter(task=task, limit=limit)
+        store = CollectionStore(data_dir() / "collections")
+        if collection is None:
+            if docs is not None:
+                from ctxroute.retrievers.documents import iter_files, load_path
+
+                documents = {}
+                for f in iter_files([docs]):
+                    for d in load_path(f):
+                        documents[str(f.relative_to(docs))] = SourceText(d.title, d.text)
+                ds = Dataset(ds.name, ds.items, {**dict(ds.documents), **documents}, ds.unresolved)
+            if not ds.documents:
+                raise typer.BadParameter("the dataset names no readable documents: pass --collection NAME or --docs DIR")
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in ds.name)[:50]
+            collection = f"eval-{safe}"
+            needed = {d for it in ds.items for d in it.docs}
+            sub = Dataset(ds.name, ds.items, {k: v for k, v in ds.documents.items() if k in needed}, ds.unresolved)
+            with _progress() as prog:
+                task_id = prog.add_task(f"ingest into {collection}", total=None)
+
+                def tick(stage: str, done: int, total: int) -> None:
+                    prog.update(task_id, description=f"ingest: {stage}", completed=done, total=total)
+
+                build_eval_collection(sub, store, collection, progress=tick)
+        llm = build_llm(LLMConfig.from_env(os.environ))
+        engine = Engine(store, llm, config=EngineConfig(policy=policy, router_params=str(router_params) if router_params else None))
+        judge = LLMJudge(llm) if llm_judge else None
+        with _progress() as prog:
+            tid = prog.add_task(f"{ds.name} x {','.join(route_list)}", total=len(ds.items) * len(route_list))
+
+            def step(done: int, total: int) -> None:
+                prog.update(tid, completed=done, total=total)
+
+            stats = asyncio.run(
+                run_eval(ds.items, engine_answer_fn(engine, collection), out, routes=route_list, concurrency=concurrency,
+                         dataset=ds.name, retry_errors=retry_errors, llm_judge=judge, progress=step)
+            )
+    except CtxrouteError as exc:
+        _fail(exc)
+        return
+    console.print(f"{stats.done} answered ({stats.errors} errors), {stats.skipped} already recorded, {stats.seconds:.1f}s -> {out / 'results.jsonl'}")
+
+
+@eval_app.command("report")
+def report_cmd(
+    results: Path = typer.Argument(..., help="runner or replay output folder (or its results.jsonl)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="report folder (default: RESULTS/report)"),
+    title: str = typer.Option("Evaluation report", help="title of summary.md"),
+    n_boot: int = typer.Option(1000, min=100, help="bootstrap resamples"),
+) -> None:
+    """Write summary.md, summary.json and PNG plots (accuracy with 95% CIs, tokens, Pareto, route mix, ...)."""
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.report import write_report
+    from ctxroute.eval.runner import read_results
+
+    try:
+        recs = read_results(results)
+        target = out or (results if results.is_dir() else results.parent) / "report"
+        rep = write_report(recs, target, title=title, n_boot=n_boot)
+    except CtxrouteError as exc:
+        _fail(exc)
+        return
+    console.print((target / "summary.md").read_text(encoding="utf-8"))
+    console.print(f"[dim]wrote {len(rep.files)} files to {target}[/dim]")
+
+
+@eval_app.command("judge-lara")
+def judge_lara_cmd(
+    out: Path = typer.Option(..., "--out", help="outcomes JSONL to write"),
+    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder holding LaRA/ (or the LaRA folder itself)"),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="LaRA model folder(s); default all"),
+    handcheck: bool = typer.Option(True, "--handcheck/--no-handcheck", help="print the judge's agreement with the hand labels"),
+) -> None:
+    """Judge LaRA's recorded RAG and full-context predictions without an LLM; write per-question outcomes."""
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.lara import build_outcomes, handcheck_agreement, write_outcomes
+
+    try:
+        root = _lara_root(data_root)
+        with _progress() as prog:
+            prog.add_task("judging recorded predictions", total=None)
+            outcomes, skipped = build_outcomes(root, model or None)
+        n = write_outcomes(outcomes, out)
+    except CtxrouteError as exc:
+        _fail(exc)
+        return
+    console.print(f"{n} outcomes -> {out}; skipped: {skipped}")
+    if handcheck:
+        for split in (None, "tune", "heldout"):
+            a = handcheck_agreement(root, split=split)
+            console.print(f"hand check {split or 'all'}: n={a.n} agreement {100 * a.accuracy:.1f}% kappa {a.kappa:.2f}")
+
+
+@eval_app.command("replay")
+def replay_cmd(
+    outcomes: Path = typer.Argument(..., help="outcomes JSONL from `ctxroute eval judge-lara`"),
+    policy: str = typer.Option("all", help="rules | learned | self-route | rag | lc | oracle | rules+esc | learned+esc | all"),
+    router_params: Optional[Path] = typer.Option(None, "--router-params", help="fitted parameters (policy learned)"),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="only these LaRA models"),
+    length: Optional[str] = typer.Option(None, help="only 32k or 128k"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write per-question choices (results.jsonl) here for `eval report`"),
+) -> None:
+    """What a routing policy would have achieved on recorded outcomes: accuracy, tokens vs always-LC, regret."""
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.lara import read_outcomes
+    from ctxroute.eval.replay import REPLAY_POLICIES, replay, write_choices
+    from ctxroute.router import LearnedParams
+
+    try:
+        rows = [o for o in read_outcomes(outcomes) if (not model or o.model in model) and (length is None or o.length == length)]
+        params = LearnedParams.load(router_params) if router_params else None
+        policies = list(REPLAY_POLICIES) if policy == "all" else [p.strip() for p in policy.split(",")]
+        if "oracle" not in policies:
+            policies.append("oracle")
+        summaries, choices = replay(rows, policies, params=params)
+        if params is not None and params.meta.get("fit_length") and length == params.meta.get("fit_length"):
+            err_console.print(f"[yellow]warning:[/yellow] these params were fitted on {length}: numbers on the fit set are not results")
+    except CtxrouteError as exc:
+        _fail(exc)
+        return
+    console.print(_summary_table(summaries, f"replay over {len(rows)} outcomes"))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_choices(choices, out / "results.jsonl")
+        console.print(f"[dim]choices -> {out / 'results.jsonl'} (report with `ctxroute eval report {out}`)[/dim]")
+
+
+@eval_app.command("evidence")
+def evidence_cmd(
+    outcomes: Path = typer.Argument(..., help="outcomes JSONL from `ctxroute eval judge-lara`"),
+    out: Path = typer.Option(Path("eval_results"), "--out", help="folder for lara_router_evidence.{md,json}"),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="models to report (default gpt-4o, qwen2.5-7b-instruct, llama-3.1-8b)"),
+    scope: str = typer.Option("per-model", help="per-model | pooled fit"),
+    max_token_ratio: float = typer.Option(0.35, help="lam is tuned on the fit length for the best accuracy within this share of LC tokens"),
+) -> None:
+    """Fit on LaRA 32k and report on 128k, and vice versa (held-out numbers only)."""
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.fit import cross_length_evidence
+    from ctxroute.eval.lara import read_outcomes
+    from ctxroute.eval.report import evidence_markdown
+
+    models = model or ["gpt-4o", "qwen2.5-7b-instruct", "llama-3.1-8b"]
+    try:
+        rows = cross_length_evidence(read_outcomes(outcomes), models, per_model=scope == "per-model", max_token_ratio=max_token_ratio)
+    except CtxrouteError as exc:
+        _fail(exc)
+        return
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    md = evidence_markdown(rows, max_token_ratio)
+    (out / f"lara_router_evidence_{scope}.md").write_text(md, encoding="utf-8")
+    (out / f"lara_router_evidence_{scope}.json").write_text(json.dumps([r.as_dict() for r in rows], indent=2) + "\n", encoding="utf-8")
+    console.print(md)
+
+
+@router_app.command("fit")
+def fit_cmd(
+    results: List[Path] = typer.Argument(..., help="runner results (folders or results.jsonl) or LaRA outcomes JSONL"),
+    out: Path = typer.Option(..., "--out", help="router parameters JSON to write"),
+    lam: Optional[float] = typer.Option(None, help="cost weight; default: tuned on the fit data for --max-token-ratio"),
+    max_token_ratio: float = typer.Option(0.35, help="when tuning lam: best accuracy within this share of LC tokens"),
+    C: float = typer.Option(1.0, help="inverse L2 strength of the logistic regressions"),
+    model: Optional[List[str]] = typer.Option(None, "--model", help="outcomes only: fit on these LaRA models"),
+    length: Optional[str] = typer.Option(None, help="outcomes only: fit on 32k or 128k (report on the other)"),
+    metric: str = typer.Option("judge", help="runner results only: which correct[...] metric is the label"),
+) -> None:
+    """Fit the learned routing policy (per-route calibrated logistic regression) and write its JSON."""
+    import json
+
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.fit import fit_from_outcomes, read_records, training_from_results, tune_lam, with_lam
+    from ctxroute.eval.lara import Outcome
+    from ctxroute.router import FEATURE_NAMES, fit_learned
+
+    try:
+        recs = read_records(results)
+        if recs and "rag_correct" in recs[0]:
+            outs = [Outcome.from_dict(r) for r in recs]
+            outs = [o for o in outs if (not model or o.model in model) and (length is None or o.length == length)]
+            meta = {"fit_length": length or "all", "models": sorted({o.model for o in outs}), "source": "lara-outcomes"}
+            params = fit_from_outcomes(outs, lam=lam or 0.1, C=C, meta=meta)
+            if lam is None:
+                choice, _ = tune_lam(outs, params, max_token_ratio=max_token_ratio)
+                params = with_lam(params, choice.lam)
+                console.print(f"lam {choice.lam:g}: fit-set accuracy {100 * choice.accuracy:.1f}% at {100 * choice.token_ratio:.1f}% of LC tokens (fit set, not a result)")
+        else:
+            X, correct, cost = training_from_results(recs, metric)
+            params = fit_learned(X, correct, cost, FEATURE_NAMES, lam=0.1 if lam is None else lam, C=C)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        params.save(out)
+    except CtxrouteError as exc:
+        _fail(exc)
+        return
+    console.print(f"router parameters -> {out} (n={params.meta.get('n')}, routes {[r.value for r in params.routes]}, lam {params.lam:g})")
+    console.print(f"[dim]{json.dumps(dict(params.meta), default=str)[:300]}[/dim]")
