@@ -34,10 +34,11 @@ from ctxroute.router import (
     QuestionTyper,
     Router,
     build_features,
+    estimate_routes,
     make_router,
     probe_signals,
 )
-from ctxroute.types import Answer, Budget, CallUsage, Route, RoutingDecision, ScoredChunk
+from ctxroute.types import Answer, Budget, CallUsage, Route, RouteEstimate, RoutingDecision, ScoredChunk
 
 LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
 
@@ -331,8 +332,20 @@ class Engine:
                 raise InputError(
                     f"unknown route {route!r}; use one of {', '.join(r.value for r in Route)} or auto"
                 ) from None
-            return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), {},
-                                   fallbacks=_default_fallbacks(forced), policy="forced"), None
+            features: Mapping[str, float | str] = {}
+            estimates: tuple[RouteEstimate, ...] = ()
+            if self.llm is not None:  # estimates (no probe) so escalation can respect the budget
+                stats = await asyncio.to_thread(self._stats, corpus)
+                qprofile = await asyncio.to_thread(self._typer(corpus.collection).classify, question)
+                feats = build_features(question, stats, self.llm.profile, question_profile=qprofile, budget=budget,
+                                       count_tokens=self.llm.count_tokens)
+                features = feats.as_dict()
+                estimates = estimate_routes(
+                    feats, self.llm.profile, rag_context_tokens=self.config.rag.context_tokens,
+                    answer_tokens=self.config.rag.max_tokens,
+                )
+            return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), features,
+                                   estimates=estimates, fallbacks=_default_fallbacks(forced), policy="forced"), None
         coll = corpus.collection
         hits = await asyncio.to_thread(coll.search, question, self.config.probe_k, self.config.probe_retriever)
         if self.llm is None:

@@ -27,6 +27,7 @@ class ExtractiveConfig:
     n_sentences: int = 2  # sentences in the answer
     lexical_weight: float = 0.5  # the rest goes to the embedding cosine
     min_score: float = 0.15  # below this the reader abstains
+    relative_cutoff: float = 0.75  # further sentences need at least this share of the best score
     retriever: str = "hybrid"
     k1: float = 1.2
     b: float = 0.75
@@ -68,15 +69,23 @@ class ExtractiveReader:
         """Candidate sentences of the hits' passages, best first."""
         seen: set[tuple[str, int]] = set()
         cands: list[Chunk] = []
+        texts: list[str] = []
+        toks: list[list[str]] = []
         for h in hits:
+            doc = corpus.document(h.chunk.doc_id)
             for s in corpus.sentences(h.chunk.doc_id):
                 if s.end > h.chunk.start and s.start < h.chunk.end and (s.doc_id, s.start) not in seen:
                     seen.add((s.doc_id, s.start))
+                    text = s.text_of(doc)
+                    tokens = content_tokens(text)
+                    # headings and fragments are not answers
+                    if text.lstrip().startswith("#") or text.strip("#*| \t") == s.heading or len(tokens) < 3:
+                        continue
                     cands.append(s)
+                    texts.append(text)
+                    toks.append(tokens)
         if not cands:
             return []
-        texts = [s.text_of(corpus.document(s.doc_id)) for s in cands]
-        toks = [content_tokens(t) for t in texts]
         q = content_tokens(question)
         bm = _bm25_scores(q, toks, self.config.k1, self.config.b)
         # normalise by the best possible score (every question term matched once)
@@ -105,7 +114,8 @@ class ExtractiveReader:
         hits = list(hits[: self.config.k])
         ranked = self.score(question, corpus, hits)
         elapsed = (time.perf_counter() - t0) * 1000.0
-        best = [r for r in ranked[: self.config.n_sentences] if r.score >= self.config.min_score]
+        floor = max(self.config.min_score, self.config.relative_cutoff * ranked[0].score) if ranked else 0.0
+        best = [r for r in ranked[: self.config.n_sentences] if r.score >= floor]
         if not best:
             top = f"{ranked[0].score:.2f}" if ranked else "none"
             return StrategyResult(
