@@ -90,25 +90,42 @@ class _PrecomputedQueries:
         return self.inner.embed(texts)
 
 
-def make_corpus(tokens: int, seed: int = 7) -> list[Document]:
+def make_corpus(tokens: int, seed: int = 7) -> tuple[list[Document], list[str]]:
+    """About ``tokens`` tokens of synthetic reports, and their answerable gold questions."""
+    from ctxroute.retrievers.documents import document_from_text
     from ctxroute.synthetic import generate_corpus
 
     words = max(200, int(tokens * WORDS_PER_TOKEN))
     n_docs = max(1, math.ceil(words / WORDS_PER_DOC))
-    return list(generate_corpus(seed=seed, n_docs=n_docs, n_words=words // n_docs))
+    synthetic = generate_corpus(seed=seed, n_docs=n_docs, n_words=words // n_docs)
+    docs = [
+        document_from_text(d.text, title=d.title, doc_id=f"report-{i:03d}", format="md", source="synthetic")
+        for i, d in enumerate(synthetic)
+    ]
+    questions = [q.question for d in synthetic for q in d.qa if q.answerable]
+    return docs, questions
 
 
-def make_queries(texts: Sequence[str], n: int, seed: int = 11) -> list[str]:
-    """Question-like queries from random passages: 6-10 consecutive words of one of them."""
+def make_queries(questions: Sequence[str], texts: Sequence[str], n: int, seed: int = 11) -> list[str]:
+    """``n`` distinct queries: the gold questions (shuffled), then, if more are needed,
+    question-like snippets of 6-10 consecutive words from random passages."""
     rng = random.Random(seed)
-    out: list[str] = []
-    while len(out) < n and texts:
+    out = list(dict.fromkeys(questions))
+    rng.shuffle(out)
+    out = out[:n]
+    seen = set(out)
+    attempts = 0
+    while len(out) < n and texts and attempts < 100 * n:
+        attempts += 1
         words = re.findall(r"[A-Za-z0-9][\w'-]*", texts[rng.randrange(len(texts))])
         if len(words) < 12:
             continue
         size = rng.randint(6, 10)
         start = rng.randrange(len(words) - size)
-        out.append("what about " + " ".join(words[start : start + size]) + "?")
+        q = "what about " + " ".join(words[start : start + size]) + "?"
+        if q not in seen:
+            seen.add(q)
+            out.append(q)
     return out
 
 
@@ -147,7 +164,7 @@ def run(
         embedder.load()
     embedder.embed(["warm up the model"] * 4)
 
-    docs = make_corpus(tokens, seed)
+    docs, questions = make_corpus(tokens, seed)
     with tempfile.TemporaryDirectory(prefix="ctxroute-bench-") as tmp:
         config = CollectionConfig.for_embedder(embedder)
         coll = CollectionStore(Path(tmp)).create("bench", config, embedder)
@@ -176,7 +193,7 @@ def run(
         okapi = BM25Okapi([tokenizer(t) for t in texts])
         okapi_build = time.perf_counter() - t0
 
-        qs = make_queries([p.text_of(by_doc[p.doc_id]) for p in passages], queries, seed)
+        qs = make_queries(questions, [p.text_of(by_doc[p.doc_id]) for p in passages], queries, seed)
         vectors = dict(zip(qs, embedder.embed(qs)))
         pre = _PrecomputedQueries(embedder, vectors)
         bm25 = coll.retriever("bm25")
