@@ -51,24 +51,40 @@ class _ObserveMiddleware:
     """Request id, metrics and latency for every HTTP request (plain ASGI: cheap, and safe
     with streaming responses)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         rid = ""
+        length = -1
         for k, v in scope.get("headers", ()):
             if k == b"x-request-id":
                 rid = v.decode("latin-1")[:64]
-                break
+            elif k == b"content-length" and v.isdigit():
+                length = int(v)
         if not rid or not rid.replace("-", "").isalnum():
             rid = uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["max_body"] = self.max_body
         start = time.perf_counter()
         status = 500
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    state["body_too_large"] = True  # the error handler turns the parse failure into a 413
+                    raise api_errors.BodyTooLarge(self.max_body)
+            return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -79,7 +95,13 @@ class _ObserveMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            if length > self.max_body:
+                state["body_too_large"] = True
+                response = api_errors.error_response(
+                    Request(scope), 413, "too_large", api_errors.BodyTooLarge(self.max_body).message)
+                await response(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive_limited, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
@@ -136,10 +158,9 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
-        max_body_size=settings.max_upload_bytes,
     )
     api_errors.install(app)
-    app.add_middleware(_ObserveMiddleware, metrics=metrics)
+    app.add_middleware(_ObserveMiddleware, metrics=metrics, max_body=settings.max_upload_bytes + 64 * 1024)
     _routes(app, settings)
     return app
 

@@ -60,6 +60,16 @@ class RequestTimeout(ApiError):
     retryable = True
 
 
+class BodyTooLarge(ApiError):
+    code = "too_large"
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"request body exceeds {limit} bytes; raise CTXROUTE_MAX_UPLOAD_MB or split the upload into several requests"
+        )
+
+
 def status_of(exc: E.CtxrouteError) -> int:
     """HTTP status for a library or service error."""
     if isinstance(exc, ApiError):
@@ -143,6 +153,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if getattr(request.state, "body_too_large", False):
+            return ctxroute_error_response(request, BodyTooLarge(getattr(request.state, "max_body", 0)))
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 413: "too_large"}
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
