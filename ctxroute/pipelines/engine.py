@@ -160,6 +160,18 @@ class Engine:
             if not task.done():
                 task.cancel()
 
+    async def decide(
+        self,
+        question: str,
+        collection: str | CollectionLike,
+        route: Route | str | None = None,
+        budget: Budget | None = None,
+    ) -> RoutingDecision:
+        """The routing decision alone (retrieval probe, features, policy); no LLM call."""
+        coll = self.collection(collection)
+        decision, _ = await self._decide(self._validate(question), Corpus(coll), route, budget or Budget())
+        return decision
+
     def collection(self, name: str | CollectionLike) -> CollectionLike:
         """Open (and cache) a collection by name; raises CollectionNotFound."""
         if not isinstance(name, str):

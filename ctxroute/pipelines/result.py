@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 from ctxroute.errors import ContextWindowExceeded
 from ctxroute.pipelines.llm.base import LLMClient, LLMRequest, LLMResponse, StreamDelta, StreamEnd, prompt_text
 from ctxroute.pipelines.packing import SentenceMap
-from ctxroute.types import CallUsage, Chunk, Citation, Document, Route, ScoredChunk
+from ctxroute.types import Answer, CallUsage, Chunk, Citation, Document, Route, ScoredChunk
 
 DeltaCallback = Callable[[str], None]
 
@@ -139,3 +139,30 @@ async def call_llm(
         cached=response.cached,
     )
     return response, usage
+
+
+def _plain(value: Any) -> Any:
+    import dataclasses
+    import enum
+
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k.value if isinstance(k, enum.Enum) else k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and value != value:  # NaN is not JSON
+        return None
+    return value
+
+
+def answer_to_dict(answer: Answer) -> dict[str, Any]:
+    """The Answer as JSON-ready data (enums as values), plus token totals and the reason line."""
+    out = _plain(answer)
+    out["prompt_tokens"] = answer.prompt_tokens
+    out["completion_tokens"] = answer.completion_tokens
+    out["cost"] = answer.cost
+    out["decision"]["reason"] = answer.decision.reason
+    return out

@@ -1,0 +1,269 @@
+"""`ctxroute ask` (routed QA with verified citations) and `ctxroute demo`."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from typing import Any, Callable, Iterator, Optional
+
+import typer
+
+from ctxroute.cli.common import console, data_dir, err_console
+
+ROUTES = ("auto", "rag", "lc", "mr", "hybrid", "extractive")
+DEMO_COLLECTION = "demo"
+DEMO_SEED = 7
+DEMO_DOCS = 2
+DEMO_WORDS = 6000
+# (question, why it is in the demo); the gold answers come from the generated corpus
+DEMO_QUESTIONS = (
+    ("What was the operating margin of the Harbor division in 2035?", "a single-fact lookup: retrieval should do"),
+    ("Which divisions grew their revenue in 2035 compared with 2034?", "needs every division's figures: whole document"),
+    ("Who is the Chief Data Officer of Kestrelmark Aerospace?", "not in the documents: the answer should abstain"),
+)
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    from rich.markup import escape
+
+    from ctxroute.errors import CtxrouteError
+
+    try:
+        yield
+    except CtxrouteError as exc:
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def _store() -> Any:
+    from ctxroute.retrievers.collection import CollectionStore
+
+    return CollectionStore(data_dir() / "collections")
+
+
+def build_llm_from_env(backend: str | None) -> Any:
+    """The LLM the environment (or ``--llm``) asks for; ``None`` for the extractive reader."""
+    from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
+
+    env = dict(os.environ)
+    if backend:
+        env["CTXROUTE_LLM_BACKEND"] = backend
+    if env.get("CTXROUTE_LLM_BACKEND", "").lower() in ("extractive", "none"):
+        return None
+    return build_llm(LLMConfig.from_env(env))
+
+
+def _engine_config(max_tokens: int, policy: str, router_params: Optional[str], mr_mode: str, min_support: float) -> Any:
+    from dataclasses import replace
+
+    from ctxroute.pipelines.citations import CitationConfig
+    from ctxroute.pipelines.engine import EngineConfig
+
+    cfg = EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=router_params)
+    return replace(cfg, mr=replace(cfg.mr, mode=mr_mode), citations=CitationConfig(min_support=min_support))
+
+
+def _span(c: Any) -> str:
+    return f"{c.start}-{c.end}" + (f" (p. {c.page})" if c.page else "")
+
+
+def print_answer(answer: Any, *, question: str, gold: str | None = None) -> None:
+    """Answer, citations, route and reasons, usage per call and latency per stage."""
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
+
+    title = f"[bold]{escape(question)}[/bold]"
+    body = escape(answer.text)
+    if answer.abstained:
+        body = f"[yellow]abstained[/yellow]: {body}"
+    if gold is not None:
+        body += f"\n[dim]gold answer: {escape(gold)}[/dim]"
+    console.print(Panel(body, title=title, title_align="left"))
+
+    d = answer.decision
+    route_line = f"[bold]route[/bold] {d.route.value} (policy {d.policy})"
+    if answer.route_taken != d.route:
+        route_line += f" -> taken: [bold]{answer.route_taken.value}[/bold]"
+    console.print(route_line)
+    for r in d.reasons:
+        console.print(f"  - {escape(r)}", highlight=False)
+    for f in answer.fallbacks_taken:
+        console.print(f"  [magenta]fallback[/magenta] {escape(f)}", highlight=False)
+
+    if answer.citations:
+        t = Table(title="citations (verified against the source)", title_justify="left", show_lines=False)
+        for col in ("#", "document", "span", "support", "quoted sentence"):
+            t.add_column(col, overflow="fold")
+        for i, c in enumerate(answer.citations, 1):
+            t.add_row(str(i), escape(c.title or c.doc_id), _span(c), f"{c.supports:.2f}", escape(" ".join(c.quote.split())))
+        console.print(t)
+    else:
+        console.print("[dim]no verified citations[/dim]")
+
+    if answer.usage:
+        u = Table(title="LLM calls", title_justify="left")
+        for col in ("stage", "model", "tokens in", "tokens out", "latency ms", "cost"):
+            u.add_column(col, justify="right" if col not in ("stage", "model") else "left")
+        for call in answer.usage:
+            u.add_row(call.stage, call.model, f"{call.prompt_tokens:,}", f"{call.completion_tokens:,}",
+                      f"{call.latency_ms:,.0f}", f"{call.cost:.5f}" + (" (cached)" if call.cached else ""))
+        u.add_row("[bold]total[/bold]", "", f"{answer.prompt_tokens:,}", f"{answer.completion_tokens:,}", "", f"{answer.cost:.5f}")
+        console.print(u)
+    lat = ", ".join(f"{k} {v:,.0f} ms" for k, v in answer.latency_ms.items())
+    console.print(f"[bold]latency[/bold] {lat}")
+    for w in answer.warnings:
+        console.print(f"[yellow]warning[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
+
+
+def ensure_demo_collection(store: Any, *, embedder: Any = None, progress: Callable[[str, int, int], None] | None = None) -> Any:
+    """Open the demo collection, building it from ``ctxroute.synthetic`` (MiniLM) when absent."""
+    from ctxroute.errors import CollectionNotFound
+    from ctxroute.retrievers.documents import document_from_text
+    from ctxroute.retrievers.embedders import make_embedder
+    from ctxroute.synthetic import generate_corpus
+
+    try:
+        return store.open(DEMO_COLLECTION, embedder)
+    except CollectionNotFound:
+        pass
+    embedder = embedder or make_embedder(None)
+    coll = store.open_or_create(DEMO_COLLECTION, _demo_config(embedder), embedder)
+    if len(coll) == 0:
+        docs = [
+            document_from_text(d.text, title=d.title, source=f"synthetic:seed={DEMO_SEED}:{i}", format="md")
+            for i, d in enumerate(generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS))
+        ]
+        coll.add_documents(docs, progress=progress)
+    return coll
+
+
+def _demo_config(embedder: Any) -> Any:
+    from ctxroute.retrievers.collection import CollectionConfig
+
+    return CollectionConfig.for_embedder(embedder)
+
+
+def _demo_gold() -> dict[str, str]:
+    from ctxroute.synthetic import generate_corpus
+
+    return {qa.question: qa.answer for d in generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS)
+            for qa in d.qa}
+
+
+def register(app: typer.Typer, bench: typer.Typer) -> None:
+    @app.command()
+    def ask(
+        question: str = typer.Argument(..., help="the question"),
+        collection: str = typer.Option(..., "--collection", "-c", help="collection name"),
+        route: str = typer.Option("auto", help="auto | rag | lc | mr | hybrid | extractive"),
+        as_json: bool = typer.Option(False, "--json", help="print the Answer as JSON"),
+        llm: Optional[str] = typer.Option(
+            None, help="local | openai | scripted | extractive (no LLM); default $CTXROUTE_LLM_BACKEND, else local"),
+        policy: str = typer.Option("rules", help="router policy for --route auto: rules | self-route | learned"),
+        router_params: Optional[str] = typer.Option(None, help="router.json for --policy learned"),
+        budget_tokens: Optional[int] = typer.Option(None, help="most tokens (in + out) over all LLM calls"),
+        budget_cost: Optional[float] = typer.Option(None, help="most cost (USD) over all LLM calls"),
+        max_tokens: int = typer.Option(300, help="most tokens each LLM call may produce"),
+        mr_mode: str = typer.Option("parallel", help="map-reduce mode: parallel | chain (chain-of-agents)"),
+        min_support: float = typer.Option(0.35, help="least support (0-1) a cited sentence must give its claim"),
+    ) -> None:
+        """Answer QUESTION over a collection, with verified citations, the route and why, tokens and latency."""
+        from ctxroute.pipelines.engine import Engine
+        from ctxroute.pipelines.result import answer_to_dict
+        from ctxroute.types import Budget
+
+        if route not in ROUTES:
+            err_console.print(f"[red]error:[/red] unknown route {route!r}; use one of {', '.join(ROUTES)}")
+            raise typer.Exit(2)
+        with _errors():
+            coll = _store().open(collection)
+            client = build_llm_from_env(llm)
+            engine = Engine({collection: coll}, client,
+                            config=_engine_config(max_tokens, policy, router_params, mr_mode, min_support))
+            budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
+
+            async def run() -> Any:
+                try:
+                    return await engine.answer(question, collection, route=None if route == "auto" else route,
+                                               budget=budget)
+                finally:
+                    await engine.aclose()
+
+            answer = asyncio.run(run())
+        if as_json:
+            data = answer_to_dict(answer)
+            data["question"] = question
+            data["collection"] = {"name": collection, "version": coll.version}
+            typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        else:
+            print_answer(answer, question=question)
+
+    @app.command()
+    def demo(
+        llm: Optional[str] = typer.Option(None, help="local (default) | openai | extractive"),
+        max_tokens: int = typer.Option(160, help="most tokens each LLM call may produce (keep it small on CPU)"),
+        questions: int = typer.Option(len(DEMO_QUESTIONS), help="how many demo questions to ask"),
+        as_json: bool = typer.Option(False, "--json", help="print the answers as JSON lines"),
+    ) -> None:
+        """Build the demo collection (synthetic annual reports, MiniLM) if needed, then answer a few
+        questions with routing and verified citations on the embedded local model."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from ctxroute.pipelines.engine import Engine
+        from ctxroute.pipelines.result import answer_to_dict
+
+        with _errors():
+            store = _store()
+            t0 = time.perf_counter()
+            with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=err_console, transient=True) as bar:
+                tasks: dict[str, Any] = {}
+
+                def progress(stage: str, done: int, total: int) -> None:
+                    if stage not in tasks:
+                        tasks[stage] = bar.add_task(f"demo collection: {stage}", total=max(total, 1))
+                    bar.update(tasks[stage], completed=done, total=max(total, 1))
+
+                coll = ensure_demo_collection(store, progress=progress)
+                stats = coll.stats()
+                err_console.print(
+                    f"demo collection: {stats.n_docs} documents, {stats.total_tokens:,} tokens, "
+                    f"{stats.n_passages} passages ({time.perf_counter() - t0:.1f} s)")
+                client = build_llm_from_env(llm or "local")
+                inner = getattr(client, "inner", client)
+                if client is not None and hasattr(inner, "load"):
+                    load_task = bar.add_task("loading the local model", total=1)
+                    info = inner.load()
+                    bar.update(load_task, completed=1)
+                    how = "converted from GGUF and loaded" if info.converted else "loaded"
+                    err_console.print(f"model: {client.profile.name} {how} in {info.seconds:.1f} s")
+            if client is not None:
+                err_console.print(f"model usable window: {client.profile.usable_window:,} tokens")
+            engine = Engine({DEMO_COLLECTION: coll}, client, config=_engine_config(max_tokens, "rules", None, "parallel", 0.35))
+            gold = _demo_gold()
+
+            async def run() -> None:
+                try:
+                    for q, why in DEMO_QUESTIONS[:questions]:
+                        if not as_json:
+                            console.rule(f"[dim]{why}[/dim]")
+                        answer = await engine.answer(q, DEMO_COLLECTION)
+                        if as_json:
+                            data = answer_to_dict(answer)
+                            data["question"], data["gold"] = q, gold.get(q)
+                            typer.echo(json.dumps(data, ensure_ascii=False))
+                        else:
+                            print_answer(answer, question=q, gold=gold.get(q))
+                finally:
+                    await engine.aclose()
+
+            asyncio.run(run())
+        if not as_json:
+            console.print(
+                "[dim]SmolLM2-135M is a smoke-test model: expect weak answers; every citation shown was checked "
+                "against the source, and removed citations are listed as warnings. Point ctxroute at a real model "
+                "with CTXROUTE_LLM_BASE_URL / CTXROUTE_LLM_MODEL.[/dim]")

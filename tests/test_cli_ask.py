@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctxroute.cli import app
+from ctxroute.retrievers.collection import CollectionStore
+from ctxroute.retrievers.documents import document_from_text
+from ctxroute.retrievers.embedders import HashingEmbedder
+from tests.pipelines.test_strategies import SECOND, report_text
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CTXROUTE_HOME", str(tmp_path))
+    monkeypatch.delenv("CTXROUTE_LLM_BASE_URL", raising=False)
+    monkeypatch.delenv("CTXROUTE_REDIS_URL", raising=False)
+    coll = CollectionStore(tmp_path / "collections").create("docs", embedder=HashingEmbedder())
+    coll.add_documents([document_from_text(report_text(), title="Lumen Works annual report", format="md"),
+                        document_from_text(SECOND, title="Field notes", format="md")])
+    return tmp_path
+
+
+def test_ask_json_extractive(home: Path) -> None:
+    result = runner.invoke(app, ["ask", "How much rainfall fell at the coastal station?", "-c", "docs",
+                                 "--llm", "extractive", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["route_taken"] == "extractive" and data["decision"]["reasons"]
+    quote = data["citations"][0]["quote"]
+    assert quote == "Rainfall reached 812 millimetres at the coastal station."
+    doc = CollectionStore(home / "collections").open("docs").document(data["citations"][0]["doc_id"])
+    c = data["citations"][0]
+    assert doc.text[c["start"]:c["end"]] == quote and c["title"] == "Field notes"
+    assert set(data["latency_ms"]) >= {"route", "retrieve", "llm", "verify", "total"}
+
+
+def test_ask_json_scripted_records_route_usage_and_fallbacks(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTXROUTE_LLM_BACKEND", "scripted")  # replies "" -> abstains -> escalates to lc
+    result = runner.invoke(app, ["ask", "What was the operating margin of the Northern division?", "-c", "docs",
+                                 "--route", "rag", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["decision"]["route"] == "rag" and data["route_taken"] == "lc"
+    assert data["fallbacks_taken"] == ["rag->lc: RAG abstained"]
+    assert [u["stage"] for u in data["usage"]] == ["rag.answer", "lc.answer"]
+    assert all(u["prompt_tokens"] > 0 for u in data["usage"]) and data["abstained"] is True
+
+
+def test_ask_human_output(home: Path) -> None:
+    result = runner.invoke(app, ["ask", "Who was appointed chief executive of the Eastern division?", "-c", "docs",
+                                 "--llm", "extractive"])
+    assert result.exit_code == 0, result.output
+    assert "Maria Keller" in result.output and "route" in result.output and "latency" in result.output
+    assert "Lumen" in result.output  # the document title (folded to the terminal width)
+
+
+def test_ask_errors_are_one_line(home: Path) -> None:
+    result = runner.invoke(app, ["ask", "q?", "-c", "missing", "--llm", "extractive"])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["ask", "q?", "-c", "docs", "--route", "psychic", "--llm", "extractive"])
+    assert result.exit_code == 2 and "unknown route" in result.output
