@@ -342,6 +342,20 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+_PAPER_OPEN = re.compile(r"<paper (\d+)>")
+
+
+def _paper_spans(text: str) -> dict[int, tuple[int, int]]:
+    """Spans of the ``<paper i>`` ... ``</end of paper i>`` blocks of a LaRA paper file."""
+    out: dict[int, tuple[int, int]] = {}
+    for m in _PAPER_OPEN.finditer(text):
+        i = int(m.group(1))
+        end = text.find(f"</end of paper {i}>", m.end())
+        if end > m.end():
+            out[i] = (m.end(), end)
+    return out
+
+
 def load_lara(
     root: str | Path,
     length: str | None = "32k",
@@ -352,7 +366,9 @@ def load_lara(
 
     Gold evidence is coarse: the ``context_order``-th of ``n`` equal character slices of the
     document (``n = max(context_order) + 1`` over that file's questions), two such regions
-    for ``comp`` questions (``comp_parts``), none for ``"full"``. ``hallu`` questions are
+    for ``comp`` questions (``comp_parts``), none for ``"full"``. Paper files bundle several
+    papers between ``<paper i>`` and ``</end of paper i>`` markers, and their questions name
+    "paper i": there the region is paper i's block. ``hallu`` questions are
     unanswerable. Document keys are ``"{length}/{domain}/{file}"``.
     """
     root = Path(root)
@@ -390,11 +406,15 @@ def load_lara(
         orders = [r["context_order"]] if isinstance(r.get("context_order"), int) else list(r.get("comp_parts") or [])
         evidence = []
         n = n_slices.get(dk, 0)
-        if n:
-            L = len(documents[dk].text) // n
-            for o in orders:
-                if isinstance(o, int):
-                    evidence.append(Evidence(dk, o * L, (o + 1) * L, "", "region"))
+        papers = _paper_spans(documents[dk].text) if dom == "paper" else {}
+        for o in orders:
+            if not isinstance(o, int):
+                continue
+            if o in papers:
+                evidence.append(Evidence(dk, papers[o][0], papers[o][1], "", "region"))
+            elif n:
+                s0, e0 = region_of(documents[dk].text, n, o)
+                evidence.append(Evidence(dk, s0, e0, "", "region"))
         meta = {"length": ln, "domain": dom, "level": lev, "file": r["file"], "type": str(r.get("type", ""))}
         if "context_order" in r:
             meta["context_order"] = str(r["context_order"])
