@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from ctxroute.api import models as M
+from ctxroute.api.auth import DEV_TENANT
 from ctxroute.api.jobs import JobHandle
 from ctxroute.api.settings import ApiSettings
-from ctxroute.errors import CollectionNotFound, InputError
+from ctxroute.errors import CollectionNotFound
 from ctxroute.pipelines.engine import Engine, EngineConfig
 from ctxroute.pipelines.llm.base import LLMClient
 from ctxroute.pipelines.result import Corpus
@@ -137,8 +138,15 @@ class Backend:
         }
 
     # --- collections ----------------------------------------------------------------
+    def tenant_root(self, tenant: str) -> Path:
+        """Where a tenant's collections live. The development tenant ``default`` shares
+        ``<home>/collections`` with the CLI, so `ctxroute ingest` collections are served as-is."""
+        if tenant == DEV_TENANT:
+            return self.settings.home / "collections"
+        return self.settings.home / "tenants" / tenant / "collections"
+
     def _store(self, tenant: str) -> CollectionStore:
-        return CollectionStore(self.settings.home / "tenants" / tenant / "collections")
+        return CollectionStore(self.tenant_root(tenant))
 
     def collection(self, tenant: str, name: str) -> Collection:
         """The open collection (cached; refreshed if another process committed)."""
@@ -197,6 +205,7 @@ class Backend:
         with self._lock:
             for key in [k for k in self._open if k[0] == tenant]:
                 del self._open[key]
+        shutil.rmtree(self.tenant_root(tenant), ignore_errors=True)
         shutil.rmtree(self.settings.home / "tenants" / tenant, ignore_errors=True)
 
     # --- documents ------------------------------------------------------------------
@@ -294,7 +303,10 @@ class Backend:
 
     # --- demo ---------------------------------------------------------------------------
     async def ensure_demo(self, tenant: str) -> None:
-        raise InputError("the demo collection builder is not available yet")
+        """Open the demo collection of ``tenant``, building it (synthetic reports) when absent."""
+        from ctxroute.cli.ask import ensure_demo_collection
+
+        await asyncio.to_thread(ensure_demo_collection, self._store(tenant), embedder=self.embedder)
 
 
 __all__ = ["Backend", "QueryOptions", "answer_out", "decision_out"]

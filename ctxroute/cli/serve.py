@@ -1,7 +1,8 @@
 """`ctxroute serve`: the REST API on uvicorn (OpenAPI docs at /docs)."""
 from __future__ import annotations
 
-from typing import Optional
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 
@@ -49,5 +50,30 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             )
             return
         from ctxroute.api.app import create_app
+        from ctxroute.retrievers.embedders import make_embedder
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+        embedder = make_embedder(settings.embedder)
+        if settings.demo:
+            _build_demo(settings.home, embedder)
+        uvicorn.run(create_app(settings, embedder=embedder), host=settings.host, port=settings.port, log_level=log_level)
+
+
+def _build_demo(home: Path, embedder: Any) -> None:
+    """Build the demo collection (if absent) with a progress bar, before the server starts."""
+    from rich.progress import Progress
+
+    from ctxroute.cli.ask import ensure_demo_collection
+    from ctxroute.retrievers.collection import CollectionStore
+
+    store = CollectionStore(home / "collections")
+    if store.exists("demo"):
+        return
+    with Progress(console=err_console, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"demo collection: {stage}", total=max(total, 1))
+            bar.update(tasks[stage], completed=done)
+
+        ensure_demo_collection(store, embedder=embedder, progress=progress)
