@@ -40,7 +40,7 @@ from ctxroute.types import ModelProfile
 logger = logging.getLogger(__name__)
 
 # what servers say when the prompt is too long (OpenAI, vLLM, llama.cpp, TGI, Ollama, Anthropic proxies)
-_CONTEXT_PATTERNS = re.compile(
+CONTEXT_LENGTH_PATTERN = re.compile(
     r"maximum context length|context_length_exceeded|context (length|size|window)|too many tokens|"
     r"exceeds? the context|exceed_context_size|prompt is too long|input is too long|"
     r"reduce the length|tokens? limit|longer than the model",
@@ -245,7 +245,7 @@ class OpenAICompatibleLLM:
             return LLMAuthError(
                 f"{where} rejected the credentials (HTTP {status}): {provider}; check CTXROUTE_LLM_API_KEY", **fields
             )
-        if _CONTEXT_PATTERNS.search(provider):
+        if CONTEXT_LENGTH_PATTERN.search(provider):
             return ContextWindowExceeded(
                 f"{where} says the prompt is too long: {provider}; shorten it or pick a route that splits the document",
                 window=self.profile.context_window,
