@@ -387,24 +387,43 @@ def _sections_from_headings(
     return merged
 
 
+_BLANK_LINE = re.compile(r"\n[ \t\r\x0b\x0c]*\n")
+
+
+def _pieces_between(text: str, s: int, e: int, separator: re.Pattern[str]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    pos = s
+    for m in separator.finditer(text, s, e):
+        ps, pe = _strip(text, pos, m.start())
+        if ps < pe:
+            out.append((ps, pe))
+        pos = m.end()
+    ps, pe = _strip(text, pos, e)
+    if ps < pe:
+        out.append((ps, pe))
+    return out
+
+
 def _paragraph_groups(
     text: str, s: int, e: int, heading: str, limit: int, counter: TokenCounter
 ) -> list[tuple[int, int, str]]:
-    """Regroup an over-long plain-text section at blank lines into parts of about ``limit`` tokens."""
-    paras: list[tuple[int, int]] = []
-    pos = s
-    for m in re.finditer(r"\n[ \t\r\x0b\x0c]*\n\s*", text[s:e]):
-        ps, pe = _strip(text, pos, s + m.start())
-        if ps < pe:
-            paras.append((ps, pe))
-        pos = s + m.end()
-    ps, pe = _strip(text, pos, e)
-    if ps < pe:
-        paras.append((ps, pe))
-    groups: list[tuple[int, int]] = []
-    g_start, g_end, g_tokens = paras[0][0], paras[0][1], 0
-    for ps, pe in paras:
+    """Regroup an over-long plain-text section into parts of about ``limit`` tokens, cutting at
+    blank lines, else at line breaks, else at sentence ends."""
+    pieces: list[tuple[int, int, int]] = []
+    for ps, pe in _pieces_between(text, s, e, _BLANK_LINE):
         n = counter.count(text[ps:pe])
+        if n <= limit:
+            pieces.append((ps, pe, n))
+            continue
+        for ls, le in _pieces_between(text, ps, pe, _LINEBREAK):
+            m = counter.count(text[ls:le])
+            if m <= limit:
+                pieces.append((ls, le, m))
+            else:
+                pieces.extend((a, b, counter.count(text[a:b])) for a, b in split_sentences(text, ls, le))
+    groups: list[tuple[int, int]] = []
+    g_start, g_end, g_tokens = pieces[0][0], pieces[0][1], 0
+    for ps, pe, n in pieces:
         if g_tokens and g_tokens + n > limit:
             groups.append((g_start, g_end))
             g_start, g_tokens = ps, 0

@@ -341,3 +341,14 @@ def test_config_round_trip_and_validation() -> None:
         ChunkingConfig(overlap_sentences=-1)
     with pytest.raises(InputError, match="unknown chunking settings"):
         ChunkingConfig.from_dict({"passage_tokens": 10, "bogus": 1})
+
+
+def test_long_text_without_line_breaks_is_grouped_by_sentences() -> None:
+    text = " ".join(f"Early life number {i} was spent near the river with friends and family." for i in range(600))
+    doc = document_from_text(text, title="Biography")
+    config = ChunkingConfig(section_tokens=1000)
+    chunks = chunk_document(doc, config)
+    assert len(chunks.sections) >= 5
+    assert chunks.sections[0].heading.startswith("Biography (1/")
+    assert all(s.n_tokens <= 1000 for s in chunks.sections)
+    check_invariants(doc, chunks, config)
