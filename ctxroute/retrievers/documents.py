@@ -146,7 +146,7 @@ def _html_inline(node: object) -> str:
     return " ".join("".join(parts).split())
 
 
-def _html_render(node: object, out: list[str]) -> None:
+def _html_render(node: object, out: list[str], xml: bool = False) -> None:
     from bs4 import NavigableString, Tag
 
     for child in node.children:  # type: ignore[attr-defined]
@@ -167,26 +167,30 @@ def _html_render(node: object, out: list[str]) -> None:
             out.append("\n")
         elif name == "li":
             out.append("\n- ")
-            _html_render(child, out)
+            _html_render(child, out, xml)
         elif name == "tr":
             cells = [_html_inline(c) for c in child.find_all(["td", "th"], recursive=False)]
             if any(cells):
                 out.append("\n| " + " | ".join(cells) + " |")
         elif name == "pre":
             out.append("\n\n" + child.get_text() + "\n\n")
-        elif name in _HTML_BLOCK:
+        elif name in _HTML_BLOCK or xml:  # XML has no inline elements we know of
             out.append("\n\n")
-            _html_render(child, out)
+            _html_render(child, out, xml)
             out.append("\n\n")
         else:
-            _html_render(child, out)
+            _html_render(child, out, xml)
 
 
 def html_to_text(html: bytes | str) -> tuple[str, str]:
     """(plain text, title) of an HTML page; headings become markdown ``#`` lines."""
     from bs4 import BeautifulSoup
 
-    soup = BeautifulSoup(html, "lxml")
+    raw = html.encode("utf-8") if isinstance(html, str) else html
+    head = raw[:4096].lstrip().lower()
+    # an XML document (not XHTML) parses better as XML, and bs4 warns when it is parsed as HTML
+    features = "xml" if head.startswith(b"<?xml") and b"<html" not in head else "lxml"
+    soup = BeautifulSoup(html, features)
     title = ""
     if soup.title is not None:
         title = " ".join(soup.title.get_text().split())
@@ -194,7 +198,7 @@ def html_to_text(html: bytes | str) -> tuple[str, str]:
         h1 = soup.find("h1")
         title = _html_inline(h1) if h1 is not None else ""
     out: list[str] = []
-    _html_render(soup, out)
+    _html_render(soup, out, xml=features == "xml")
     lines = [" ".join(line.split()) for line in "".join(out).split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text, title
@@ -318,6 +322,8 @@ def _load(data: bytes, name: str, where: str) -> tuple[list[Document], list[Docu
     if fmt == "html":
         if b"\x00" in data:
             raise DocumentError(where, "binary file: it contains NUL bytes; pass a text, markdown, HTML or PDF file")
+        if b"<" not in data:  # no markup at all: plain text (and bs4 would warn on URL-like input)
+            return [document_from_text(_decode_text(data, where), source=where, format="html")], []
         text, title = html_to_text(data)
         return [document_from_text(text, title=title, source=where, format="html")], []
     text = _decode_text(data, where)

@@ -309,3 +309,23 @@ def test_supported_suffixes_all_have_loaders(tmp_path: Path) -> None:
             data = b"Hello world."
         [doc] = load_bytes(data, "f" + suffix)
         assert "Hello world." in doc.text
+
+
+def test_html_edge_inputs_do_not_warn() -> None:
+    # pytest turns warnings into errors: bs4 warns on XML parsed as HTML and on URL-like markup
+    [xml] = load_bytes(b'<?xml version="1.0"?><root><title>X</title><item>Hello there</item></root>', "feed.html")
+    assert xml.text.splitlines() == ["X", "", "Hello there"]
+    [url] = load_bytes(b"https://example.com/page.html", "link.html")
+    assert url.text == "https://example.com/page.html"
+    xhtml = (
+        b'<?xml version="1.0"?><html xmlns="http://www.w3.org/1999/xhtml"><head><title>XH</title></head>'
+        b"<body><h1>Hi</h1><p>Para.</p></body></html>"
+    )
+    [doc] = load_bytes(xhtml, "page.xhtml.html")
+    assert (doc.title, doc.text) == ("XH", "# Hi\n\nPara.")
+
+
+def test_html_legacy_encoding_from_meta_charset() -> None:
+    data = "<html><head><meta charset='windows-1252'></head><body><p>Caf\xe9 \x93quoted\x94</p></body></html>"
+    [doc] = load_bytes(data.encode("latin-1"), "old.html")
+    assert doc.text == "Café “quoted”"
