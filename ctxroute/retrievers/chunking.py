@@ -108,7 +108,11 @@ _ABBREVIATIONS = frozenset(
 )
 # end a sentence unless a number follows: "No. 5", "Fig. 3", "pp. 10-12"
 _NUMBER_ABBREVIATIONS = frozenset("no nos fig figs vol vols pp eq eqs sec secs ch chap ref refs op".split())
-_SENT_END = re.compile(r"(?:\.{2,}|…+|[.!?]+)[\"'”’»)\]]*(?=\s)|[。！？]+[」』”’)）]*")
+_SENT_END = re.compile(
+    r"(?:\.{2,}|…+|[.!?]+)[\"'”’»)\]]*(?=\s)"  # western end followed by whitespace
+    r"|[。！？]+[」』”’)）]*"  # CJK ends need no space
+    r"|(?<=[a-z0-9)\]])[.!?](?=[A-Z][a-z])"  # "in 1544.The next": text that lost its spaces
+)
 _INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _ENUMERATOR = re.compile(r"\(?(?:\d+(?:\.\d+)*|[ivxlcdmIVXLCDM]{1,6}|[A-Za-z])")
 _LIST_ITEM = re.compile(r"\s*(?:[-*+•▪◦‣]\s|\d+(?:\.\d+)*[.)]\s|\(?[A-Za-z][.)]\s)")

@@ -182,6 +182,8 @@ def test_repeated_paragraph_gets_two_spans(para: str, sep: str) -> None:
         ("- apples\n- pears\n* plums", ["- apples", "- pears", "* plums"]),
         ("| a | b |\n|---|---|\n| 1 | 2 |", ["| a | b |", "| 1 | 2 |"]),
         ("Totals\nNorth 12\nSouth 14", ["Totals", "North 12", "South 14"]),
+        ("It ended in 1544.The next one (350 mi).Then more.", ["It ended in 1544.", "The next one (350 mi).", "Then more."]),
+        ("Version 3.5 of ASP.NET and e.g.The end", ["Version 3.5 of ASP.NET and e.g.The end"]),
         ("See No. 5 here. No. Not that one.", ["See No. 5 here.", "No.", "Not that one."]),
         ("He sat in the sun. Then Acme Inc. The end.", ["He sat in the sun.", "Then Acme Inc.", "The end."]),
         (
