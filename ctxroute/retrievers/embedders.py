@@ -2,12 +2,13 @@
 and a cache wrapper. All return float32 ``(n, dim)`` arrays with L2-normalised rows."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
 import threading
 from pathlib import Path
-from typing import Any, MutableMapping, Sequence
+from typing import Any, Iterator, MutableMapping, Sequence
 
 import numpy as np
 
@@ -54,6 +55,20 @@ def _dim_from_folder(path: Path) -> int | None:
             except (OSError, ValueError, KeyError):
                 return None
     return dim
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' "Loading weights" bar while loading (library code shows no bars)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 class SentenceTransformerEmbedder:
@@ -103,7 +118,8 @@ class SentenceTransformerEmbedder:
                     import torch
 
                     kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
-                model = SentenceTransformer(str(self.model_path), device=self.device, **kwargs)
+                with _quiet_transformers():
+                    model = SentenceTransformer(str(self.model_path), device=self.device, **kwargs)
                 get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
                 self._dim = int(get_dim())
                 self._model = model
