@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def smollm() -> LocalLLM:
     cache = os.environ.get("CTXROUTE_CACHE_DIR")
-    llm = LocalLLM(cache_dir=Path(cache) if cache else None)
+    llm = LocalLLM(cache_dir=Path(cache) / "models" if cache else None)  # as build_llm does
     llm.load()
     return llm
 

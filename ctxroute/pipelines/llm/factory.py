@@ -30,7 +30,7 @@ class LLMConfig:
     redis_url: str | None = field(default=None, repr=False)
     cache_size: int = 1024
     cache_ttl_s: int = 7 * 24 * 3600
-    cache_dir: Path | None = None  # where LocalLLM keeps its converted weights
+    cache_dir: Path | None = None  # ctxroute cache root (CTXROUTE_CACHE_DIR, default ~/.cache/ctxroute); models/ below it
     profiles_file: Path | None = None  # user model profiles (JSON/YAML)
 
     def __post_init__(self) -> None:
@@ -129,7 +129,7 @@ def build_uncached(config: LLMConfig) -> LLMClient:
     if config.backend == "local":
         from ctxroute.pipelines.llm.local import LocalLLM
 
-        return LocalLLM(cache_dir=config.cache_dir, profile=profile)
+        return LocalLLM(cache_dir=config.cache_dir / "models" if config.cache_dir else None, profile=profile)
     from ctxroute.pipelines.llm.scripted import ScriptedLLM
 
     return ScriptedLLM(profile=profile)

@@ -12,6 +12,7 @@ so the event loop stays free.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -20,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Iterator
 
 from ctxroute.errors import ContextWindowExceeded, InputError, LLMError
 from ctxroute.pipelines.llm.base import LLMRequest, LLMResponse, StreamDelta, StreamEnd, StreamItem
@@ -70,6 +71,20 @@ class LoadInfo:
     model_dir: Path
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' own progress bars while loading (library code shows none unasked)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 class _Cancelled:
     """A stopping criterion that ends generation when the caller went away."""
 
@@ -105,6 +120,18 @@ class LocalLLM:
     @property
     def loaded(self) -> bool:
         return self._model is not None
+
+    @property
+    def hf_model(self) -> Any:
+        """The loaded transformers model (loads it first); for benchmarks and experiments."""
+        self.load()
+        return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        """The loaded transformers tokenizer (loads the model first)."""
+        self.load()
+        return self._tokenizer
 
     # --- loading --------------------------------------------------------------------
     def _convert(self) -> None:
@@ -144,26 +171,32 @@ class LocalLLM:
     def _complete(path: Path) -> bool:
         return all((path / name).is_file() for name in _REQUIRED_FILES)
 
+    def _load_now(self) -> bool:
+        """Convert if needed, then load tokenizer and model; True when it converted."""
+        converted = False
+        if not self._complete(self.model_dir):
+            if self.model_dir.exists():  # an incomplete copy from an older version: redo it
+                shutil.rmtree(self.model_dir)
+            self._convert()
+            converted = True
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.bfloat16)
+        model.eval()
+        self._model = model
+        return converted
+
     def load(self) -> LoadInfo:
         """Load the model (converting the GGUF on first use). Idempotent and thread-safe."""
         with self._load_lock:
             if self.load_info is not None and self._model is not None:
                 return self.load_info
             start = time.perf_counter()
-            converted = False
             try:
-                if not self._complete(self.model_dir):
-                    if self.model_dir.exists():  # an incomplete copy from an older version: redo it
-                        shutil.rmtree(self.model_dir)
-                    self._convert()
-                    converted = True
-                import torch
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-
-                self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
-                model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.bfloat16)
-                model.eval()
-                self._model = model
+                with _quiet_transformers():
+                    converted = self._load_now()
             except InputError:
                 raise
             except Exception as exc:
