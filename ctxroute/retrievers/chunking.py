@@ -464,16 +464,19 @@ def _sections(doc: Document, config: ChunkingConfig, counter: TokenCounter) -> l
 
 
 # --- passages ---------------------------------------------------------------------
-def _pack(tokens: list[int], budget: int, overlap: int) -> list[tuple[int, int]]:
-    """Index ranges [i, j) of sentences per passage: greedy up to ``budget`` with overlap."""
+def _pack(tokens: list[int], gaps: list[int], budget: int, overlap: int) -> list[tuple[int, int]]:
+    """Index ranges [i, j) of sentences per passage: greedy up to ``budget`` with overlap.
+
+    ``gaps[k]`` is the token count of the whitespace between sentence k-1 and k.
+    """
     out: list[tuple[int, int]] = []
     n = len(tokens)
     i = 0
     while i < n:
         j = i + 1
         total = tokens[i]
-        while j < n and total + tokens[j] <= budget:
-            total += tokens[j]
+        while j < n and total + gaps[j] + tokens[j] <= budget:
+            total += gaps[j] + tokens[j]
             j += 1
         out.append((i, j))
         if j >= n:
@@ -531,7 +534,8 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
                     heading=heading,
                 )
             )
-        for i, j in _pack([n for _, _, n in spans], config.passage_tokens, config.overlap_sentences):
+        gaps = [0] + [counter.count(text[a[1] : b[0]]) for a, b in zip(spans, spans[1:])]
+        for i, j in _pack([n for _, _, n in spans], gaps, config.passage_tokens, config.overlap_sentences):
             ps, pe = spans[i][0], spans[j - 1][1]
             passages.append(
                 Chunk(

@@ -354,3 +354,23 @@ def test_long_text_without_line_breaks_is_grouped_by_sentences() -> None:
     assert chunks.sections[0].heading.startswith("Biography (1/")
     assert all(s.n_tokens <= 1000 for s in chunks.sections)
     check_invariants(doc, chunks, config)
+
+
+@pytest.mark.data
+def test_invariants_on_real_documents(shared_data: Path) -> None:
+    import json
+
+    lara = shared_data / "LaRA" / "datasets" / "32k"
+    docs = [load_path(sorted((lara / kind).iterdir())[0])[0] for kind in ("book", "financial", "paper")]
+    with (shared_data / "LooGLE" / "LooGLE-testdata" / "longdep_qa.jsonl").open(encoding="utf-8") as fh:
+        record = json.loads(fh.readline())
+    docs.append(document_from_text(record["input"], title=record["title"]))
+    [contracts] = list(shared_data.glob("L-Eval/**/legal_contract_qa.jsonl"))
+    with contracts.open(encoding="utf-8") as fh:
+        docs.append(document_from_text(json.loads(fh.readline())["input"], title="contract"))
+    config = ChunkingConfig()
+    for doc in docs:
+        chunks = chunk_document(doc, config)
+        check_invariants(doc, chunks, config)
+        assert len(chunks.sections) > 1, doc.title
+        assert max(p.n_tokens for p in chunks.passages) <= config.passage_tokens + 8
