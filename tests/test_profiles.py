@@ -82,3 +82,20 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         load_profiles(tmp_path / "absent.json")
     assert "absent.json" in str(info.value)
+
+
+def test_cli_lists_builtin_and_user_profiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ctxroute.cli import app
+
+    mine = tmp_path / "mine.json"
+    mine.write_text(json.dumps([{"name": "house-model", "context_window": 16000}]))
+    monkeypatch.setenv("CTXROUTE_MODEL_PROFILES", str(mine))
+    result = CliRunner().invoke(app, ["llm", "profiles", "--json"])
+    assert result.exit_code == 0, result.output
+    names = {p["name"] for p in json.loads(result.output)}
+    assert {"house-model", "gpt-4o", "smollm2-135m-instruct"} <= names
+    monkeypatch.setenv("CTXROUTE_MODEL_PROFILES", str(tmp_path / "missing.yaml"))
+    failed = CliRunner().invoke(app, ["llm", "profiles"])
+    assert failed.exit_code == 1 and "missing.yaml" in failed.output

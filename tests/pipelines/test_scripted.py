@@ -56,3 +56,16 @@ async def test_stream_yields_deltas_then_end() -> None:
     assert isinstance(items[-1], StreamEnd)
     deltas = [i.text for i in items[:-1] if isinstance(i, StreamDelta)]
     assert len(deltas) >= 2 and "".join(deltas) == text == items[-1].response.text
+
+
+def test_cli_chat_streams_and_reports_usage(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from ctxroute.cli import app
+
+    monkeypatch.delenv("CTXROUTE_LLM_BASE_URL", raising=False)
+    result = CliRunner().invoke(app, ["llm", "chat", "hello there", "--backend", "scripted", "--max-tokens", "8"])
+    assert result.exit_code == 0, result.output
+    assert "prompt" in result.output and "completion 0 tok" in result.output and "first token" in result.output
+    bad = CliRunner().invoke(app, ["llm", "chat", "x", "--backend", "gpt"])
+    assert bad.exit_code == 1 and "unknown LLM backend" in bad.output
