@@ -173,7 +173,7 @@ def app_from_env() -> FastAPI:
 
 
 # --- dependencies ------------------------------------------------------------------
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
     svc: Services | None = getattr(request.app.state, "svc", None)
     if svc is None or not svc.ready:
         raise NotReady("the service is starting or stopping; retry shortly", retry_after=2)
@@ -380,7 +380,7 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
     async def query(name: str, body: M.QueryIn, request: Request, svc: Svc, t: Tenant) -> Any:
         check_question(svc, body.question)
         opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget)
-        version = await asyncio.to_thread(svc.backend.version, t, name)
+        version = (await svc.backend.open(t, name)).version
         key = CacheKey(
             tenant=t, collection=name, version=version, question=body.question, route=body.route or "auto",
             model=svc.backend.model_name, options=opts.cache_part(),
@@ -393,7 +393,7 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
             cached.update(cached=True, request_id=rid)
             if stream:
                 return StreamingResponse(_replay(cached), media_type="text/event-stream", headers=_SSE_HEADERS)
-            return cached
+            return JSONResponse(cached)  # stored from a validated QueryOut: no second validation
         if svc.backend.uses_llm:
             await svc.limits.check_tokens(t)
         if stream:

@@ -88,7 +88,7 @@ class Backend:
         self.llm = llm
         self.embedder = embedder
         self._own_llm = llm is None
-        self._open: OrderedDict[tuple[str, str], Collection] = OrderedDict()
+        self._open: OrderedDict[tuple[str, str], tuple[Collection, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._engines: dict[int, Engine] = {}
 
@@ -149,24 +149,48 @@ class Backend:
         return CollectionStore(self.tenant_root(tenant))
 
     def collection(self, tenant: str, name: str) -> Collection:
-        """The open collection (cached; refreshed if another process committed)."""
+        """The open collection (cached; reloaded when another writer committed). Blocking."""
         key = (tenant, name)
         with self._lock:
-            col = self._open.get(key)
-            if col is not None:
+            entry = self._open.get(key)
+            if entry is not None:
                 self._open.move_to_end(key)
-        if col is None:
+        current = self._store(tenant).root / name / "CURRENT"
+        if entry is None:
             col = self._store(tenant).open(name, self.embedder)
-            with self._lock:
-                col = self._open.setdefault(key, col)
-                while len(self._open) > _MAX_OPEN:
-                    self._open.popitem(last=False)
-        elif not col.path.joinpath("CURRENT").exists():
-            self._forget(tenant, name)
-            raise CollectionNotFound(name)
         else:
+            col = entry[0]
+            if not current.exists():
+                self._forget(tenant, name)
+                raise CollectionNotFound(name)
             col.refresh()
+        try:
+            mtime = current.stat().st_mtime_ns
+        except FileNotFoundError:
+            self._forget(tenant, name)
+            raise CollectionNotFound(name) from None
+        with self._lock:
+            self._open[key] = (col, mtime)
+            while len(self._open) > _MAX_OPEN:
+                self._open.popitem(last=False)
         return col
+
+    def cached_collection(self, tenant: str, name: str) -> Collection | None:
+        """The open collection when its pointer file is unchanged since it was loaded (one
+        stat, safe on the event loop); None when it must be (re)loaded with ``collection``."""
+        entry = self._open.get((tenant, name))
+        if entry is None:
+            return None
+        try:
+            mtime = (self._store(tenant).root / name / "CURRENT").stat().st_mtime_ns
+        except OSError:
+            return None
+        return entry[0] if mtime == entry[1] else None
+
+    async def open(self, tenant: str, name: str) -> Collection:
+        """``collection`` without a thread hop in the common case."""
+        col = self.cached_collection(tenant, name)
+        return col if col is not None else await asyncio.to_thread(self.collection, tenant, name)
 
     def _forget(self, tenant: str, name: str) -> None:
         with self._lock:
@@ -183,8 +207,6 @@ class Backend:
 
     def create_collection(self, tenant: str, name: str) -> M.CollectionOut:
         col = self._store(tenant).create(name, CollectionConfig.for_embedder(self.embedder), self.embedder)
-        with self._lock:
-            self._open[(tenant, name)] = col
         return self._info(col)
 
     def list_collections(self, tenant: str) -> list[M.CollectionOut]:
@@ -197,9 +219,6 @@ class Backend:
     def delete_collection(self, tenant: str, name: str) -> None:
         self._forget(tenant, name)
         self._store(tenant).delete(name)
-
-    def version(self, tenant: str, name: str) -> str:
-        return self.collection(tenant, name).version
 
     def purge_tenant(self, tenant: str) -> None:
         with self._lock:
@@ -269,21 +288,21 @@ class Backend:
     # --- questions --------------------------------------------------------------------
     async def route(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.RouteOut:
         """The routing decision (retrieval probe, features, policy) without any LLM call."""
-        col = await asyncio.to_thread(self.collection, tenant, name)
+        col = await self.open(tenant, name)
         engine = self.engine_for(opts.top_k)
         # Engine has no public decide(): its private step is the one the answer path uses.
         decision, _ = await engine._decide(engine._validate(question), Corpus(col), opts.route, opts.to_budget())
         return M.RouteOut(decision=decision_out(decision), collection_version=col.version)
 
     async def answer(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.QueryOut:
-        col = await asyncio.to_thread(self.collection, tenant, name)
+        col = await self.open(tenant, name)
         answer = await self.engine_for(opts.top_k).answer(question, col, route=opts.route, budget=opts.to_budget())
         return answer_out(answer, col.version)
 
     async def answer_stream(self, tenant: str, name: str, question: str, opts: QueryOptions) -> AsyncIterator[tuple[str, Any]]:
         """(kind, data) pairs: decision, delta, fallback, citation (one per verified citation),
         done (data: the QueryOut)."""
-        col = await asyncio.to_thread(self.collection, tenant, name)
+        col = await self.open(tenant, name)
         events = self.engine_for(opts.top_k).answer_stream(question, col, route=opts.route, budget=opts.to_budget())
         try:
             async for ev in events:
