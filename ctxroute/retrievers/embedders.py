@@ -79,7 +79,10 @@ class SentenceTransformerEmbedder:
     """
 
     def __init__(self, model_path: str | None = None, *, bf16: bool = False, batch_size: int = 64,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", long_text: str = "windows") -> None:
+        if long_text not in ("windows", "truncate"):
+            raise InputError(f"long_text must be 'windows' or 'truncate', got {long_text!r}", long_text=long_text)
+        self.long_text = long_text
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}", batch_size=batch_size)
         self._path = Path(model_path) if model_path is not None else None
@@ -130,14 +133,45 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         self.load()
-        vectors = self._model.encode(
-            texts,
+        pieces: list[str] = []
+        owner: list[int] = []
+        for i, text in enumerate(texts):
+            windows = self._windows(text) if self.long_text == "windows" else [text]
+            pieces.extend(windows)
+            owner.extend([i] * len(windows))
+        vectors = np.asarray(self._model.encode(
+            pieces,
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
             show_progress_bar=False,
-        )
-        return _normalise(np.asarray(vectors, dtype=np.float32))
+        ), dtype=np.float32)
+        if len(pieces) == len(texts):
+            return _normalise(vectors)
+        pooled = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
+        np.add.at(pooled, np.asarray(owner), vectors)
+        return _normalise(pooled)
+
+    def _windows(self, text: str, overlap: int = 32) -> list[str]:
+        """A text longer than the model's max_seq_length as overlapping token windows (their
+        embeddings are averaged), so the end of a long passage is not silently truncated."""
+        tokenizer = getattr(self._model, "tokenizer", None)
+        limit = int(getattr(self._model, "max_seq_length", 0) or 0) - 2  # [CLS] and [SEP]
+        if tokenizer is None or limit <= overlap or len(text) < limit:  # a token spans >= 1 char
+            return [text]
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
+                        verbose=False)
+        offsets = enc.get("offset_mapping")
+        if not offsets or len(offsets) <= limit:
+            return [text]
+        windows = []
+        step = limit - overlap
+        for first in range(0, len(offsets), step):
+            last = min(first + limit, len(offsets)) - 1
+            windows.append(text[offsets[first][0] : offsets[last][1]])
+            if last == len(offsets) - 1:
+                break
+        return windows
 
 
 class HashingEmbedder:

@@ -80,3 +80,19 @@ def test_minilm_embeds_paraphrases_close() -> None:
     assert float(v[0] @ v[1]) > float(v[0] @ v[2])
     bf = SentenceTransformerEmbedder(bf16=True).embed(["How do I end the agreement early?"])
     assert bf.dtype == np.float32 and float(bf[0] @ v[0]) > 0.98
+
+
+@pytest.mark.slow
+def test_minilm_long_text_windows_cover_the_tail() -> None:
+    emb = SentenceTransformerEmbedder().load()
+    head = "The annual report discusses revenue, costs and the outlook for the coming year. " * 30
+    tail = "Penguins huddle together on the Antarctic ice to survive the winter storms."
+    windows = emb._windows(head + tail)
+    assert len(windows) >= 2 and windows[-1].endswith(tail) and windows[0].startswith("The annual")
+    assert emb._windows("short text") == ["short text"]
+    windowed = emb.embed([head + tail])[0]
+    truncated = SentenceTransformerEmbedder(long_text="truncate").embed([head + tail])[0]
+    probe = emb.embed(["penguins on antarctic ice"])[0]
+    assert float(windowed @ probe) > float(truncated @ probe)  # the tail counts only with windows
+    with pytest.raises(InputError, match="long_text"):
+        SentenceTransformerEmbedder(long_text="drop")
