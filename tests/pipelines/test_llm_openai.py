@@ -242,11 +242,11 @@ async def test_429_with_retry_after_beyond_cap_fails_fast(server: ScriptedServer
 
 
 async def test_500_then_success(server: ScriptedServer, make_llm: Callable[..., OpenAICompatibleLLM]) -> None:
-    server.script(Reply(status=500, body={"error": "oops"}), Reply(status=503, body="busy"), Reply(body=completion("recovered")))
+    server.script(Reply(status=500, body={"error": "oops"}), Reply(status=503, body="busy"), Reply(status=408), Reply(body=completion("recovered")))
     llm = make_llm()
     assert (await llm.complete(req())).text == "recovered"
     await llm.aclose()
-    assert len(server.seen) == 3
+    assert len(server.seen) == 4
 
 
 async def test_500_forever_gives_up_after_max_retries(server: ScriptedServer, make_llm: Callable[..., OpenAICompatibleLLM]) -> None:

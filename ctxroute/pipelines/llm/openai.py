@@ -239,6 +239,8 @@ class OpenAICompatibleLLM:
                 **fields,
             )
             return _Retry(err, retry_after)
+        if status == 408:
+            return _Retry(LLMTimeout(f"{where} timed out the request (HTTP 408): {provider}", **fields))
         if status >= 500:
             return _Retry(LLMServerError(f"server error {status} from {where}: {provider}", **fields))
         if status in (401, 403):
