@@ -381,21 +381,27 @@ class Collection:
         """``bm25``, ``dense``, ``graph`` (PageRank seeded by bm25+dense) or ``hybrid`` (weighted RRF)."""
         if name not in RETRIEVERS:
             raise InputError(f"unknown retriever {name!r}; use one of {', '.join(RETRIEVERS)}", retriever=name)
-        st = self._state
-        if name not in st.retrievers:
-            st.retrievers[name] = self._make_retriever(st, name)
-        return st.retrievers[name]
+        return self._retriever_for(self._state, name)
 
-    def _make_retriever(self, st: _State, name: str) -> Retriever:
+    def _retriever_for(self, st: _State, name: str) -> Retriever:
+        """Retrievers are built per state (snapshot), so a concurrent write never mixes two."""
+        cached = st.retrievers.get(name)
+        if cached is not None:
+            return cached
         if name == "bm25":
-            return SparseRetriever(st.sparse, st.passages)
-        if name == "dense":
-            return DenseRetriever(st.dense, self.embedder, st.passages)
-        bm25, dense = self.retriever("bm25"), self.retriever("dense")
-        if name == "graph":
-            return GraphRetriever(st.graph, st.passage_by_id, [bm25, dense])
-        weights = {k: v for k, v in self.config.fusion_weights.items()}
-        return HybridRetriever({"bm25": bm25, "dense": dense, "graph": self.retriever("graph")}, weights=weights)
+            made: Retriever = SparseRetriever(st.sparse, st.passages)
+        elif name == "dense":
+            made = DenseRetriever(st.dense, self.embedder, st.passages)
+        elif name == "graph":
+            made = GraphRetriever(st.graph, st.passage_by_id,
+                                  [self._retriever_for(st, "bm25"), self._retriever_for(st, "dense")])
+        else:
+            made = HybridRetriever(
+                {n: self._retriever_for(st, n) for n in ("bm25", "dense", "graph")},
+                weights=dict(self.config.fusion_weights),
+            )
+        st.retrievers[name] = made
+        return made
 
     def search(self, query: str, k: int = 10, retriever: str = "hybrid") -> list[ScoredChunk]:
         if not query.strip():

@@ -325,3 +325,50 @@ def test_bm25_finds_loogle_evidence(shared_data: Path, tmp_path: Path) -> None:
             hits = col.search(qa["Q"], 5, "bm25")
             found += any(h.chunk.doc_id == doc.id and h.chunk.start <= at < h.chunk.end for h in hits)
     assert n >= 20 and found / n >= 0.8
+
+
+def test_empty_collection_searches_return_nothing(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("empty", _config(emb), emb)
+    for name in ("bm25", "dense", "graph", "hybrid"):
+        assert col.search("anything at all", 5, name) == []
+    assert col.stats().n_docs == 0 and col.stats().total_tokens == 0
+    assert store.open("empty", emb).search("anything", 3) == []
+
+
+def test_concurrent_writers_and_readers(store: CollectionStore, emb: CountingEmbedder) -> None:
+    import threading
+
+    col = store.create("threads", _config(emb), emb)
+    other = store.open("threads", HashingEmbedder(dim=64))  # a second handle: only the file lock orders them
+    docs = _docs()
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                for hit in col.search("rent notice photosynthesis printing", 5, "hybrid"):
+                    assert col.text(hit.chunk)  # a hit always belongs to the snapshot it came from
+            except BaseException as exc:  # noqa: BLE001 - surfaced below
+                errors.append(exc)
+                return
+
+    def writer(handle, items) -> None:  # type: ignore[no-untyped-def]
+        try:
+            for d in items:
+                handle.add_documents([d])
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader), threading.Thread(target=writer, args=(col, docs[:2])),
+               threading.Thread(target=writer, args=(other, docs[2:]))]
+    for t in threads:
+        t.start()
+    for t in threads[1:]:
+        t.join(timeout=60)
+    stop.set()
+    threads[0].join(timeout=60)
+    assert not errors, errors
+    final = store.open("threads", emb)
+    assert {d.id for d in final.documents()} == {d.id for d in docs}
+    assert len(final.passages()) == len(final._state.dense) == len(final._state.sparse)
