@@ -117,7 +117,7 @@ _INITIALISM = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")
 _ENUMERATOR = re.compile(r"\(?(?:\d+(?:\.\d+)*|[ivxlcdmIVXLCDM]{1,6}|[A-Za-z])")
 _LIST_ITEM = re.compile(r"\s*(?:[-*+•▪◦‣]\s|\d+(?:\.\d+)*[.)]\s|\(?[A-Za-z][.)]\s)")
 _TABLE_ROW = re.compile(r"\s*\|")
-_MD_HEADING_LINE = re.compile(r" {0,3}(#{1,6})[ \t]+(\S.*?)[ \t]*#*[ \t]*$")
+_MD_HEADING_LINE = re.compile(r" {0,3}(#{1,6})[ \t]+(\S.*?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"\s*(?:```|~~~)")
 _NOISE = re.compile(r"[\s|:\-=*_`~+#]*")
 _WRAP_MIN_WIDTH = 40
@@ -331,7 +331,7 @@ def _looks_like_heading(line: str) -> bool:
     if all(not c.islower() for c in letters) and any(c.isupper() for c in letters):
         return True  # ALL CAPS
     alpha_words = [w for w in words if any(c.isalpha() for c in w)]
-    significant = [w for w in alpha_words if w.lower() not in _SMALL_WORDS or w is alpha_words[0]]
+    significant = [w for k, w in enumerate(alpha_words) if k == 0 or w.lower() not in _SMALL_WORDS]
     return bool(significant) and all(next(c for c in w if c.isalpha()).isupper() for w in significant)
 
 

@@ -374,3 +374,9 @@ def test_invariants_on_real_documents(shared_data: Path) -> None:
         check_invariants(doc, chunks, config)
         assert len(chunks.sections) > 1, doc.title
         assert max(p.n_tokens for p in chunks.passages) <= config.passage_tokens + 8
+
+
+def test_markdown_heading_titles() -> None:
+    doc = make_doc("# Learning C#\n\nText one.\n\n## Closing hashes ##\r\n\r\nText two.\n\n#hashtag is not a heading.")
+    chunks = chunk_document(doc)
+    assert [s.heading for s in chunks.sections] == ["Learning C#", "Closing hashes"]
