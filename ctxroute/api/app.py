@@ -86,10 +86,12 @@ class _ObserveMiddleware:
                     raise api_errors.BodyTooLarge(self.max_body)
             return message
 
+        status_sent = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, status_sent
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, status_sent = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode())]
             await send(message)
@@ -102,6 +104,14 @@ class _ObserveMiddleware:
                 await response(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive_limited, send_wrapper)
+        except Exception:
+            # Unknown errors end here (not in the server) so the connection stays usable.
+            if status_sent:
+                raise
+            api_errors.log.exception("unhandled error in request %s", rid)
+            response = api_errors.error_response(
+                Request(scope), 500, "internal_error", f"internal error; report request id {rid} to the operator")
+            await response(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
