@@ -26,7 +26,7 @@ import scipy.sparse as sp
 
 from ctxroute.errors import InputError, ManifestMismatch, NotFound
 from ctxroute.retrievers.base import Retriever
-from ctxroute.retrievers.hybrid import DEFAULT_RRF_K, rrf
+from ctxroute.retrievers.hybrid import rrf
 from ctxroute.retrievers.keyterms import extract_keyterms, query_ngrams
 from ctxroute.types import Chunk, Document, Level, ScoredChunk
 
@@ -50,6 +50,7 @@ class GraphConfig:
     next_weight: float = 1.0  # passage<->next passage
     section_weight: float = 0.3  # passage<->its section, section<->next section
     query_term_share: float = 0.3  # seed mass given to key terms named in the query
+    seed_rrf_k: int = 60  # seed weight of the hit at rank r: 1 / (seed_rrf_k + r); small = sharp
     max_iter: int = 50
     tol: float = 1e-6
 
@@ -330,8 +331,9 @@ class GraphRetriever:
 
     def _seed_weights(self, query: str, hits: Sequence[ScoredChunk]) -> dict[str, float]:
         seeds: dict[str, float] = {}
+        rrf_k = self.index.config.seed_rrf_k
         for rank, hit in enumerate(hits, start=1):
-            seeds[hit.chunk.id] = seeds.get(hit.chunk.id, 0.0) + 1.0 / (DEFAULT_RRF_K + rank)
+            seeds[hit.chunk.id] = seeds.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + rank)
         terms = self.index.query_term_nodes(query)
         share = self.index.config.query_term_share
         if terms and share > 0:
@@ -361,7 +363,7 @@ class GraphRetriever:
         if k <= 0:
             return []
         lists = {getattr(r, "name", str(i)): r.retrieve(query, self.seed_k) for i, r in enumerate(self.seeders)}
-        fused = rrf(lists)[: self.seed_k]
+        fused = rrf(lists, rrf_k=self.index.config.seed_rrf_k)[: self.seed_k]
         return self._ranked(self._seed_weights(query, fused), k)
 
     def rerank(self, query: str, hits: list[ScoredChunk], k: int) -> list[ScoredChunk]:

@@ -156,3 +156,22 @@ def test_graph_retriever_seeds_from_seeders_and_query_terms() -> None:
     reranked = r.rerank("bob stone", [ScoredChunk(by_id["b:p0"], 1.0, "bm25")], k=3)
     assert reranked[0].chunk.id == "b:p0"
     assert "b:p1" in [h.chunk.id for h in reranked]  # shares "acme corp" with the seed
+
+
+def test_build_on_real_chunker_output(tmp_path: Path) -> None:
+    from ctxroute.retrievers.chunking import ChunkingConfig, chunk_document
+    from ctxroute.retrievers.documents import document_from_text
+    from ctxroute.synthetic import generate_corpus
+
+    report = generate_corpus(seed=3, n_docs=1, n_words=3000)[0]
+    doc = document_from_text(report.text, title=report.title, doc_id="r0", format="md")
+    chunks = chunk_document(doc, ChunkingConfig(passage_tokens=128))
+    g = GraphIndex.build([doc], [chunks])
+    assert set(g.passage_ids()) == {p.id for p in chunks.passages}
+    assert all(g.graph.nodes[s.id]["kind"] == Level.SECTION.value for s in chunks.sections)
+    first, second = sorted(chunks.passages, key=lambda p: p.start)[:2]
+    assert g.neighbours(first.id) == [second.id]
+    company = " ".join(report.title.lower().split()[:2])
+    assert any(company in t for p in chunks.passages for t in g.terms_of(p.id))
+    g.save(tmp_path)
+    assert _snapshot(GraphIndex.load(tmp_path)) == _snapshot(g)
