@@ -131,11 +131,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         for doc_id in stats.skipped:
             _warn(f"{doc_id}: already in the collection (same text)")
+        for doc_id, reason in stats.failed:
+            _warn(f"{doc_id}: {reason}")
         table = Table(title=f"ingested into {collection!r} (version {stats.version})")
         for column in ("documents", "sections", "passages", "sentences", "tokens", "skipped", "failed"):
             table.add_column(column, justify="right")
         table.add_row(*(f"{v:,}" for v in (stats.documents, stats.sections, stats.passages, stats.sentences,
-                                             stats.tokens, len(stats.skipped), len(report.errors))))
+                                             stats.tokens, len(stats.skipped), len(report.errors) + len(stats.failed))))
         console.print(table)
         if stats.seconds:
             timing = Table(title="seconds per stage")
@@ -143,6 +145,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 timing.add_column(stage, justify="right")
             timing.add_row(*(f"{s:.2f}" for s in stats.seconds.values()))
             console.print(timing)
+        if not stats.added and not stats.skipped:  # every document failed
+            raise typer.Exit(1)
 
     @app.command()
     def search(

@@ -113,8 +113,9 @@ class CollectionConfig:
 
 @dataclass(frozen=True)
 class IngestStats:
-    """What ``add_documents`` did: ids added/skipped/replaced, counts over the added
-    documents and seconds per stage (chunk, embed, sparse, dense, graph, save)."""
+    """What ``add_documents`` did: ids added/skipped (same text already stored)/replaced (same
+    id, new text)/failed (with the reason), counts over the added documents and seconds per
+    stage (chunk, embed, sparse, dense, graph, save)."""
 
     added: tuple[str, ...]
     skipped: tuple[str, ...]
@@ -126,6 +127,7 @@ class IngestStats:
     tokens: int
     seconds: Mapping[str, float]
     version: str
+    failed: tuple[tuple[str, str], ...] = ()  # (document id, reason)
 
 
 @dataclass(frozen=True)
@@ -423,7 +425,14 @@ class Collection:
             skipped: list[str] = []
             replaced: list[str] = []
             batch_ids: set[str] = set()
+            failed: list[tuple[str, str]] = []
             for d in docs:
+                if not isinstance(d, Document):
+                    raise InputError(f"add_documents takes Document objects, got {type(d).__name__}; "
+                                     "build them with ctxroute.retrievers.document_from_text or load_paths")
+                if not d.text.strip():
+                    failed.append((d.id, "empty document: it has no text"))
+                    continue
                 h = content_hash(d.text)
                 if h in known_hashes or d.id in batch_ids:
                     skipped.append(d.id)
@@ -433,16 +442,28 @@ class Collection:
                 known_hashes.add(h)
                 batch_ids.add(d.id)
                 new_docs.append(d)
-            if not new_docs:
-                return IngestStats((), tuple(skipped), (), 0, 0, 0, 0, 0, seconds, st.version)
-
             t0 = time.perf_counter()
+            kept: list[Document] = []
             new_chunks: list[DocumentChunks] = []
             for i, d in enumerate(new_docs, start=1):
-                new_chunks.append(chunk_document(d, self.config.chunking))
+                try:
+                    dc = chunk_document(d, self.config.chunking)
+                except InputError as exc:  # one bad document never stops the others
+                    failed.append((d.id, exc.message))
+                else:
+                    if dc.passages:
+                        kept.append(d)
+                        new_chunks.append(dc)
+                    else:
+                        failed.append((d.id, "no passage to index: the document has no sentences"))
                 if progress:
                     progress("chunk", i, len(new_docs))
             seconds["chunk"] = time.perf_counter() - t0
+            new_docs = kept
+            batch_ids = {d.id for d in new_docs}
+            replaced = [r for r in replaced if r in batch_ids]
+            if not new_docs:
+                return IngestStats((), tuple(skipped), (), 0, 0, 0, 0, 0, seconds, st.version, tuple(failed))
 
             t0 = time.perf_counter()
             texts = [index_text(d, p) for d, dc in zip(new_docs, new_chunks) for p in dc.passages]
@@ -471,6 +492,7 @@ class Collection:
                 tokens=sum(self._doc_tokens(c) for c in new_chunks),
                 seconds=seconds,
                 version=state.version,
+                failed=tuple(failed),
             )
 
     def remove_document(self, doc_id: str) -> None:

@@ -372,3 +372,14 @@ def test_concurrent_writers_and_readers(store: CollectionStore, emb: CountingEmb
     final = store.open("threads", emb)
     assert {d.id for d in final.documents()} == {d.id for d in docs}
     assert len(final.passages()) == len(final._state.dense) == len(final._state.sparse)
+
+
+def test_bad_documents_fail_alone(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("bad", _config(emb), emb)
+    blank = Document(id="blank", text="  \n ")
+    stats = col.add_documents([blank, *_docs()[:1]])
+    assert stats.added == (_docs()[0].id,) and stats.failed == (("blank", "empty document: it has no text"),)
+    with pytest.raises(InputError, match="takes Document objects, got str"):
+        col.add_documents(["just a string"])  # type: ignore[list-item]
+    only_bad = col.add_documents([blank])
+    assert only_bad.added == () and only_bad.failed and only_bad.version == col.version
