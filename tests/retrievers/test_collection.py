@@ -383,3 +383,14 @@ def test_bad_documents_fail_alone(store: CollectionStore, emb: CountingEmbedder)
         col.add_documents(["just a string"])  # type: ignore[list-item]
     only_bad = col.add_documents([blank])
     assert only_bad.added == () and only_bad.failed and only_bad.version == col.version
+
+
+def test_hnsw_above_threshold_survives_reload(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("hnsw", _config(emb, hnsw_threshold=3), emb)
+    col.add_documents(_docs())
+    assert col._state.dense.kind == "hnsw"
+    query = "Gutenberg printing press Mainz"
+    assert col.search(query, 20, "dense")[0].chunk.doc_id == _docs()[2].id
+    reopened = store.open("hnsw", emb)
+    assert reopened._state.dense.kind == "hnsw"
+    assert [h.chunk.id for h in reopened.search(query, 20, "dense")] == [h.chunk.id for h in col.search(query, 20, "dense")]
