@@ -217,17 +217,21 @@ def _words(sections: Iterable[_Section]) -> int:
 
 
 def generate_report(seed: int, n_words: int = 20000, *, company: str | None = None) -> SyntheticDoc:
-    """One long annual report with planted facts and 20+ gold questions (all five tasks)."""
+    """One long annual report with planted facts and 21 gold questions (all five tasks).
+
+    ``n_words`` is a lower bound (the fact sections alone take about 1,000 words); the
+    result overshoots it by at most one filler section.
+    """
     rng = random.Random(seed)
     company = company or rng.choice(_COMPANIES)
     year = rng.randint(2029, 2036)
     prev = year - 1
-    units = rng.sample(_UNITS, 7)
+    units = rng.sample(_UNITS, 9)  # eight divisions: more than a top-5 retrieval can cover
     unused_unit, units = units[-1], units[:-1]
-    people = [f"{f} {l}" for f, l in zip(rng.sample(_FIRST, 20), rng.sample(_LAST, 20))]
-    board_people, unit_heads, filler_people = people[:8], people[8:14], people[14:]
+    people = [f"{f} {l}" for f, l in zip(rng.sample(_FIRST, 24), rng.sample(_LAST, 24))]
+    board_people, unit_heads, filler_people = people[:8], people[8:16], people[16:]
     cities = rng.sample(_CITIES, len(_CITIES))
-    facility_cities, unit_cities, filler_cities = cities[:7], cities[7:13], cities[13:23]
+    facility_cities, unit_cities, filler_cities = cities[:7], cities[7:15], cities[15:23]
     missing_city = cities[23][0]  # never mentioned: for an unanswerable question
     n_board = rng.randint(5, 8)
     n_facilities = rng.randint(4, 7)
@@ -253,13 +257,31 @@ def generate_report(seed: int, n_words: int = 20000, *, company: str | None = No
         blocks: list[tuple[str, list[Piece]]] = [
             ("para", [
                 (f"The {u} division designs and sells {product} and is run from {city}, {country}.", None),
-                (f"The {u} division is led by {head}.", f"head:{u}"),
-                (f"Revenue of the {u} division reached {_money(rev[u])} million euros in {year}, "
-                 f"compared with {_money(rev_prev[u])} million euros in {prev}.", f"rev:{u}"),
+                (rng.choice([
+                    f"The {u} division is led by {head}.",
+                    f"{head} heads the {u} division.",
+                    f"Since {rng.randint(2015, prev)}, the {u} division has been run by {head}.",
+                ]), f"head:{u}"),
+                (rng.choice([
+                    f"Revenue of the {u} division reached {_money(rev[u])} million euros in {year}, "
+                    f"compared with {_money(rev_prev[u])} million euros in {prev}.",
+                    f"The {u} division's sales came to {_money(rev[u])} million euros in {year}, "
+                    f"against {_money(rev_prev[u])} million euros in {prev}.",
+                    f"In {year}, the {u} division generated revenue of {_money(rev[u])} million euros, "
+                    f"{'up' if rev[u] > rev_prev[u] else 'down'} from {_money(rev_prev[u])} million euros in {prev}.",
+                ]), f"rev:{u}"),
             ]),
             ("para", [
-                (f"The {u} division reported an operating margin of {margin[u]}% for {year}.", f"margin:{u}"),
-                (f"At the end of {year}, the {u} division employed {headcount[u]:,} people.", f"head_count:{u}"),
+                (rng.choice([
+                    f"The {u} division reported an operating margin of {margin[u]}% for {year}.",
+                    f"In {year}, the {u} division earned an operating margin of {margin[u]}%.",
+                    f"Operating profit at the {u} division was {margin[u]}% of its revenue in {year}.",
+                ]), f"margin:{u}"),
+                (rng.choice([
+                    f"At the end of {year}, the {u} division employed {headcount[u]:,} people.",
+                    f"The {u} division had a workforce of {headcount[u]:,} at the close of {year}.",
+                    f"{headcount[u]:,} people worked in the {u} division at the end of {year}.",
+                ]), f"head_count:{u}"),
                 (rng.choice([
                     f"{head} said the team had spent much of the year on {rng.choice(_TOPICS)}.",
                     f"Most of its customers are in {rng.choice(cities)[1]} and {rng.choice(cities)[1]}.",
