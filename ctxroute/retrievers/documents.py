@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import re
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping
@@ -29,7 +28,8 @@ _FORMAT_BY_SUFFIX = {
     ".htm": "html",
     ".jsonl": "jsonl",
 }
-_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")  # C0/C1 controls except \t \n \v \f \r
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _MAX_CONTROL_FRACTION = 0.01
 _MD_HEADING = re.compile(r"^[ ]{0,3}(#{1,6})[ \t]+(\S.*?)(?:[ \t]+#+)?[ \t]*$", re.MULTILINE)
 
@@ -58,11 +58,16 @@ def _check_text(text: str, where: str) -> None:
         raise DocumentError(where, "empty document: it has no text")
     if "\x00" in text:
         raise DocumentError(where, "binary file: it contains NUL bytes; pass a text, markdown, HTML or PDF file")
-    controls = sum(1 for ch in text if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc")
+    controls = len(_CONTROL.findall(text))
     if controls > 8 and controls > _MAX_CONTROL_FRACTION * len(text):
         raise DocumentError(
             where,
             f"binary file: {controls} control characters in {len(text)}; pass a text, markdown, HTML or PDF file",
+        )
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise DocumentError(
+            where, f"invalid unicode: lone surrogate U+{ord(bad.group()):04X} at offset {bad.start()}; fix the source text"
         )
 
 
@@ -208,19 +213,20 @@ def html_to_text(html: bytes | str) -> tuple[str, str]:
 def pdf_to_text(data: bytes, where: str) -> tuple[str, tuple[int, ...], str]:
     """(text, page_starts, metadata title) of a PDF; pages are joined by a blank line."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
+    from pypdf.errors import DependencyError, PdfReadError
 
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
             try:
-                opened = reader.decrypt("")
-            except Exception:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
-                opened = 0
+                opened = bool(reader.decrypt(""))
+                why = "it needs a password"
+            except DependencyError as exc:
+                opened, why = False, f"{exc} (pip install cryptography)"
+            except Exception as exc:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
+                opened, why = False, f"cannot decrypt it ({exc})"
             if not opened:
-                raise DocumentError(
-                    where, "encrypted PDF: it needs a password; decrypt it first (e.g. `qpdf --decrypt`)"
-                )
+                raise DocumentError(where, f"encrypted PDF: {why}; decrypt it first (e.g. `qpdf --decrypt`)")
         pages = [(page.extract_text() or "") for page in reader.pages]
         meta_title = ""
         try:
@@ -232,8 +238,8 @@ def pdf_to_text(data: bytes, where: str) -> tuple[str, tuple[int, ...], str]:
             meta_title = ""
     except DocumentError:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise DocumentError(where, f"unreadable PDF: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - malformed PDFs make pypdf raise many kinds of error
+        raise DocumentError(where, f"unreadable PDF: {type(exc).__name__}: {exc}") from exc
     if not pages:
         raise DocumentError(where, "PDF has no pages")
     texts = [p.replace("\x00", "").strip() for p in pages]
@@ -317,7 +323,9 @@ def _load(data: bytes, name: str, where: str) -> tuple[list[Document], list[Docu
         if not data.startswith(b"%PDF"):
             raise DocumentError(where, "not a PDF: the file does not start with %PDF")
         text, starts, meta_title = pdf_to_text(data, where)
-        doc = document_from_text(text, title=meta_title, source=where, format="pdf", page_starts=starts)
+        doc = document_from_text(
+            text, title=meta_title, source=where, format="pdf", page_starts=starts, metadata={"pages": str(len(starts))}
+        )
         return [doc], []
     if fmt == "html":
         if b"\x00" in data:

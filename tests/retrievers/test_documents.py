@@ -192,6 +192,7 @@ def test_multi_page_pdf_page_starts_map_spans_to_pages(tmp_path: Path) -> None:
     assert doc.format == "pdf"
     assert doc.title == "report"
     assert len(doc.page_starts) == 3
+    assert doc.metadata["pages"] == "3"
     assert doc.page_starts[0] == 0
     for i in (1, 2, 3):
         phrase = f"The value on page {i} is {i * 7} units."
@@ -329,3 +330,11 @@ def test_html_legacy_encoding_from_meta_charset() -> None:
     data = "<html><head><meta charset='windows-1252'></head><body><p>Caf\xe9 \x93quoted\x94</p></body></html>"
     [doc] = load_bytes(data.encode("latin-1"), "old.html")
     assert doc.text == "Café “quoted”"
+
+
+def test_lone_surrogate_rejected() -> None:
+    with pytest.raises(DocumentError, match="lone surrogate U\\+D800 at offset 3"):
+        document_from_text("abc\ud800def")
+    report = load_bytes_report(b'{"text": "ok \\ud800"}\n{"text": "fine"}\n', "s.jsonl")
+    assert [d.text for d in report.documents] == ["fine"]
+    assert "line 1" in report.errors[0].reason
