@@ -4,6 +4,8 @@ import io
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ctxroute.errors import DocumentError
 from ctxroute.retrievers.documents import (
@@ -338,3 +340,22 @@ def test_lone_surrogate_rejected() -> None:
     report = load_bytes_report(b'{"text": "ok \\ud800"}\n{"text": "fine"}\n', "s.jsonl")
     assert [d.text for d in report.documents] == ["fine"]
     assert "line 1" in report.errors[0].reason
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.binary(max_size=300),
+        st.text(max_size=200).map(lambda t: t.encode("utf-8", "surrogatepass")),
+        st.builds(lambda b: b"%PDF-1.4\n" + b, st.binary(max_size=200)),
+        st.builds(lambda t: f"<html><body><h2>{t}</h2><p>{t}</p></body></html>".encode("utf-8", "surrogatepass"), st.text(max_size=50)),
+    ),
+    st.sampled_from(SUPPORTED_SUFFIXES),
+)
+def test_any_bytes_load_or_fail_with_document_error(data: bytes, suffix: str) -> None:
+    report = load_bytes_report(data, "upload" + suffix)
+    assert all(isinstance(e, DocumentError) and e.reason for e in report.errors)
+    for doc in report.documents:
+        assert doc.text.strip()
+        assert "\x00" not in doc.text
+        assert doc.format in ("txt", "md", "html", "pdf", "jsonl")
