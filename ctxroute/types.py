@@ -163,6 +163,9 @@ class Citation:
     title: str = ""
     page: int | None = None
     claim: str = ""
+    # "model": cited by the LLM, then verified; "attributed": the LLM cited nothing and ctxroute
+    # matched the claim to its best-supporting sentence (opt-in); "extractive": quoted by the reader
+    origin: str = "model"
 
 
 @dataclass(frozen=True)
