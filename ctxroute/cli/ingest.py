@@ -35,16 +35,24 @@ def _store() -> Any:
     return CollectionStore(data_dir() / "collections")
 
 
-def _embedder(spec: str | None, bf16: bool = False) -> Any:
-    """--embedder, else $CTXROUTE_EMBEDDER, else None (the collection's own / MiniLM)."""
+def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: int | None = None) -> Any:
+    """--embedder, else $CTXROUTE_EMBEDDER, else the collection's own (None: let the store
+    rebuild it) or MiniLM for a new one. --threads / $CTXROUTE_TORCH_THREADS set torch threads."""
     from ctxroute.retrievers.embedders import make_embedder
 
     spec = spec or os.environ.get("CTXROUTE_EMBEDDER") or None
-    return make_embedder(spec, bf16=bf16) if spec or bf16 else None
+    env_threads = os.environ.get("CTXROUTE_TORCH_THREADS", "")
+    threads = threads or (int(env_threads) if env_threads.isdigit() else None)
+    if spec is None and (bf16 or threads):
+        store = _store()
+        if store.exists(collection):
+            cfg = store.manifest(collection)["config"]
+            spec = cfg.get("embedder_spec") or cfg["embedder_name"]
+    return make_embedder(spec, bf16=bf16, threads=threads) if spec or bf16 or threads else None
 
 
 def _open(name: str, embedder_spec: str | None = None) -> Any:
-    return _store().open(name, _embedder(embedder_spec))
+    return _store().open(name, _embedder(name, embedder_spec))
 
 
 def _progress() -> Any:
@@ -80,6 +88,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                        "default $CTXROUTE_EMBEDDER, else the collection's own"),
         passage_tokens: Optional[int] = typer.Option(None, min=16, help="passage size in tokens (new collections; default 256)"),
         bf16: bool = typer.Option(False, "--bf16", help="run the embedding model in bfloat16"),
+        threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default $CTXROUTE_TORCH_THREADS, "
+                                                          "else torch's own; 1 is fastest on a busy machine)"),
     ) -> None:
         """Load documents, chunk them, index them (BM25, FAISS, graph) and save the collection."""
         from rich.table import Table
@@ -91,7 +101,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         with _errors():
             store = _store()
             store.validate_name(collection)
-            emb = _embedder(embedder, bf16)
+            emb = _embedder(collection, embedder, bf16, threads)
             if store.exists(collection):
                 col = store.open(collection, emb)
                 if passage_tokens is not None and passage_tokens != col.config.chunking.passage_tokens:
@@ -103,7 +113,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             else:
                 from ctxroute.retrievers.embedders import make_embedder
 
-                emb = emb if emb is not None else make_embedder(None)
+                emb = emb if emb is not None else make_embedder(None, threads=threads)
                 chunking = ChunkingConfig(passage_tokens=passage_tokens) if passage_tokens else ChunkingConfig()
                 col = None
                 config = CollectionConfig.for_embedder(emb, chunking=chunking)

@@ -95,8 +95,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         retriever: str = typer.Option("hybrid", help="retriever for the probe: hybrid | dense | bm25 | graph"),
         k: int = typer.Option(10, min=1, help="probe depth"),
         no_probe: bool = typer.Option(False, "--no-probe", help="route without the retrieval probe"),
-        prototypes: bool = typer.Option(True, "--prototypes/--no-prototypes",
-                                        help="blend question-type prototypes embedded with the collection's embedder"),
+        prototypes: bool = typer.Option(False, "--prototypes/--no-prototypes",
+                                        help="blend question-type prototypes embedded with the collection's embedder (off: on LaRA they did not beat the cues)"),
         as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
         features: bool = typer.Option(False, "--features", help="also print the feature table"),
     ) -> None:

@@ -166,6 +166,47 @@ def cross_length_evidence(
     return rows
 
 
+def grouped_cv_evidence(
+    outcomes: Sequence[Outcome],
+    models: Sequence[str],
+    *,
+    folds: int = 5,
+    max_token_ratio: float = 0.35,
+    C: float = 1.0,
+    features: FeatureBuilder | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> list[EvidenceRow]:
+    """Per model and length: document-grouped K-fold (no document in both fit and test),
+    lam tuned on each fit fold; the held-out choices of all folds are pooled and summarised."""
+    from sklearn.model_selection import GroupKFold
+
+    from ctxroute.eval.replay import ReplayChoice, summarize
+
+    fb = features or FeatureBuilder()
+    rows: list[EvidenceRow] = []
+    for length in sorted({o.length for o in outcomes}):
+        for model in models:
+            data = [o for o in outcomes if o.model == model and o.length == length]
+            if len(data) < folds * 2:
+                continue
+            groups = [o.file or o.key.rsplit("/", 1)[0] for o in data]
+            held: dict[str, list[ReplayChoice]] = defaultdict(list)
+            lams = []
+            for fit_idx, test_idx in GroupKFold(n_splits=folds).split(data, groups=groups):
+                fit_set = [data[i] for i in fit_idx]
+                test = [data[i] for i in test_idx]
+                params = fit_from_outcomes(fit_set, C=C, features=fb)
+                choice, _ = tune_lam(fit_set, params, max_token_ratio=max_token_ratio, features=fb)
+                params = with_lam(params, choice.lam)
+                lams.append(choice.lam)
+                for pol in EVIDENCE_POLICIES:
+                    held[pol].extend(replay_choices(test, pol, params=params, features=fb))
+            summaries = tuple(summarize(p, held[p], held["oracle"], n_boot=n_boot, seed=seed) for p in EVIDENCE_POLICIES)
+            rows.append(EvidenceRow(length, length, model, f"per-model, {folds}-fold grouped by document", float(np.median(lams)), summaries))
+    return rows
+
+
 # --- live runner results --------------------------------------------------------------
 def features_from_dict(d: Mapping[str, object]) -> RouteFeatures:
     """Rebuild RouteFeatures from ``RoutingDecision.features`` (``RouteFeatures.as_dict``)."""
@@ -240,6 +281,7 @@ __all__ = [
     "cross_length_evidence",
     "features_from_dict",
     "fit_from_outcomes",
+    "grouped_cv_evidence",
     "read_records",
     "training_arrays",
     "training_from_results",

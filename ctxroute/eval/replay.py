@@ -96,6 +96,43 @@ class ReplaySummary:
         return d
 
 
+def lara_probes(root: str | Path, *, chunk_tokens: int = 600, k: int = 10, progress: Callable[[int, int], None] | None = None) -> dict[str, ProbeSignals]:
+    """BM25 retrieval-probe signals for every LaRA question (keyed like outcomes).
+
+    Each document is cut into windows of about ``chunk_tokens`` tokens (LaRA's RAG chunk
+    size; character windows scaled by the document's characters per token), indexed with
+    ctxroute's BM25 (``SparseIndex``), and queried with the question; the top ``k`` hits
+    give the probe signals the router uses (top score, margin, entropy, spread).
+    """
+    from ctxroute.eval.datasets import load_lara
+    from ctxroute.retrievers.sparse import SparseIndex
+    from ctxroute.retrievers.tokens import get_counter
+    from ctxroute.router import probe_signals
+    from ctxroute.types import Chunk, Level, ScoredChunk
+
+    ds = load_lara(Path(root), length=None)
+    counter = get_counter("cl100k_base")
+    by_doc: dict[str, list] = {}
+    for it in ds.items:
+        by_doc.setdefault(it.docs[0], []).append(it)
+    out: dict[str, ProbeSignals] = {}
+    done = 0
+    for dk, items in by_doc.items():
+        text = ds.documents[dk].text
+        n_tok = max(1, counter.count(text))
+        width = max(200, int(len(text) / n_tok * chunk_tokens))
+        spans = [(s0, min(len(text), s0 + width)) for s0 in range(0, len(text), width)]
+        chunks = [Chunk(f"{dk}#{i}", dk, Level.PASSAGE, a, b, None, i) for i, (a, b) in enumerate(spans)]
+        index = SparseIndex().build([text[a:b] for a, b in spans])
+        for it in items:
+            hits = [ScoredChunk(chunks[i], float(sc), "bm25") for i, sc in index.search(it.question, k)]
+            out[it.id] = probe_signals(hits, top_n=k, doc_chars={dk: len(text)})
+        done += len(items)
+        if progress:
+            progress(done, len(ds.items))
+    return out
+
+
 class FeatureBuilder:
     """Router features for a recorded outcome; question typing is cached per question text."""
 

@@ -45,6 +45,10 @@ class CitationConfig:
     use_embeddings: bool = True
     max_range: int = 10  # [S3-S9] expands to at most this many ids
     short_claim_tokens: int = 3
+    # opt-in: when the model cites nothing, attach each claim to its best-supporting context
+    # sentence if that support reaches attribute_min_support (Citation.origin="attributed")
+    attribute_uncited: bool = False
+    attribute_min_support: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,9 @@ def verify_citations(
             numbering[key] = len(citations)
         kept.setdefault(mi, []).append(f"[{numbering[key]}]")
 
+    if config.attribute_uncited and not markers and not abstention(text)[0]:
+        return _attribute(text, claims, sentence_map, embedder if config.use_embeddings else None, config, question)
+
     out: list[str] = []
     pos = 0
     for mi, marker in enumerate(markers):
@@ -255,3 +262,48 @@ def _support_scores(pairs: Sequence[tuple[str, str]], embedder: Embedder | None)
         cos = float(np.dot(vecs[c_idx[claim]], vecs[s_idx[source]]))
         out.append(max(lex, min(1.0, max(0.0, cos))))
     return out
+
+
+def _attribute(
+    text: str,
+    claims: list[tuple[int, int]],
+    sentence_map: SentenceMap,
+    embedder: Embedder | None,
+    config: CitationConfig,
+    question: str,
+) -> VerifiedText:
+    """Post-hoc attribution for an answer without markers (see CitationConfig.attribute_uncited)."""
+    sids = list(sentence_map.refs)
+    sources = {sid: sentence_map.text(sid) for sid in sids}
+    citations: list[Citation] = []
+    out: list[str] = []
+    pos = 0
+    for a, b in claims:
+        claim = " ".join(text[a:b].split())
+        if len(content_tokens(claim)) < 2 or not sids:
+            continue
+        checked = f"{question.strip()} {claim}" if question and len(content_tokens(claim)) < config.short_claim_tokens else claim
+        lex = sorted(((lexical_support(checked, sources[sid]), sid) for sid in sids), reverse=True)[:10]
+        scores = _support_scores([(checked, sources[sid]) for _, sid in lex], embedder)
+        best_score, best_sid = max(zip(scores, (sid for _, sid in lex)), default=(0.0, ""))
+        if best_score < config.attribute_min_support:
+            continue
+        ref = sentence_map.refs[best_sid]
+        doc = sentence_map.documents[ref.doc_id]
+        citations.append(
+            Citation(doc_id=ref.doc_id, start=ref.start, end=ref.end, quote=doc.text[ref.start : ref.end],
+                     supports=round(float(best_score), 4), sentence_id=best_sid, title=doc.title,
+                     page=doc.page_at(ref.start), claim=claim, origin="attributed")
+        )
+        out.append(text[pos:b])
+        out.append(f" [{len(citations)}]")
+        pos = b
+    out.append(text[pos:])
+    warnings: tuple[str, ...] = ()
+    if citations:
+        warnings = (
+            f"the model cited no sentence; ctxroute attributed {len(citations)} claim(s) to their best-supporting "
+            "source sentence (origin=attributed): the quote shows where the claim's words come from, not that "
+            "the model read it there",
+        )
+    return VerifiedText(text=_tidy("".join(out)), citations=tuple(citations), warnings=warnings, n_cited=0, n_removed=0)

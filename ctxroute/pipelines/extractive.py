@@ -140,7 +140,8 @@ class ExtractiveReader:
             refs[sid] = SentenceRef(sid, s.doc_id, s.start, s.end)
             cites.append(
                 Citation(doc_id=s.doc_id, start=s.start, end=s.end, quote=quote, supports=round(r.score, 4),
-                         sentence_id=sid, title=doc.title, page=doc.page_at(s.start), claim=" ".join(quote.split()))
+                         sentence_id=sid, title=doc.title, page=doc.page_at(s.start), claim=" ".join(quote.split()),
+                         origin="extractive")
             )
             parts.append(f"{' '.join(quote.split())} [{n}]")
         smap = SentenceMap(refs=refs, documents={c.doc_id: corpus.document(c.doc_id) for c in cites})

