@@ -60,6 +60,20 @@ def test_sentence_transformer_embedder_is_cheap_to_construct() -> None:
     assert emb._model is None  # nothing loaded yet
     with pytest.raises(InputError, match="does not exist"):
         SentenceTransformerEmbedder("/nonexistent/model")
+    with pytest.raises(InputError, match="threads must be >= 1, got 0"):
+        SentenceTransformerEmbedder(threads=0)
+
+
+def test_make_embedder_specs_round_trip() -> None:
+    from ctxroute.retrievers.embedders import default_model_path, embedder_spec, make_embedder
+
+    assert make_embedder("hashing").name == "hashing-256"
+    assert make_embedder("hashing-32").dim == 32
+    assert make_embedder(None).name == make_embedder("minilm").name == "all-MiniLM-L6-v2"
+    for spec in ("hashing-64", "all-MiniLM-L6-v2", str(default_model_path())):
+        emb = make_embedder(spec)
+        assert make_embedder(embedder_spec(emb)).name == emb.name
+    assert embedder_spec(CachedEmbedder(HashingEmbedder(16))) == "hashing-16"
 
 
 def test_dim_read_from_model_folder_without_loading() -> None:
