@@ -34,7 +34,7 @@ def _run(*args: str):
 
 
 def test_route_json(home):
-    r = _run("How many ships did the harbour master record?", "--collection", "harbour", "--profile", "gpt-4o",
+    r = _run("How many times did the harbour master record ships?", "--collection", "harbour", "--profile", "gpt-4o",
              "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
