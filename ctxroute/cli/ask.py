@@ -17,11 +17,15 @@ DEMO_COLLECTION = "demo"
 DEMO_SEED = 7
 DEMO_DOCS = 2
 DEMO_WORDS = 6000
-# (question, why it is in the demo); the gold answers come from the generated corpus
+# (question, the corpus question whose gold answer applies, why it is in the demo)
 DEMO_QUESTIONS = (
-    ("What was the operating margin of the Harbor division in 2035?", "a single-fact lookup: retrieval should do"),
-    ("Which divisions grew their revenue in 2035 compared with 2034?", "needs every division's figures: whole document"),
-    ("Who is the Chief Data Officer of Kestrelmark Aerospace?", "not in the documents: the answer should abstain"),
+    ("What was the operating margin of the Harbor division in 2035?",
+     "What was the operating margin of the Harbor division in 2035?", "a single-fact lookup: retrieval should do"),
+    ("Summarise which divisions of Kestrelmark Aerospace grew their revenue in 2035 compared with 2034.",
+     "Which divisions grew their revenue in 2035 compared with 2034?",
+     "needs every division's figures: the whole document (map-reduce beyond the window)"),
+    ("Who is the Chief Data Officer of Kestrelmark Aerospace?",
+     "Who is the Chief Data Officer of Kestrelmark Aerospace?", "not in the documents: the answer should abstain"),
 )
 
 
@@ -56,14 +60,18 @@ def build_llm_from_env(backend: str | None) -> Any:
     return build_llm(LLMConfig.from_env(env))
 
 
-def _engine_config(max_tokens: int, policy: str, router_params: Optional[str], mr_mode: str, min_support: float) -> Any:
+def _engine_config(max_tokens: int, policy: str, router_params: Optional[str], mr_mode: str, min_support: float,
+                   attribute: bool = False, rag_context_tokens: int | None = None) -> Any:
     from dataclasses import replace
 
     from ctxroute.pipelines.citations import CitationConfig
     from ctxroute.pipelines.engine import EngineConfig
 
     cfg = EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=router_params)
-    return replace(cfg, mr=replace(cfg.mr, mode=mr_mode), citations=CitationConfig(min_support=min_support))
+    if rag_context_tokens:
+        cfg = replace(cfg, rag=replace(cfg.rag, context_tokens=rag_context_tokens))
+    return replace(cfg, mr=replace(cfg.mr, mode=mr_mode),
+                   citations=CitationConfig(min_support=min_support, attribute_uncited=attribute))
 
 
 def _span(c: Any) -> str:
@@ -96,13 +104,17 @@ def print_answer(answer: Any, *, question: str, gold: str | None = None) -> None
 
     if answer.citations:
         t = Table(title="citations (verified against the source)", title_justify="left", show_lines=False)
-        for col in ("#", "document", "span", "support", "quoted sentence"):
+        for col in ("#", "document", "span", "support", "by", "quoted sentence"):
             t.add_column(col, overflow="fold")
         for i, c in enumerate(answer.citations, 1):
-            t.add_row(str(i), escape(c.title or c.doc_id), _span(c), f"{c.supports:.2f}", escape(" ".join(c.quote.split())))
+            t.add_row(str(i), escape(c.title or c.doc_id), _span(c), f"{c.supports:.2f}", c.origin,
+                      escape(" ".join(c.quote.split())))
         console.print(t)
     else:
         console.print("[dim]no verified citations[/dim]")
+    removed = sum(w.startswith("citation [") for w in answer.warnings)
+    if removed:
+        console.print(f"[red]{removed} citation(s) the model made were removed by verification[/red] (see warnings)")
 
     if answer.usage:
         u = Table(title="LLM calls", title_justify="left")
@@ -150,8 +162,8 @@ def _demo_config(embedder: Any) -> Any:
 def _demo_gold() -> dict[str, str]:
     from ctxroute.synthetic import generate_corpus
 
-    return {qa.question: qa.answer for d in generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS)
-            for qa in d.qa}
+    docs = generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS)
+    return {qa.question: qa.answer for qa in docs[0].qa}  # the demo questions are about the first report
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -170,6 +182,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         max_tokens: int = typer.Option(300, help="most tokens each LLM call may produce"),
         mr_mode: str = typer.Option("parallel", help="map-reduce mode: parallel | chain (chain-of-agents)"),
         min_support: float = typer.Option(0.35, help="least support (0-1) a cited sentence must give its claim"),
+        attribute: bool = typer.Option(
+            False, help="when the model cites nothing, attach claims to their best-supporting sentence (labelled)"),
     ) -> None:
         """Answer QUESTION over a collection, with verified citations, the route and why, tokens and latency."""
         from ctxroute.pipelines.engine import Engine
@@ -183,7 +197,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             coll = _store().open(collection)
             client = build_llm_from_env(llm)
             engine = Engine({collection: coll}, client,
-                            config=_engine_config(max_tokens, policy, router_params, mr_mode, min_support))
+                            config=_engine_config(max_tokens, policy, router_params, mr_mode, min_support, attribute))
             budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
 
             async def run() -> Any:
@@ -208,6 +222,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         max_tokens: int = typer.Option(160, help="most tokens each LLM call may produce (keep it small on CPU)"),
         questions: int = typer.Option(len(DEMO_QUESTIONS), help="how many demo questions to ask"),
         as_json: bool = typer.Option(False, "--json", help="print the answers as JSON lines"),
+        attribute: bool = typer.Option(
+            True, help="attach uncited claims to their best-supporting sentence (labelled 'attributed')"),
+        rag_context_tokens: int = typer.Option(1500, help="RAG context size (small models do better with less)"),
     ) -> None:
         """Build the demo collection (synthetic annual reports, MiniLM) if needed, then answer a few
         questions with routing and verified citations on the embedded local model."""
@@ -243,21 +260,22 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     err_console.print(f"model: {client.profile.name} {how} in {info.seconds:.1f} s")
             if client is not None:
                 err_console.print(f"model usable window: {client.profile.usable_window:,} tokens")
-            engine = Engine({DEMO_COLLECTION: coll}, client, config=_engine_config(max_tokens, "rules", None, "parallel", 0.35))
+            engine = Engine({DEMO_COLLECTION: coll}, client, config=_engine_config(max_tokens, "rules", None, "parallel", 0.35, attribute,
+                                                         rag_context_tokens))
             gold = _demo_gold()
 
             async def run() -> None:
                 try:
-                    for q, why in DEMO_QUESTIONS[:questions]:
+                    for q, gold_key, why in DEMO_QUESTIONS[:questions]:
                         if not as_json:
                             console.rule(f"[dim]{why}[/dim]")
                         answer = await engine.answer(q, DEMO_COLLECTION)
                         if as_json:
                             data = answer_to_dict(answer)
-                            data["question"], data["gold"] = q, gold.get(q)
+                            data["question"], data["gold"] = q, gold.get(gold_key)
                             typer.echo(json.dumps(data, ensure_ascii=False))
                         else:
-                            print_answer(answer, question=q, gold=gold.get(q))
+                            print_answer(answer, question=q, gold=gold.get(gold_key))
                 finally:
                     await engine.aclose()
 

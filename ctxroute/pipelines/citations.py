@@ -295,9 +295,10 @@ def _attribute(
                      supports=round(float(best_score), 4), sentence_id=best_sid, title=doc.title,
                      page=doc.page_at(ref.start), claim=claim, origin="attributed")
         )
-        out.append(text[pos:b])
+        cut = b - 1 if text[b - 1] in ".!?" else b
+        out.append(text[pos:cut])
         out.append(f" [{len(citations)}]")
-        pos = b
+        pos = cut
     out.append(text[pos:])
     warnings: tuple[str, ...] = ()
     if citations:

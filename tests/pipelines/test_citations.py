@@ -126,3 +126,19 @@ def test_every_returned_citation_quotes_its_source(parts, seed) -> None:
         assert c.quote == doc.text[c.start:c.end]
     assert len(v.warnings) == v.n_removed <= v.n_cited  # every removal is reported
     assert "[S" not in v.text
+
+
+def test_attribution_is_opt_in_labelled_and_exact() -> None:
+    doc, p = packed()
+    text = "The Northern division had an operating margin of 12.4% in 2031. Bananas are yellow."
+    assert verify_citations(text, p.sentence_map).citations == ()
+    v = verify_citations(text, p.sentence_map, config=CitationConfig(attribute_uncited=True))
+    assert [(c.sentence_id, c.origin) for c in v.citations] == [("S1", "attributed")]
+    assert v.citations[0].quote == doc.text[v.citations[0].start:v.citations[0].end]
+    assert v.text == "The Northern division had an operating margin of 12.4% in 2031 [1]. Bananas are yellow."
+    assert v.warnings and "attributed" in v.warnings[0]
+    # a model that cites gets no attribution, and an abstention gets none either
+    assert all(c.origin == "model" for c in verify_citations(
+        "Margin 12.4% in 2031 [S1].", p.sentence_map, config=CitationConfig(attribute_uncited=True)).citations)
+    assert verify_citations("NOT_FOUND: Northern margin 12.4% not given", p.sentence_map,
+                            config=CitationConfig(attribute_uncited=True)).citations == ()
