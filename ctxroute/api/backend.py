@@ -18,7 +18,6 @@ from ctxroute.api.settings import ApiSettings
 from ctxroute.errors import CollectionNotFound
 from ctxroute.pipelines.engine import Engine, EngineConfig
 from ctxroute.pipelines.llm.base import LLMClient
-from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.collection import Collection, CollectionConfig, CollectionStore
 from ctxroute.retrievers.documents import document_from_text, load_bytes_report
 from ctxroute.retrievers.embedders import make_embedder
@@ -289,9 +288,7 @@ class Backend:
     async def route(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.RouteOut:
         """The routing decision (retrieval probe, features, policy) without any LLM call."""
         col = await self.open(tenant, name)
-        engine = self.engine_for(opts.top_k)
-        # Engine has no public decide(): its private step is the one the answer path uses.
-        decision, _ = await engine._decide(engine._validate(question), Corpus(col), opts.route, opts.to_budget())
+        decision = await self.engine_for(opts.top_k).decide(question, col, route=opts.route, budget=opts.to_budget())
         return M.RouteOut(decision=decision_out(decision), collection_version=col.version)
 
     async def answer(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.QueryOut:
@@ -326,6 +323,7 @@ class Backend:
         from ctxroute.cli.ask import ensure_demo_collection
 
         await asyncio.to_thread(ensure_demo_collection, self._store(tenant), embedder=self.embedder)
+        await asyncio.to_thread(self.collection, tenant, "demo")  # loaded before /readyz says ready
 
 
 __all__ = ["Backend", "QueryOptions", "answer_out", "decision_out"]

@@ -40,6 +40,7 @@ class JobState:
     created_at: float = field(default_factory=time.time)
     finished_at: float | None = None
     collection_version: str = ""
+    pid: int = 0  # the worker process running it (several uvicorn workers share the home)
 
     @staticmethod
     def from_json(raw: dict) -> "JobState":
@@ -47,6 +48,18 @@ class JobState:
         raw["errors"] = tuple(FileError(**e) for e in raw.get("errors", ()))
         raw["documents_added"] = tuple(raw.get("documents_added", ()))
         return JobState(**raw)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class JobHandle:
@@ -104,7 +117,8 @@ class JobManager:
 
     def submit(self, tenant: str, collection: str, job_id: str, files: list[tuple[str, Path]], work: Work) -> JobState:
         """Start ``work`` in a worker thread; returns the queued state at once."""
-        state = JobState(id=job_id, tenant=tenant, collection=collection, status="queued", files_total=len(files))
+        state = JobState(id=job_id, tenant=tenant, collection=collection, status="queued", files_total=len(files),
+                         pid=os.getpid())
         self._save(state)
         handle = JobHandle(self, state, files)
 
@@ -157,14 +171,14 @@ class JobManager:
         return sorted(out, key=lambda s: s.created_at, reverse=True)
 
     def recover(self) -> int:
-        """Mark jobs left queued or running by a previous process as interrupted."""
+        """Mark jobs left queued or running by a process that no longer exists as interrupted."""
         n = 0
         for path in (self._home / "tenants").glob("*/jobs/job_*.json"):
             try:
                 state = JobState.from_json(json.loads(path.read_text()))
             except (ValueError, TypeError):
                 continue
-            if state.status not in TERMINAL:
+            if state.status not in TERMINAL and not _alive(state.pid):
                 self._save(replace(
                     state, status="interrupted", finished_at=time.time(),
                     errors=state.errors + (FileError("*", "the server restarted during ingestion; upload the files again"),),

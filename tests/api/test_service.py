@@ -136,3 +136,22 @@ def test_not_found_has_the_error_shape(settings_factory, live_server, status_pat
     assert r.status_code == 404
     body = r.json()
     assert set(body) == {"code", "message", "request_id"} and body["request_id"] == r.headers["x-request-id"]
+
+
+def test_restart_marks_unfinished_jobs_interrupted(settings_factory, live_server):
+    import json
+    import os
+
+    settings = settings_factory()
+    jobs_dir = settings.home / "tenants" / "default" / "jobs"
+    jobs_dir.mkdir(parents=True)
+    base = {"tenant": "default", "collection": "c", "status": "running", "files_total": 2, "created_at": 1.0}
+    (jobs_dir / "job_dead000000000000.json").write_text(json.dumps({**base, "id": "job_dead000000000000", "pid": 0}))
+    # a job still owned by a live process (another worker) is left alone
+    (jobs_dir / "job_live000000000000.json").write_text(
+        json.dumps({**base, "id": "job_live000000000000", "pid": os.getppid()}))
+    server = live_server(settings)
+    with httpx.Client(base_url=server.url) as c:
+        dead = c.get("/v1/jobs/job_dead000000000000").json()
+        assert dead["status"] == "interrupted" and "restarted" in dead["errors"][0]["message"]
+        assert c.get("/v1/jobs/job_live000000000000").json()["status"] == "running"
