@@ -17,8 +17,8 @@ def _check_citations(body: dict, docs: dict[str, str]) -> None:
         assert c["title"] and c["doc_id"]
 
 
-def test_collections_documents_query_stream_delete_restart(settings_factory, live_server):
-    settings = settings_factory()
+def test_collections_documents_query_stream_delete_restart(settings_factory, live_server, redis_server):
+    settings = settings_factory(redis_url=redis_server)
     server = live_server(settings)
     with httpx.Client(base_url=server.url, timeout=30) as c:
         assert c.get("/healthz").json()["status"] == "ok"
@@ -100,6 +100,9 @@ def test_collections_documents_query_stream_delete_restart(settings_factory, liv
     with httpx.Client(base_url=server2.url, timeout=30) as c:
         info = c.get("/v1/collections/field").json()
         assert info["documents"] == 2 and info["version"] == version_before
+        # the answer cache lives in Redis: it survives the restart (same collection version)
+        cached = c.post("/v1/collections/field/query", json=q).json()
+        assert cached["cached"] and cached["answer"] == after["answer"]
         body = c.post("/v1/collections/field/query", json={"question": "When does the harvest start?"}).json()
         assert "September" in body["answer"]
         assert c.delete("/v1/collections/field").status_code == 204
