@@ -5,7 +5,7 @@ import time
 from dataclasses import dataclass
 
 from ctxroute.pipelines import prompts
-from ctxroute.pipelines.llm.base import LLMClient
+from ctxroute.pipelines.llm.base import LLMClient, prompt_text
 from ctxroute.pipelines.rag import answer_from_context, expand_and_pack
 from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult
 from ctxroute.types import Route, ScoredChunk
@@ -39,9 +39,15 @@ class Hybrid:
         room = self.llm.profile.usable_window - self.config.max_tokens - overhead
         # packing adds sentence ids; expand to a little less than the room
         budget = max(200, int(room * self.config.window_fraction / 1.15) - 50)
-        packed = expand_and_pack(
-            corpus, hits, token_budget=budget, neighbours=self.config.neighbours, count_tokens=self.llm.count_tokens
-        )
+        for _ in range(3):  # the model's tokenizer may count more than the index did: shrink to fit
+            packed = expand_and_pack(
+                corpus, hits, token_budget=budget, neighbours=self.config.neighbours, count_tokens=self.llm.count_tokens
+            )
+            request = prompts.answer_request(question, packed.text, max_tokens=self.config.max_tokens, stage="")
+            need = self.llm.count_tokens(prompt_text(request.messages)) + self.config.max_tokens
+            if need <= self.llm.profile.usable_window:
+                break
+            budget = max(100, int(budget * self.llm.profile.usable_window / need * 0.95))
         retrieve_ms = (time.perf_counter() - t0) * 1000.0
         return await answer_from_context(
             self.llm, question, packed, route=self.route, max_tokens=self.config.max_tokens, on_delta=on_delta,

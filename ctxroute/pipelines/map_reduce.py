@@ -248,6 +248,12 @@ class MapReduce:
         # sentence ids and delimiters add roughly 10% on top of the passages' own tokens
         return max(200, int((self.llm.profile.usable_window - overhead - self.config.map_max_tokens - notes) / 1.15))
 
+    def _fits(self, question: str, pack: PackedContext) -> bool:
+        notes = "x " * self.config.map_max_tokens if self.config.mode == "chain" else ""
+        request = prompts.map_request(question, pack.text, max_tokens=self.config.map_max_tokens, stage="", notes=notes)
+        tokens = self.llm.count_tokens("\n".join(m.content for m in request.messages))
+        return tokens + request.max_tokens <= self.llm.profile.usable_window
+
     def _pack(self, corpus: Corpus, group: list[Chunk], id_start: int, budget: int) -> PackedContext:
         doc_ids = list(dict.fromkeys(c.doc_id for c in group))
         return pack_evidence(
@@ -273,7 +279,8 @@ class MapReduce:
             g = pending.pop()
             start = packs[-1].next_id if packs else 1
             pack = self._pack(corpus, g, start, budget=int(gtok * 1.3))
-            if pack.dropped and len(g) > 1:  # the model's tokenizer counts more than the index did
+            if (pack.dropped or not self._fits(question, pack)) and len(g) > 1:
+                # the model's tokenizer counts more than the index did: split the group
                 half = len(g) // 2
                 pending.extend([g[half:], g[:half]])
                 continue

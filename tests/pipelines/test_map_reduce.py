@@ -157,3 +157,12 @@ def test_bad_config() -> None:
         MapReduce(ScriptedLLM(), MapReduceConfig(max_concurrency=0))
     with pytest.raises(InputError):
         MapReduce(ScriptedLLM(), MapReduceConfig(mode="tree"))  # type: ignore[arg-type]
+
+
+async def test_map_groups_split_for_a_hungrier_tokenizer(collection) -> None:  # noqa: F811
+    from tests.pipelines.test_strategies import InflatedLLM
+
+    llm = InflatedLLM(default="NO_INFORMATION", profile=PROFILE)
+    await MapReduce(llm, MapReduceConfig(map_max_tokens=100)).run("office", collection)
+    for request in llm.requests:  # no ContextWindowExceeded: every map prompt fits by the model's own count
+        assert llm.count_tokens("\n".join(m.content for m in request.messages)) + 100 <= PROFILE.usable_window

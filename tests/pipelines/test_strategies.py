@@ -157,3 +157,18 @@ async def test_hybrid_packs_up_to_the_window(collection) -> None:
     prompt_tokens = result.usage[0].prompt_tokens
     assert prompt_tokens + 100 <= 1200
     assert result.prompt_tokens_packed > 480  # fills much of the window, not a top-k handful
+
+
+class InflatedLLM(ScriptedLLM):
+    """A model whose tokenizer counts 60% more tokens than the index's cl100k counts."""
+
+    def count_tokens(self, text: str) -> int:
+        return int(super().count_tokens(text) * 1.6)
+
+
+async def test_hybrid_shrinks_to_fit_a_hungrier_tokenizer(collection) -> None:
+    llm = InflatedLLM(default="NOT_FOUND: none", profile=small_profile(1200))
+    result = await Hybrid(llm, HybridConfig(k=40, max_tokens=100)).run("office schedule", collection)
+    request = llm.requests[0]
+    assert llm.count_tokens("\n".join(m.content for m in request.messages)) + 100 <= 1200
+    assert result.usage
