@@ -1,4 +1,5 @@
-"""Retrieval quality on a small slice of the real QA sets (../shared/data; skips without it)."""
+"""The retrieval benchmarks: quality on a slice of the real QA sets (../shared/data; skips
+without it) and a small smoke run of the throughput/latency benchmark."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,13 +9,13 @@ from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "retrieval_quality.py"
+BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def _module() -> ModuleType:
-    name = "ctxroute_benchmarks_retrieval_quality"
+def _module(script: str = "retrieval_quality") -> ModuleType:
+    name = f"ctxroute_benchmarks_{script}"
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCH)
+        spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{script}.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -51,3 +52,18 @@ def test_hybrid_recall_on_a_slice_of_loogle_and_leval(shared_data: Path) -> None
         assert res.recall["hybrid"][10] >= 0.5
         assert res.recall["bm25"][10] >= 0.6
         assert res.recall["hybrid"][10] >= res.recall["hybrid"][1]
+
+
+def test_bench_retrieval_smoke_run_reports_every_stage_and_query_kind() -> None:
+    mod = _module("bench_retrieval")
+    seen: set[str] = set()
+    result = mod.run(tokens=4000, queries=12, embedder_kind="hashing", progress=lambda s, d, t: seen.add(s))
+    assert result.tokens > 1000 and result.passages > 5
+    assert {"chunk", "embed", "sparse", "dense", "graph", "total"} <= set(result.ingest_tokens_per_s)
+    assert all(v > 0 for v in result.ingest_tokens_per_s.values())
+    assert result.embed_ratio > 0 and result.bm25_speedup_vs_rank_bm25 > 0
+    assert {"bm25", "rank_bm25 (reference)", "hybrid (precomputed query vector)"} <= set(result.latency)
+    assert all(lat.n >= 1 and lat.p95_ms >= lat.p50_ms for lat in result.latency.values())
+    assert {"embed", "raw embed", "queries"} <= seen
+    table = mod.markdown(result)
+    assert "| hybrid (precomputed query vector) |" in table and "rank_bm25" in table
