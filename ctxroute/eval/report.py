@@ -178,22 +178,25 @@ def summary_markdown(summary: Mapping[str, Any], title: str = "Evaluation report
     return "\n".join(lines) + "\n"
 
 
-def evidence_markdown(rows: Sequence[Any], max_token_ratio: float = 0.35) -> str:
+def evidence_markdown(rows: Sequence[Any], max_token_ratio: float = 0.35, *, probe: bool = False) -> str:
     """The router evidence table (``ctxroute.eval.fit.EvidenceRow`` list) as Markdown, with
     the goal check: learned above both fixed routes, within 5 points of the oracle, at most
     ``max_token_ratio`` of always-LC tokens."""
     lines = [
-        "# Router evidence on LaRA recorded outcomes (held-out length only)",
+        "# Router evidence on LaRA recorded outcomes (held-out numbers only)",
         "",
-        "Each block: the learned router fitted on one length (lam tuned there for the best accuracy within "
-        f"{100 * max_token_ratio:.0f}% of LC tokens) and evaluated on the other. Accuracy % [bootstrap 95% CI] / prompt tokens "
-        "as % of always-LC. Rule judge (docs/EVAL.md). `learned+esc` also escalates refused RAG answers to LC.",
+        "Each block: the learned router is fitted on data disjoint from what it is scored on (the other LaRA length, or "
+        "the other folds' documents), with lam tuned on the fit data for the best accuracy within "
+        f"{100 * max_token_ratio:.0f}% of LC tokens. Cells: accuracy % [bootstrap 95% CI] / prompt tokens "
+        "as % of always-LC. Rule judge (docs/EVAL.md). `learned+esc` also escalates refused RAG answers to LC. "
+        f"Router features: question type (rules), document tokens, model profile{', BM25 probe' if probe else ', no retrieval probe'}.",
         "",
     ]
     for fit_len, eval_len in dict.fromkeys((r.fit_length, r.eval_length) for r in rows):
         block = [r for r in rows if (r.fit_length, r.eval_length) == (fit_len, eval_len)]
         policies = [s.policy for s in block[0].summaries]
-        lines += [f"## fit {fit_len} -> evaluate {eval_len} ({block[0].fit_scope} fit)", "",
+        head = f"## fit {fit_len} -> evaluate {eval_len}" if fit_len != eval_len else f"## {fit_len}: held-out folds"
+        lines += [f"{head} ({block[0].fit_scope})", "",
                   "| model | lam | " + " | ".join(policies) + " | goal met |", "|---|---|" + "---|" * len(policies) + "---|"]
         for r in block:
             by = {s.policy: s for s in r.summaries}

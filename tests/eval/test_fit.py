@@ -68,3 +68,39 @@ def test_training_from_runner_records() -> None:
 
     with pytest.raises(InputError, match="no correct"):
         training_from_results(recs, metric="f1")
+
+
+def test_grouped_cv_evidence_keeps_documents_apart() -> None:
+    from dataclasses import replace
+
+    from ctxroute.eval.fit import grouped_cv_evidence
+
+    outs = [replace(o, file=f"doc{i % 5}.txt") for i, o in enumerate(_outcomes(60))]
+    rows = grouped_cv_evidence(outs, ["gpt-4o"], folds=5, max_token_ratio=0.7, n_boot=100)
+    assert len(rows) == 1
+    by = {s.policy: s for s in rows[0].summaries}
+    assert all(s.n == 60 for s in by.values())
+    assert by["oracle"].accuracy.mean == pytest.approx(1.0)
+    assert by["lc"].accuracy.mean == pytest.approx(1.0)
+    assert by["learned"].accuracy.mean >= by["rag"].accuracy.mean
+
+
+def test_cli_replay_and_fit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from ctxroute.cli import app
+
+    path = tmp_path / "outcomes.jsonl"
+    path.write_text("".join(json.dumps(o.as_dict()) + "\n" for o in _outcomes(40)), encoding="utf-8")
+    runner = CliRunner()
+    res = runner.invoke(app, ["router", "fit", str(path), "--out", str(tmp_path / "router.json"), "--max-token-ratio", "0.7"])
+    assert res.exit_code == 0, res.output
+    assert LearnedParams.load(tmp_path / "router.json").routes == (Route.RAG, Route.LC)
+    res = runner.invoke(app, ["eval", "replay", str(path), "--policy", "rag,lc,learned", "--router-params", str(tmp_path / "router.json"),
+                              "--out", str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "oracle" in res.output and (tmp_path / "rep" / "results.jsonl").is_file()
+    res = runner.invoke(app, ["eval", "replay", str(tmp_path / "missing.jsonl")])
+    assert res.exit_code == 2 and "judge-lara" in res.output
