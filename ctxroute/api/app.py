@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctxroute.api import errors as api_errors
 from ctxroute.api import models as M
-from ctxroute.api.auth import DEV_TENANT, Principal, TenantStore, check_tenant_name, load_pepper
+from ctxroute.api.auth import DEV_TENANT, Principal, TenantStore, check_tenant_name, load_pepper, stored_keys_exist
 from ctxroute.api.backend import Backend, QueryOptions
 from ctxroute.api.cache import AnswerCache, CacheKey
 from ctxroute.api.errors import Forbidden, NotReady, RequestTimeout, Unauthorized
@@ -44,6 +44,7 @@ class Services:
     metrics: Metrics
     jobs: JobManager
     backend: Backend
+    auth_enabled: bool = True
     ready: bool = False
 
 
@@ -146,6 +147,7 @@ def create_app(
             cache=AnswerCache(link, ttl_s=settings.cache_ttl_s, size=settings.cache_size),
             limits=Limits(link, rate_per_min=settings.rate_limit_per_min, tokens_per_day=settings.tenant_tokens_per_day),
             metrics=metrics, jobs=jobs, backend=backend,
+            auth_enabled=settings.auth_enabled or stored_keys_exist(home),
         )
         app.state.svc = svc
         try:
@@ -178,7 +180,7 @@ def create_app(
 def app_from_env() -> FastAPI:
     """The app configured from the environment (uvicorn ``--factory`` target for several workers)."""
     settings = ApiSettings.from_env()
-    settings.check_bind()
+    settings.check_bind(stored_keys=stored_keys_exist(settings.home))
     return create_app(settings)
 
 
@@ -201,8 +203,8 @@ def _key_of(request: Request) -> str:
 
 
 async def principal(request: Request, svc: Svc) -> Principal:
-    if not svc.settings.auth_enabled:
-        return Principal(tenant=DEV_TENANT, admin=True, key_id="dev")
+    if not svc.auth_enabled:
+        return Principal(tenant=DEV_TENANT, admin=False, key_id="dev")
     key = _key_of(request)
     p = svc.tenants.authenticate(key) if key else None
     if p is None:
@@ -226,6 +228,8 @@ Tenant = Annotated[str, Depends(tenant)]
 
 
 async def admin(who: Who) -> Principal:
+    if who.key_id == "dev":
+        raise Forbidden("development mode has no tenants: set CTXROUTE_ADMIN_KEY and restart to manage tenants and keys")
     if not who.admin:
         raise Forbidden("this endpoint needs the admin key (CTXROUTE_ADMIN_KEY)")
     return who

@@ -29,6 +29,20 @@ def check_tenant_name(name: str) -> str:
     return name
 
 
+def stored_keys_exist(home: Path) -> bool:
+    """Whether ``<home>/api/tenants.sqlite`` holds any tenant key (then auth stays on)."""
+    path = home / "api" / "tenants.sqlite"
+    if not path.is_file():
+        return False
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT 1 FROM keys LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return False
+    finally:
+        db.close()
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: a tenant (its own collections only) and/or the admin."""

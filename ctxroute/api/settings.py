@@ -93,10 +93,11 @@ class ApiSettings:
     def with_overrides(self, **kw: object) -> "ApiSettings":
         return replace(self, **kw)  # type: ignore[arg-type]
 
-    def check_bind(self, host: str | None = None) -> None:
-        """Refuse a non-loopback bind without keys (development mode is loopback only)."""
+    def check_bind(self, host: str | None = None, *, stored_keys: bool = False) -> None:
+        """Refuse a non-loopback bind without keys (development mode is loopback only).
+        ``stored_keys``: tenant keys exist in the tenants database (auth is on then too)."""
         host = host or self.host
-        if not self.auth_enabled and not is_loopback(host):
+        if not (self.auth_enabled or stored_keys) and not is_loopback(host):
             raise InputError(
                 f"refusing to listen on {host!r} without API keys: set CTXROUTE_ADMIN_KEY (and/or "
                 "CTXROUTE_API_KEYS='tenant=key') or bind 127.0.0.1",

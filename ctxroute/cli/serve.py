@@ -21,6 +21,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """Start the REST API. Without API keys it only listens on loopback."""
         import uvicorn
 
+        from ctxroute.api.auth import stored_keys_exist
         from ctxroute.api.settings import ApiSettings
         from ctxroute.errors import CtxrouteError
 
@@ -29,13 +30,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             settings = settings.with_overrides(
                 host=host or settings.host, port=port or settings.port, demo=demo or settings.demo
             )
-            settings.check_bind()
+            stored_keys = stored_keys_exist(settings.home)
+            settings.check_bind(stored_keys=stored_keys)
         except CtxrouteError as exc:
             err_console.print(f"[red]error:[/red] {exc.message}")
             raise typer.Exit(2) from None
         err_console.print(
             f"ctxroute API on http://{settings.host}:{settings.port} (docs at /docs; "
-            f"{'API keys required' if settings.auth_enabled else 'development mode: no keys, loopback only'})"
+            f"{'API keys required' if settings.auth_enabled or stored_keys else 'development mode: no keys, loopback only'})"
         )
         if workers > 1:
             import os

@@ -128,3 +128,24 @@ def test_env_keys_parse():
     assert s.auth_enabled and s.port == 9000 and str(s.home) == "/tmp/x"
     with pytest.raises(InputError, match="CTXROUTE_PORT"):
         ApiSettings.from_env({"CTXROUTE_PORT": "eighty"})
+
+
+def test_stored_keys_keep_auth_on_and_dev_mode_has_no_admin(settings_factory, live_server):
+    dev = live_server(settings_factory())
+    r = httpx.post(f"{dev.url}/v1/admin/tenants", json={"name": "team-d"})
+    assert r.status_code == 403 and "CTXROUTE_ADMIN_KEY" in r.json()["message"]
+    dev.stop()
+    admin_server = live_server(settings_factory(admin_key=ADMIN_KEY))
+    with _client(admin_server, ADMIN_KEY) as admin:
+        admin.post("/v1/admin/tenants", json={"name": "team-d"})
+        key = admin.post("/v1/admin/tenants/team-d/keys", json={}).json()["key"]
+    admin_server.stop()
+    # restarted without CTXROUTE_ADMIN_KEY: the stored key still guards the data
+    again = live_server(settings_factory())
+    assert httpx.get(f"{again.url}/v1/collections").status_code == 401
+    with _client(again, key) as c:
+        assert c.get("/v1/collections").status_code == 200
+    from ctxroute.api.auth import stored_keys_exist
+
+    assert stored_keys_exist(again.settings.home)
+    ApiSettings(home=again.settings.home).check_bind("0.0.0.0", stored_keys=True)
