@@ -79,6 +79,7 @@ def run_cmd(
     task: Optional[str] = typer.Option(None, help="only items of this task (e.g. a LaRA level)"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="drop recorded errors and try those items again"),
     llm_judge: bool = typer.Option(False, "--llm-judge", help="also grade answers with the configured LLM (True/False)"),
+    embedder: Optional[str] = typer.Option(None, "--embedder", help="embedder for a new eval collection: minilm (default) | hashing"),
 ) -> None:
     """Answer a dataset with each route; one JSONL record per (question, route), written as it comes."""
     import asyncio
@@ -117,7 +118,10 @@ def run_cmd(
                 def tick(stage: str, done: int, total: int) -> None:
                     prog.update(task_id, description=f"ingest: {stage}", completed=done, total=total)
 
-                build_eval_collection(sub, store, collection, progress=tick)
+                from ctxroute.retrievers.embedders import make_embedder
+
+                emb = make_embedder(embedder) if embedder else None
+                build_eval_collection(sub, store, collection, embedder=emb, progress=tick)
         llm = build_llm(LLMConfig.from_env(os.environ))
         engine = Engine(store, llm, config=EngineConfig(policy=policy, router_params=str(router_params) if router_params else None))
         judge = LLMJudge(llm) if llm_judge else None
