@@ -65,3 +65,21 @@ def test_ask_errors_are_one_line(home: Path) -> None:
     assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["ask", "q?", "-c", "docs", "--route", "psychic", "--llm", "extractive"])
     assert result.exit_code == 2 and "unknown route" in result.output
+
+
+def test_demo_extractive_with_hashing_embedder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTXROUTE_HOME", str(tmp_path))
+    result = runner.invoke(app, ["demo", "--llm", "extractive", "--embedder", "hashing", "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 3 and all(d["gold"] for d in lines)
+    coll = CollectionStore(tmp_path / "collections").open("demo", embedder=HashingEmbedder())
+    for d in lines:
+        assert d["route_taken"] == "extractive"
+        for c in d["citations"]:
+            assert coll.document(c["doc_id"]).text[c["start"]:c["end"]] == c["quote"]
+    # a second run reuses the collection (same generator output)
+    version = coll.version
+    again = runner.invoke(app, ["demo", "--llm", "extractive", "--embedder", "hashing", "--json", "--questions", "1"])
+    assert again.exit_code == 0 and CollectionStore(tmp_path / "collections").open(
+        "demo", embedder=HashingEmbedder()).version == version

@@ -5,7 +5,9 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Optional
 
 import typer
@@ -17,16 +19,54 @@ DEMO_COLLECTION = "demo"
 DEMO_SEED = 7
 DEMO_DOCS = 2
 DEMO_WORDS = 6000
-# (question, the corpus question whose gold answer applies, why it is in the demo)
-DEMO_QUESTIONS = (
-    ("What was the operating margin of the Harbor division in 2035?",
-     "What was the operating margin of the Harbor division in 2035?", "a single-fact lookup: retrieval should do"),
-    ("Summarise which divisions of Kestrelmark Aerospace grew their revenue in 2035 compared with 2034.",
-     "Which divisions grew their revenue in 2035 compared with 2034?",
-     "needs every division's figures: the whole document (map-reduce beyond the window)"),
-    ("Who is the Chief Data Officer of Kestrelmark Aerospace?",
-     "Who is the Chief Data Officer of Kestrelmark Aerospace?", "not in the documents: the answer should abstain"),
-)
+
+
+@dataclass(frozen=True)
+class DemoQuestion:
+    question: str
+    gold: str
+    why: str
+
+
+def demo_documents() -> list[Any]:
+    """The demo corpus (seeded synthetic annual reports) as Documents."""
+    from ctxroute.retrievers.documents import document_from_text
+    from ctxroute.synthetic import generate_corpus
+
+    return [
+        document_from_text(d.text, title=d.title, source=f"synthetic:seed={DEMO_SEED}:{i}", format="md")
+        for i, d in enumerate(generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS))
+    ]
+
+
+def demo_questions() -> list[DemoQuestion]:
+    """A lookup, a whole-document aggregation and an unanswerable question about the first
+    report, with the generator's gold answers."""
+    from ctxroute.synthetic import generate_corpus
+
+    doc = generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS)[0]
+    company = doc.title.split(" Annual Report")[0]
+    by_task: dict[str, list[Any]] = {}
+    for qa in doc.qa:
+        by_task.setdefault(qa.task, []).append(qa)
+    out: list[DemoQuestion] = []
+    if by_task.get("lookup"):
+        qa = next((q for q in by_task["lookup"] if "operating margin of" in q.question), by_task["lookup"][0])
+        out.append(DemoQuestion(qa.question, qa.answer, "a single-fact lookup: retrieval should do"))
+    for qa in by_task.get("aggregation", []):
+        m = re.match(r"Which divisions grew their revenue in (\d{4}) compared with (\d{4})\?", qa.question)
+        if m:  # the same question, worded as a list over the whole report
+            q = f"List all divisions of {company} whose revenue grew from {m.group(2)} to {m.group(1)}."
+            out.append(DemoQuestion(q, qa.answer, "needs every division's figures: the whole document"))
+            break
+    else:
+        if by_task.get("aggregation"):
+            qa = by_task["aggregation"][0]
+            out.append(DemoQuestion(qa.question, qa.answer, "needs the whole document"))
+    if by_task.get("unanswerable"):
+        qa = next((q for q in by_task["unanswerable"] if "Chief" in q.question), by_task["unanswerable"][0])
+        out.append(DemoQuestion(qa.question, qa.answer, "not in the documents: the answer should abstain"))
+    return out
 
 
 @contextlib.contextmanager
@@ -132,38 +172,26 @@ def print_answer(answer: Any, *, question: str, gold: str | None = None) -> None
 
 
 def ensure_demo_collection(store: Any, *, embedder: Any = None, progress: Callable[[str, int, int], None] | None = None) -> Any:
-    """Open the demo collection, building it from ``ctxroute.synthetic`` (MiniLM) when absent."""
-    from ctxroute.errors import CollectionNotFound
-    from ctxroute.retrievers.documents import document_from_text
+    """Open the demo collection, (re)building it from ``ctxroute.synthetic`` with MiniLM when it
+    is absent or was built from a different version of the generator."""
+    from ctxroute.errors import CollectionNotFound, ManifestMismatch
+    from ctxroute.retrievers.collection import CollectionConfig
     from ctxroute.retrievers.embedders import make_embedder
-    from ctxroute.synthetic import generate_corpus
 
+    docs = demo_documents()
     try:
-        return store.open(DEMO_COLLECTION, embedder)
+        coll = store.open(DEMO_COLLECTION, embedder)
+        if {d.id for d in coll.documents()} == {d.id for d in docs}:
+            return coll
+        store.delete(DEMO_COLLECTION)  # stale: the generator changed since it was built
     except CollectionNotFound:
         pass
+    except ManifestMismatch:  # built with another embedder: the demo collection is rebuilt
+        store.delete(DEMO_COLLECTION)
     embedder = embedder or make_embedder(None)
-    coll = store.open_or_create(DEMO_COLLECTION, _demo_config(embedder), embedder)
-    if len(coll) == 0:
-        docs = [
-            document_from_text(d.text, title=d.title, source=f"synthetic:seed={DEMO_SEED}:{i}", format="md")
-            for i, d in enumerate(generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS))
-        ]
-        coll.add_documents(docs, progress=progress)
+    coll = store.open_or_create(DEMO_COLLECTION, CollectionConfig.for_embedder(embedder), embedder)
+    coll.add_documents(docs, progress=progress)
     return coll
-
-
-def _demo_config(embedder: Any) -> Any:
-    from ctxroute.retrievers.collection import CollectionConfig
-
-    return CollectionConfig.for_embedder(embedder)
-
-
-def _demo_gold() -> dict[str, str]:
-    from ctxroute.synthetic import generate_corpus
-
-    docs = generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS)
-    return {qa.question: qa.answer for qa in docs[0].qa}  # the demo questions are about the first report
 
 
 def register(app: typer.Typer, bench: typer.Typer) -> None:
@@ -219,8 +247,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command()
     def demo(
         llm: Optional[str] = typer.Option(None, help="local (default) | openai | extractive"),
+        embedder: Optional[str] = typer.Option(None, help="minilm (default) | hashing (fast test double)"),
         max_tokens: int = typer.Option(160, help="most tokens each LLM call may produce (keep it small on CPU)"),
-        questions: int = typer.Option(len(DEMO_QUESTIONS), help="how many demo questions to ask"),
+        questions: int = typer.Option(3, help="how many demo questions to ask (lookup, whole-document, unanswerable)"),
         as_json: bool = typer.Option(False, "--json", help="print the answers as JSON lines"),
         attribute: bool = typer.Option(
             True, help="attach uncited claims to their best-supporting sentence (labelled 'attributed')"),
@@ -245,7 +274,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                         tasks[stage] = bar.add_task(f"demo collection: {stage}", total=max(total, 1))
                     bar.update(tasks[stage], completed=done, total=max(total, 1))
 
-                coll = ensure_demo_collection(store, progress=progress)
+                from ctxroute.retrievers.embedders import make_embedder
+
+                coll = ensure_demo_collection(store, embedder=make_embedder(embedder), progress=progress)
                 stats = coll.stats()
                 err_console.print(
                     f"demo collection: {stats.n_docs} documents, {stats.total_tokens:,} tokens, "
@@ -262,20 +293,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 err_console.print(f"model usable window: {client.profile.usable_window:,} tokens")
             engine = Engine({DEMO_COLLECTION: coll}, client, config=_engine_config(max_tokens, "rules", None, "parallel", 0.35, attribute,
                                                          rag_context_tokens))
-            gold = _demo_gold()
 
             async def run() -> None:
                 try:
-                    for q, gold_key, why in DEMO_QUESTIONS[:questions]:
+                    for dq in demo_questions()[:questions]:
                         if not as_json:
-                            console.rule(f"[dim]{why}[/dim]")
-                        answer = await engine.answer(q, DEMO_COLLECTION)
+                            console.rule(f"[dim]{dq.why}[/dim]")
+                        answer = await engine.answer(dq.question, DEMO_COLLECTION)
                         if as_json:
                             data = answer_to_dict(answer)
-                            data["question"], data["gold"] = q, gold.get(gold_key)
+                            data["question"], data["gold"] = dq.question, dq.gold
                             typer.echo(json.dumps(data, ensure_ascii=False))
                         else:
-                            print_answer(answer, question=q, gold=gold.get(gold_key))
+                            print_answer(answer, question=dq.question, gold=dq.gold)
                 finally:
                     await engine.aclose()
 
