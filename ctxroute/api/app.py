@@ -13,6 +13,7 @@ from typing import Annotated, Any, AsyncIterator
 
 from fastapi import Depends, FastAPI, File, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ctxroute.api import errors as api_errors
@@ -195,17 +196,18 @@ async def services(request: Request) -> Services:
 Svc = Annotated[Services, Depends(services)]
 
 
-def _key_of(request: Request) -> str:
-    auth = request.headers.get("authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return request.headers.get("x-api-key", "").strip()
+_bearer = HTTPBearer(auto_error=False, description="an API key: a tenant's, or the admin key")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="the same key, as a header")
 
 
-async def principal(request: Request, svc: Svc) -> Principal:
+async def principal(
+    svc: Svc,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header_key: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
     if not svc.auth_enabled:
         return Principal(tenant=DEV_TENANT, admin=False, key_id="dev")
-    key = _key_of(request)
+    key = (bearer.credentials if bearer is not None else header_key or "").strip()
     p = svc.tenants.authenticate(key) if key else None
     if p is None:
         raise Unauthorized(
@@ -217,7 +219,7 @@ async def principal(request: Request, svc: Svc) -> Principal:
 Who = Annotated[Principal, Depends(principal)]
 
 
-async def tenant(request: Request, svc: Svc, who: Who) -> str:
+async def tenant(svc: Svc, who: Who) -> str:
     if who.tenant is None:
         raise Forbidden("the admin key manages tenants and keys only; use a tenant's key for collections")
     await svc.limits.check_rate(who.tenant)
