@@ -160,7 +160,7 @@ def report_cmd(
     except CtxrouteError as exc:
         _fail(exc)
         return
-    console.print((target / "summary.md").read_text(encoding="utf-8"))
+    typer.echo((target / "summary.md").read_text(encoding="utf-8"))
     console.print(f"[dim]wrote {len(rep.files)} files to {target}[/dim]")
 
 
@@ -221,7 +221,7 @@ def replay_cmd(
     except CtxrouteError as exc:
         _fail(exc)
         return
-    console.print(_summary_table(summaries, f"replay over {len(rows)} outcomes"))
+    console.print(_summary_table(summaries, f"replay over {len(rows)} outcomes"), width=max(console.width, 150))
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         write_choices(choices, out / "results.jsonl")
@@ -289,7 +289,7 @@ def evidence_cmd(
     md = evidence_markdown(rows, max_token_ratio, probe=probe)
     (out / f"lara_router_evidence_{name}.md").write_text(md, encoding="utf-8")
     (out / f"lara_router_evidence_{name}.json").write_text(json.dumps([r.as_dict() for r in rows], indent=2) + "\n", encoding="utf-8")
-    console.print(md)
+    typer.echo(md)
 
 
 @router_app.command("fit")
