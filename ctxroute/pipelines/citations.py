@@ -5,7 +5,10 @@ Each marker is checked: the id must exist in the ``SentenceMap`` (hallucinated i
 removed with a warning) and the cited sentence must support the claim the marker is
 attached to (the answer sentence holding it). Support is the max of a lexical score
 (recall of the claim's stemmed content tokens in the cited sentence) and, when an embedder
-is given, the cosine between claim and sentence. Citations below ``min_support`` are
+is given, the cosine between claim and sentence. The cosine only counts when the claim's
+new content (tokens beyond the question) appears in the sentence, and a number the claim
+adds must appear in the sentence or the support is 0: a fluent claim sharing only the
+question's entities cannot pass on similarity alone. Citations below ``min_support`` are
 removed and reported as warnings, never silently kept.
 
 Answer text convention: verified markers are rewritten as ``[1]``, ``[2]`` ... numbered by
@@ -118,13 +121,23 @@ def content_tokens(text: str) -> list[str]:
     return list(_stemmer().stemWords(words))
 
 
-def lexical_support(claim: str, source: str) -> float:
-    """Share of the claim's content tokens found in the source (0 when the claim has none)."""
-    claim_toks = set(content_tokens(claim))
-    if not claim_toks:
+_ANSWER_WORDS = frozenset({"yes", "no", "true", "fals", "correct", "incorrect"})
+
+
+def novel_tokens(claim: str, question: str = "") -> list[str]:
+    """The claim's content tokens that the question does not already hold (its new content)."""
+    q = set(content_tokens(question)) if question else set()
+    return [t for t in content_tokens(claim) if t not in q and t not in _ANSWER_WORDS]
+
+
+def lexical_support(claim: str, source: str, question: str = "") -> float:
+    """Share of the claim's new content tokens (beyond the question) found in the source; of all
+    its tokens when it adds none (e.g. "Yes"). 0 when the claim has no content tokens."""
+    tokens = set(novel_tokens(claim, question)) or set(content_tokens(claim))
+    if not tokens:
         return 0.0
     src = set(content_tokens(source))
-    return len(claim_toks & src) / len(claim_toks)
+    return len(tokens & src) / len(tokens)
 
 
 def _claims(text: str) -> list[tuple[int, int]]:
@@ -188,13 +201,13 @@ def verify_citations(
                 continue
             pairs.append((mi, sid, claim))
 
-    def checked(claim: str) -> str:
+    def checked(claim: str) -> str:  # a short claim is embedded together with its question
         if question and len(content_tokens(claim)) < config.short_claim_tokens:
             return f"{question.strip()} {claim}"
         return claim
 
     scores = _support_scores(
-        [(checked(c), sentence_map.text(s)) for _, s, c in pairs], embedder if config.use_embeddings else None
+        [(checked(c), sentence_map.text(s)) for _, s, c in pairs], embedder if config.use_embeddings else None, question
     )
     kept: dict[int, list[str]] = {}
     numbering: dict[tuple[str, str], int] = {}
@@ -246,22 +259,42 @@ def verify_citations(
     )
 
 
-def _support_scores(pairs: Sequence[tuple[str, str]], embedder: Embedder | None) -> list[float]:
+def _is_number(token: str) -> bool:
+    return any(ch.isdigit() for ch in token)
+
+
+def _gate(claim: str, source: str, question: str) -> bool:
+    """May the embedding vouch for this pair? Only when the claim's new content (tokens not
+    already in the question) shows up in the source. Stops a fluent claim that merely shares
+    the question's entities (a hallucinated name or figure) from passing on cosine alone."""
+    novel = novel_tokens(claim, question)
+    if not novel:
+        return True
+    src = set(content_tokens(source))
+    return any(t in src for t in novel)
+
+
+def _support_scores(
+    pairs: Sequence[tuple[str, str]], embedder: Embedder | None, question: str = ""
+) -> list[float]:
+    """Support of each (claim, source) pair: max(lexical recall, gated embedding cosine);
+    0 when a number the claim adds (beyond the question) is missing from the source."""
     if not pairs:
         return []
-    lexical = [lexical_support(claim, source) for claim, source in pairs]
-    if embedder is None:
-        return lexical
-    claims = sorted({c for c, _ in pairs})
-    sources = sorted({s for _, s in pairs})
-    vecs = np.asarray(embedder.embed(claims + sources), dtype=np.float32)
-    c_idx = {c: i for i, c in enumerate(claims)}
-    s_idx = {s: len(claims) + i for i, s in enumerate(sources)}
-    out = []
-    for (claim, source), lex in zip(pairs, lexical):
-        cos = float(np.dot(vecs[c_idx[claim]], vecs[s_idx[source]]))
-        out.append(max(lex, min(1.0, max(0.0, cos))))
-    return out
+    lexical = [lexical_support(claim, source, question) for claim, source in pairs]
+    gates = [_gate(claim, source, question) for claim, source in pairs]
+    numbers_ok = [{t for t in novel_tokens(c, question) if _is_number(t)} <= set(content_tokens(src)) for c, src in pairs]
+    cos = [0.0] * len(pairs)
+    if embedder is not None and any(gates):
+        claims = sorted({c for (c, _), g in zip(pairs, gates) if g})
+        sources = sorted({s for (_, s), g in zip(pairs, gates) if g})
+        vecs = np.asarray(embedder.embed(claims + sources), dtype=np.float32)
+        c_idx = {c: i for i, c in enumerate(claims)}
+        s_idx = {s: len(claims) + i for i, s in enumerate(sources)}
+        for i, ((claim, source), g) in enumerate(zip(pairs, gates)):
+            if g:
+                cos[i] = min(1.0, max(0.0, float(np.dot(vecs[c_idx[claim]], vecs[s_idx[source]]))))
+    return [max(lex, c) if ok else 0.0 for lex, c, ok in zip(lexical, cos, numbers_ok)]
 
 
 def _attribute(
@@ -284,7 +317,7 @@ def _attribute(
             continue
         checked = f"{question.strip()} {claim}" if question and len(content_tokens(claim)) < config.short_claim_tokens else claim
         lex = sorted(((lexical_support(checked, sources[sid]), sid) for sid in sids), reverse=True)[:10]
-        scores = _support_scores([(checked, sources[sid]) for _, sid in lex], embedder)
+        scores = _support_scores([(checked, sources[sid]) for _, sid in lex], embedder, question)
         best_score, best_sid = max(zip(scores, (sid for _, sid in lex)), default=(0.0, ""))
         if best_score < config.attribute_min_support:
             continue

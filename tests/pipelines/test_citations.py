@@ -78,6 +78,9 @@ def test_short_claim_checked_with_question() -> None:
     q = "Who was appointed chief executive by the board?"
     assert verify_citations("Maria Keller [S3].", p.sentence_map, question=q).citations
     assert not verify_citations("Maria Keller [S4].", p.sentence_map, question=q).citations
+    yes_no = "Did the Northern division report an operating margin of 12.4% in 2031?"
+    assert verify_citations("Yes [S1].", p.sentence_map, question=yes_no).citations
+    assert not verify_citations("Yes [S3].", p.sentence_map, question=yes_no).citations
 
 
 def test_marker_on_its_own_line_supports_previous_sentence() -> None:
@@ -97,9 +100,32 @@ class _ToyEmbedder:
 
 def test_embedding_support_rescues_paraphrase() -> None:
     _, p = packed()
-    text = "The climate stayed gentle [S4]."
+    text = "The climate in the region stayed gentle [S4]."
     assert verify_citations(text, p.sentence_map).citations == ()
     assert verify_citations(text, p.sentence_map, embedder=_ToyEmbedder()).citations[0].sentence_id == "S4"
+
+
+class _AllSame:
+    name, dim = "same", 2
+
+    def embed(self, texts):
+        return np.tile(np.array([[1.0, 0.0]], dtype=np.float32), (len(texts), 1))
+
+
+def test_similarity_cannot_vouch_for_new_numbers_or_names() -> None:
+    _, p = packed()
+    q = "What was the operating margin of the Northern division?"
+    same = _AllSame()  # cosine 1 for everything: only the gates can reject
+    wrong_number = verify_citations("The Northern division's operating margin was 21.1% [S1].", p.sentence_map,
+                                    embedder=same, question=q)
+    assert wrong_number.citations == () and "S1" in wrong_number.warnings[0]
+    right = verify_citations("The Northern division's operating margin was 12.4% [S1].", p.sentence_map,
+                             embedder=same, question=q)
+    assert [c.sentence_id for c in right.citations] == ["S1"]
+    q2 = "Who was appointed chief executive by the board?"
+    wrong_name = verify_citations("The board appointed Dmitri Halvorsen as chief executive [S3].", p.sentence_map,
+                                  embedder=same, question=q2)
+    assert wrong_name.citations == ()
 
 
 def test_abstention_forms() -> None:
