@@ -15,7 +15,7 @@ PROFILES = {
 
 CONFIDENT = ProbeSignals(top_score=0.71, margin=0.31, entropy=0.4, n_docs_in_top=1, n_sections_in_top=2,
                          spread=0.1, n_hits=10, source="dense")
-UNSURE = ProbeSignals(top_score=0.45, margin=0.02, entropy=0.95, n_docs_in_top=1, n_sections_in_top=9,
+UNSURE = ProbeSignals(top_score=0.62, margin=0.02, entropy=0.95, n_docs_in_top=1, n_sections_in_top=9,
                       spread=0.8, n_hits=10, source="dense")
 EMPTY = ProbeSignals(top_score=0.08, margin=0.01, entropy=0.97, n_docs_in_top=1, n_sections_in_top=8,
                      spread=0.7, n_hits=10, source="dense")
