@@ -287,7 +287,8 @@ class Engine:
             raise InputError(f"no route could answer: tried {', '.join(r.value for r in tried)}")
         result, verified, abstained, reason = outcome
         if verified.n_cited == 0 and not abstained and result.route != Route.EXTRACTIVE:
-            warnings.append("the answer cites no source sentence: nothing in it is verified")
+            warnings.append("the model cited no source sentence" + ("" if verified.citations else
+                                                                    ": nothing in the answer is verified"))
         elif verified.n_removed and verified.n_removed == verified.n_cited and not abstained:
             warnings.append(f"all {verified.n_cited} citations of the answer were removed: nothing in it is verified")
         text = verified.text
