@@ -11,7 +11,10 @@ margin bin (what ``Thresholds.confident_margin`` should be), and AUC of the top 
 telling answerable (location) from unanswerable (hallu) questions (what
 ``Thresholds.unanswerable_dense_top`` can do).
 
-Run: ``python benchmarks/calibrate_probe.py [--docs 4] [--data ../shared/data] [--out calib.json]``
+``--probe bm25`` does the same with ctxroute's BM25 index (no embedding: fast, so use many
+documents), the probe the eval layer's LaRA replay uses.
+
+Run: ``python benchmarks/calibrate_probe.py [--docs 4] [--probe dense|bm25] [--data ../shared/data] [--out calib.json]``
 """
 from __future__ import annotations
 
@@ -40,12 +43,14 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
     ap.add_argument("--docs", type=int, default=4, help="documents per kind")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--probe", default="dense", help="dense (MiniLM cosine) | bm25 (ctxroute SparseIndex)")
     args = ap.parse_args()
     from sklearn.metrics import roc_auc_score
 
     from ctxroute.retrievers.embedders import make_embedder
+    from ctxroute.retrievers.sparse import SparseIndex
 
-    emb = make_embedder("minilm")
+    emb = make_embedder("minilm") if args.probe == "dense" else None
     lara = args.data / "LaRA" / "datasets"
     rows: list[dict] = []
     for kind in ("book", "paper", "financial"):
@@ -57,18 +62,28 @@ def main() -> None:
         for file in sorted(qs)[: args.docs]:
             text = (lara / "32k" / kind / file).read_text(encoding="utf-8")
             spans = passages(text)
-            vecs = emb.embed([text[a:b] for a, b in spans])
+            if emb is not None:
+                vecs = emb.embed([text[a:b] for a, b in spans])
+            else:
+                index = SparseIndex().build([text[a:b] for a, b in spans])
             chunks = [Chunk(f"p{i}", file, Level.PASSAGE, a, b, f"s{i // 4}", i) for i, (a, b) in enumerate(spans)]
             orders = [r["context_order"] for r in qs[file].get("location", []) if isinstance(r["context_order"], int)]
             n_slices = max(orders) + 1 if orders else 1
             slice_len = len(text) // n_slices
             for level, items in qs[file].items():
-                qv = emb.embed([r["question"] for r in items])
+                qv = emb.embed([r["question"] for r in items]) if emb is not None else [None] * len(items)
                 for r, v in zip(items, qv):
-                    sims = vecs @ v
-                    top = np.argsort(-sims)[:10]
-                    hits = [ScoredChunk(chunks[i], float(sims[i]), "dense", scores={"dense": float(sims[i])})
-                            for i in top]
+                    if emb is not None:
+                        sims = vecs @ v
+                        top = np.argsort(-sims)[:10]
+                        hits = [ScoredChunk(chunks[i], float(sims[i]), "dense", scores={"dense": float(sims[i])})
+                                for i in top]
+                    else:
+                        found = index.search(r["question"], 10)
+                        top = np.array([int(i) for i, _ in found])
+                        hits = [ScoredChunk(chunks[int(i)], float(sc), "bm25") for i, sc in found]
+                    if len(top) == 0:
+                        continue
                     s = probe_signals(hits, doc_chars={file: len(text)})
                     hit = None
                     if level == "location" and isinstance(r.get("context_order"), int):
@@ -81,11 +96,11 @@ def main() -> None:
             print(f"{kind} {file}: {len(spans)} passages", file=sys.stderr)
     loc = [r for r in rows if r["level"] == "location" and r["hit"] is not None]
     y = np.array([r["hit"] for r in loc])
-    report: dict = {"n_location": len(loc), "top1_hit_rate": float(y.mean()), "n_hallu": sum(r["level"] == "hallu" for r in rows)}
+    report: dict = {"probe": args.probe, "n_location": len(loc), "top1_hit_rate": float(y.mean()), "n_hallu": sum(r["level"] == "hallu" for r in rows)}
     for key, sign in (("margin", 1), ("entropy", -1), ("top", 1), ("spread", -1)):
         x = np.array([r[key] for r in loc]) * sign
         report[f"auc_hit_{key}"] = float(roc_auc_score(y, x)) if 0 < y.mean() < 1 else None
-    bins = [0, 0.02, 0.05, 0.10, 0.15, 0.2, 1.01]
+    bins = [0, 0.02, 0.05, 0.10, 0.15, 0.2, 0.3, 0.5, 1.01]
     report["hit_rate_by_margin"] = []
     for lo, hi in zip(bins, bins[1:]):
         sel = [r["hit"] for r in loc if lo <= r["margin"] < hi]
@@ -94,6 +109,12 @@ def main() -> None:
     lh = [r for r in rows if r["level"] in ("location", "hallu")]
     yh = np.array([r["level"] == "location" for r in lh], dtype=int)
     report["auc_answerable_top"] = float(roc_auc_score(yh, [r["top"] for r in lh]))
+    for t in sorted({round(float(np.quantile([r["top"] for r in lh], q)), 3) for q in (0.1, 0.2, 0.3, 0.4, 0.5)}):
+        report.setdefault("below_top", []).append({
+            "top": t,
+            "hallu_below": float(np.mean([r["top"] < t for r in lh if r["level"] == "hallu"])),
+            "location_below": float(np.mean([r["top"] < t for r in lh if r["level"] == "location"])),
+        })
     for q in (0.1, 0.25, 0.5):
         report[f"top_q{int(q * 100)}_location"] = float(np.quantile([r["top"] for r in lh if r["level"] == "location"], q))
         report[f"top_q{int(q * 100)}_hallu"] = float(np.quantile([r["top"] for r in lh if r["level"] == "hallu"], q))

@@ -96,3 +96,17 @@ def test_custom_thresholds_table():
     assert RulesRouter().route(f, profile).reasons[0].startswith("strong-model-fits-window")
     table = RuleTable(thresholds=Thresholds(confident_entropy=0.5))
     assert RulesRouter(table).route(f, profile).reasons[0].startswith("confident-lookup")
+
+
+def test_bm25_probe_needs_a_wider_margin():
+    from ctxroute.router.features import ProbeSignals
+
+    def probe(margin: float) -> ProbeSignals:
+        return ProbeSignals(top_score=9.0, margin=margin, entropy=0.9, n_docs_in_top=1, n_sections_in_top=5,
+                            spread=0.3, n_hits=10, source="bm25")
+
+    f, profile = features("Who signed the lease?", 30_000, "frontier", probe=probe(0.15))
+    assert RulesRouter().route(f, profile).route is Route.LC  # 0.15 < 0.25: not confident for BM25
+    f, profile = features("Who signed the lease?", 30_000, "frontier", probe=probe(0.31))
+    d = RulesRouter().route(f, profile)
+    assert d.route is Route.RAG and "margin 0.31 >= 0.25" in d.reasons[0]
