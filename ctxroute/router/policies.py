@@ -153,7 +153,9 @@ class SelfRouteRouter(_Base):
 
 
 class LearnedRouter(_Base):
-    """Picks the feasible in-budget route maximising p(correct) - lam * cost / cost_scale."""
+    """Picks the feasible in-budget route maximising p(correct) - lam * cost / cost_scale, where
+    cost is the estimate's prompt tokens (``cost_unit`` tokens, as the eval layer fits them) or
+    its USD cost. Routes the params do not model follow as fallbacks."""
 
     name = "learned"
 
@@ -168,7 +170,7 @@ class LearnedRouter(_Base):
         out: dict[Route, tuple[float, float]] = {}
         for r, p in proba.items():
             e = estimates[r]
-            c = e.cost if self.params.cost_unit == "usd" else float(e.total_tokens)
+            c = e.cost if self.params.cost_unit == "usd" else float(e.prompt_tokens)
             out[r] = (p, p - self.lam * c / self.params.cost_scale)
         return out
 

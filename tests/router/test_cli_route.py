@@ -66,3 +66,16 @@ def test_bench_router_small():
     assert set(result["policies"]) == {"rules", "rules+prototypes", "self-route", "learned"}
     for r in result["policies"].values():
         assert r["p50_ms"] > 0 and r["p50_ratio"] > 0
+
+
+def test_route_learned_policy_from_params_file(home, tmp_path):
+    from tests.router.test_learned import _synthetic
+    from ctxroute.router import FEATURE_NAMES, fit_learned
+
+    X, correct, cost = _synthetic(n=40)
+    path = tmp_path / "router.json"
+    fit_learned(X, correct, cost, FEATURE_NAMES).save(path)
+    r = _run("Who paid rent?", "--collection", "harbour", "--policy", "learned", "--router-params", str(path), "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["policy"] == "learned" and d["reasons"][0].startswith("learned: ")
