@@ -1,9 +1,8 @@
 """Embedded LLM (SmolLM2-135M-Instruct, bf16, CPU): first load (GGUF -> bf16 conversion),
 warm load, prefill tokens/s and decode tokens/s on a ~2,000-token prompt.
 
-Prefill is timed as a generation of one token (time to first token); decode as the extra time
-a generation of ``decode_tokens`` forced tokens takes over that, divided by the extra tokens.
-Each timing is the best of ``repeats`` runs. CPU count and load average are reported with the
+One greedy generation of ``decode_tokens`` forced tokens is timed token by token: prefill is
+the time to the first token, decode the rate of the tokens after it. Best of ``repeats`` runs. CPU count and load average are reported with the
 numbers: on a shared machine they explain most of the spread. Reference figures on an idle
 machine: prefill ~1,400 tok/s, decode ~13 tok/s (bf16).
 
@@ -52,22 +51,14 @@ class LLMBenchResult:
     decode_tok_s: float
 
 
-def _best(fn: Callable[[], None], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def run(
     *,
     prompt_tokens: int = 2000,
     decode_tokens: int = 32,
-    repeats: int = 2,
+    repeats: int = 1,
     cache_dir: Path | None = None,
     convert: bool = True,
+    threads: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> LLMBenchResult:
     """Measure; ``convert=False`` skips the (30-60 s) first-load conversion into a temp dir."""
@@ -79,7 +70,7 @@ def run(
     if convert:
         say("first load: converting the GGUF to bf16 in a temporary directory")
         with tempfile.TemporaryDirectory(prefix="ctxroute-bench-") as tmp:
-            fresh = LocalLLM(cache_dir=Path(tmp))
+            fresh = LocalLLM(cache_dir=Path(tmp), threads=threads)
             info = fresh.load()
             convert_s = info.seconds
             if not (cache_dir or DEFAULT_CACHE_DIR.expanduser()).joinpath(fresh.model_dir.name).exists():
@@ -88,7 +79,7 @@ def run(
                 os.replace(fresh.model_dir, target / fresh.model_dir.name)  # keep the work for next time
             del fresh
     say("warm load from the bf16 copy")
-    llm = LocalLLM(cache_dir=cache_dir)
+    llm = LocalLLM(cache_dir=cache_dir, threads=threads)
     llm.load()  # converts here if the copy is missing and convert=False
     warm = LocalLLM(cache_dir=cache_dir)
     warm_load_s = warm.load().seconds
@@ -104,16 +95,37 @@ def run(
     enc = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     n_prompt = int(enc["input_ids"].shape[1])
 
-    def gen(n: int) -> None:
-        with torch.inference_mode():
-            model.generate(**enc, max_new_tokens=n, min_new_tokens=n, do_sample=False, pad_token_id=tok.eos_token_id)
+    from transformers.generation.streamers import BaseStreamer
 
-    say(f"prefill: {n_prompt} prompt tokens")
-    gen(1)  # warm-up (first call allocates)
-    prefill_s = _best(lambda: gen(1), repeats)
-    say(f"decode: {decode_tokens} tokens")
-    total_s = _best(lambda: gen(decode_tokens), repeats)
-    decode_s = max(1e-9, total_s - prefill_s)
+    class Clock(BaseStreamer):
+        """Time of each ``put``: the first carries the prompt, then one per new token."""
+
+        def __init__(self) -> None:
+            self.times: list[float] = []
+
+        def put(self, value: object) -> None:
+            self.times.append(time.perf_counter())
+
+        def end(self) -> None:
+            pass
+
+    def timed(encoded: object, n: int) -> tuple[float, float]:
+        """(prefill seconds, decode seconds for n-1 tokens) of one greedy generation of n tokens."""
+        clock = Clock()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model.generate(**encoded, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                           pad_token_id=tok.eos_token_id, streamer=clock)
+        first_token = clock.times[1]
+        return first_token - start, clock.times[-1] - first_token
+
+    say("warm-up")
+    short = tok.apply_chat_template(messages[:1], add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    timed(short, 2)
+    say(f"prefill {n_prompt} tokens, decode {decode_tokens} tokens (best of {repeats})")
+    runs = [timed(enc, decode_tokens) for _ in range(repeats)]
+    prefill_s = min(r[0] for r in runs)
+    decode_s = min(r[1] for r in runs)
     return LLMBenchResult(
         model="smollm2-135m-instruct (bf16, transformers, CPU)",
         cpus=os.cpu_count() or 0,
@@ -127,7 +139,7 @@ def run(
         prefill_tok_s=round(n_prompt / prefill_s, 1),
         decode_tokens=decode_tokens,
         decode_s=round(decode_s, 3),
-        decode_tok_s=round((decode_tokens - 1) / decode_s, 2),
+        decode_tok_s=round((decode_tokens - 1) / max(decode_s, 1e-9), 2),
     )
 
 
@@ -157,16 +169,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prompt-tokens", type=int, default=2000)
     parser.add_argument("--decode-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("--skip-convert", action="store_true", help="Do not time the first-load conversion.")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     result = run(
         prompt_tokens=args.prompt_tokens, decode_tokens=args.decode_tokens, repeats=args.repeats, cache_dir=args.cache_dir,
-        convert=not args.skip_convert, progress=lambda m: print(f"... {m}", file=sys.stderr),
+        convert=not args.skip_convert, threads=args.threads, progress=lambda m: print(f"... {m}", file=sys.stderr),
     )
     print(markdown(result))
     if args.out:

@@ -131,8 +131,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def bench_llm(
         prompt_tokens: int = typer.Option(2000, help="Prompt length for the prefill measurement."),
         decode_tokens: int = typer.Option(32, help="Tokens generated for the decode measurement."),
-        repeats: int = typer.Option(2, help="Best of N runs per timing."),
+        repeats: int = typer.Option(1, help="Best of N timed generations."),
         skip_convert: bool = typer.Option(False, "--skip-convert", help="Do not time the first-load conversion (30-60 s)."),
+        threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: torch's choice)."),
         out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
     ) -> None:
         """Embedded SmolLM2: first load (conversion), warm load, prefill and decode tokens/s."""
@@ -143,7 +144,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         with err_console.status("benchmarking the embedded LLM") as status:
             result = mod.run(
                 prompt_tokens=prompt_tokens, decode_tokens=decode_tokens, repeats=repeats,
-                cache_dir=Path(cache).expanduser() / "models" if cache else None, convert=not skip_convert,
+                cache_dir=Path(cache).expanduser() / "models" if cache else None, convert=not skip_convert, threads=threads,
                 progress=lambda msg: status.update(msg),
             )
         console.print(mod.markdown(result), markup=False, highlight=False)

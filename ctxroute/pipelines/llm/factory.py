@@ -32,6 +32,7 @@ class LLMConfig:
     cache_ttl_s: int = 7 * 24 * 3600
     cache_dir: Path | None = None  # ctxroute cache root (CTXROUTE_CACHE_DIR, default ~/.cache/ctxroute); models/ below it
     profiles_file: Path | None = None  # user model profiles (JSON/YAML)
+    local_threads: int | None = None  # torch threads for LocalLLM (None: torch's default)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -60,7 +61,8 @@ class LLMConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "LLMConfig":
         """Settings from CTXROUTE_LLM_{BACKEND,BASE_URL,MODEL,API_KEY,PROFILE,TIMEOUT,MAX_RETRIES},
-        CTXROUTE_REDIS_URL, CTXROUTE_LLM_CACHE_SIZE, CTXROUTE_CACHE_DIR and CTXROUTE_MODEL_PROFILES.
+        CTXROUTE_REDIS_URL, CTXROUTE_LLM_CACHE_SIZE, CTXROUTE_LLM_THREADS, CTXROUTE_CACHE_DIR and
+        CTXROUTE_MODEL_PROFILES.
         The backend defaults to ``openai`` when a base URL is set, else ``local``."""
 
         def get(name: str) -> str | None:
@@ -91,6 +93,7 @@ class LLMConfig:
             cache_size=int(number("CTXROUTE_LLM_CACHE_SIZE", 1024, int)),
             cache_dir=Path(cache_dir).expanduser() if cache_dir else None,
             profiles_file=Path(profiles).expanduser() if profiles else None,
+            local_threads=int(number("CTXROUTE_LLM_THREADS", 0, int)) or None,
         )
 
 
@@ -129,7 +132,9 @@ def build_uncached(config: LLMConfig) -> LLMClient:
     if config.backend == "local":
         from ctxroute.pipelines.llm.local import LocalLLM
 
-        return LocalLLM(cache_dir=config.cache_dir / "models" if config.cache_dir else None, profile=profile)
+        return LocalLLM(
+            cache_dir=config.cache_dir / "models" if config.cache_dir else None, profile=profile, threads=config.local_threads
+        )
     from ctxroute.pipelines.llm.scripted import ScriptedLLM
 
     return ScriptedLLM(profile=profile)

@@ -79,7 +79,18 @@ def _quiet_transformers() -> Iterator[None]:
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        yield
+        # the GGUF reader uses a bare tqdm that ignores the switch above
+        with contextlib.ExitStack() as stack:
+            try:
+                from unittest import mock
+
+                import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+                if hasattr(gguf_utils, "tqdm"):
+                    stack.enter_context(mock.patch.object(gguf_utils, "tqdm", lambda iterable, **_kw: iterable))
+            except ImportError:
+                pass
+            yield
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
@@ -98,7 +109,17 @@ class _Cancelled:
 class LocalLLM:
     """SmolLM2-135M-Instruct on CPU. Cheap constructor; ``load()`` (also called lazily) does the work."""
 
-    def __init__(self, *, cache_dir: Path | None = None, profile: ModelProfile | None = None, gguf_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        cache_dir: Path | None = None,
+        profile: ModelProfile | None = None,
+        gguf_path: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise InputError(f"threads must be >= 1 or None (torch's default), got {threads}")
+        self.threads = threads
         self.cache_dir = Path(cache_dir or DEFAULT_CACHE_DIR).expanduser()
         self.profile = profile or LOCAL_PROFILE
         self.model = MODEL_NAME
@@ -182,6 +203,8 @@ class LocalLLM:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if self.threads is not None:  # process-wide; on an oversubscribed CPU 1 thread can be 10x faster
+            torch.set_num_threads(self.threads)
         self._tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=torch.bfloat16)
         model.eval()
