@@ -93,3 +93,12 @@ async def test_prompt_over_the_window(smollm: LocalLLM) -> None:
     with pytest.raises(ContextWindowExceeded) as info:
         await smollm.complete(LLMRequest.of("s", "word " * 9000, max_tokens=10))
     assert info.value.window == 8192 and info.value.prompt_tokens > 8192
+
+
+async def test_abandoned_stream_stops_generation(smollm: LocalLLM) -> None:
+    stream = smollm.stream(LLMRequest.of("You write long essays.", "Write a long essay about the sea.", max_tokens=400))
+    first = await stream.__anext__()
+    assert isinstance(first, StreamDelta)
+    await stream.aclose()  # the worker sees the cancel flag and ends long before 400 tokens
+    r = await asyncio.wait_for(smollm.complete(LLMRequest.of("Answer briefly.", "Say yes.", max_tokens=3)), timeout=120)
+    assert r.completion_tokens <= 3
