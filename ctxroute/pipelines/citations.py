@@ -8,7 +8,8 @@ attached to (the answer sentence holding it). Support is the max of a lexical sc
 is given, the cosine between claim and sentence. The cosine only counts when the claim's
 new content (tokens beyond the question) appears in the sentence, and a number the claim
 adds must appear in the sentence or the support is 0: a fluent claim sharing only the
-question's entities cannot pass on similarity alone. Citations below ``min_support`` are
+question's entities cannot pass on similarity alone; and at least half of the claim's names
+and numbers must appear in the sentence. Citations below ``min_support`` are
 removed and reported as warnings, never silently kept.
 
 Answer text convention: verified markers are rewritten as ``[1]``, ``[2]`` ... numbered by
@@ -263,6 +264,26 @@ def _is_number(token: str) -> bool:
     return any(ch.isdigit() for ch in token)
 
 
+_WORD = re.compile(r"[^\W_]+(?:[.,][^\W_]+)*", re.UNICODE)
+
+
+def key_terms(claim: str) -> set[str]:
+    """Names and numbers of a claim (capitalised words after its first word, tokens with
+    digits), stemmed like ``content_tokens``."""
+    words = [m.group() for m in _WORD.finditer(strip_markers(claim))]
+    keys = [w for i, w in enumerate(words) if any(ch.isdigit() for ch in w) or (i > 0 and w[:1].isupper())]
+    return set(content_tokens(" ".join(keys)))
+
+
+def _key_terms_ok(claim: str, source: str, min_share: float = 0.5) -> bool:
+    """At least ``min_share`` of the claim's names and numbers appear in the source (a
+    claim about the Nimbus division cannot be supported by a sentence about Fjord)."""
+    keys = key_terms(claim)
+    if not keys:
+        return True
+    return len(keys & set(content_tokens(source))) / len(keys) >= min_share
+
+
 def _gate(claim: str, source: str, question: str) -> bool:
     """May the embedding vouch for this pair? Only when the claim's new content (tokens not
     already in the question) shows up in the source. Stops a fluent claim that merely shares
@@ -278,12 +299,16 @@ def _support_scores(
     pairs: Sequence[tuple[str, str]], embedder: Embedder | None, question: str = ""
 ) -> list[float]:
     """Support of each (claim, source) pair: max(lexical recall, gated embedding cosine);
-    0 when a number the claim adds (beyond the question) is missing from the source."""
+    0 when a number the claim adds (beyond the question) is missing from the source, or when
+    fewer than half of the claim's names and numbers appear in it."""
     if not pairs:
         return []
     lexical = [lexical_support(claim, source, question) for claim, source in pairs]
     gates = [_gate(claim, source, question) for claim, source in pairs]
-    numbers_ok = [{t for t in novel_tokens(c, question) if _is_number(t)} <= set(content_tokens(src)) for c, src in pairs]
+    numbers_ok = [
+        {t for t in novel_tokens(c, question) if _is_number(t)} <= set(content_tokens(src)) and _key_terms_ok(c, src)
+        for c, src in pairs
+    ]
     cos = [0.0] * len(pairs)
     if embedder is not None and any(gates):
         claims = sorted({c for (c, _), g in zip(pairs, gates) if g})

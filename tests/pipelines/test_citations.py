@@ -168,3 +168,17 @@ def test_attribution_is_opt_in_labelled_and_exact() -> None:
         "Margin 12.4% in 2031 [S1].", p.sentence_map, config=CitationConfig(attribute_uncited=True)).citations)
     assert verify_citations("NOT_FOUND: Northern margin 12.4% not given", p.sentence_map,
                             config=CitationConfig(attribute_uncited=True)).citations == ()
+
+
+def test_claim_about_another_entity_is_not_supported() -> None:
+    doc, sents, passages = make_doc("The Fjord division reported an operating margin of 6.9% for 2029. "
+                                    "The Nimbus division reported an operating margin of 12.8% for 2032.")
+    p = pack_evidence(passages, documents={doc.id: doc}, sentences_by_doc={doc.id: sents},
+                      count_tokens=words, token_budget=1000)
+    q = "What was the operating margin of the Nimbus division in 2032?"
+    wrong = verify_citations("The operating margin of the Nimbus division in 2032 was 6.9% [S1].", p.sentence_map,
+                             question=q)
+    assert wrong.citations == () and "S1" in wrong.warnings[0]
+    right = verify_citations("The operating margin of the Nimbus division in 2032 was 12.8% [S2].", p.sentence_map,
+                             question=q)
+    assert [c.sentence_id for c in right.citations] == ["S2"]
