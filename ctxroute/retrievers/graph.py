@@ -44,7 +44,8 @@ class GraphConfig:
 
     max_terms_per_passage: int = 16
     max_df_fraction: float = 0.05  # a term in more than this share of passages is a hub ...
-    min_df_cap: int = 6  # ... unless it is in at most this many passages
+    min_df_cap: int = 6  # ... unless it is in at most this many passages;
+    max_df: int = 64  # and one in more than this many passages always is
     alpha: float = 0.3  # restart probability: higher keeps the walk closer to the seeds
     term_weight: float = 1.0  # passage<->term edges, times the term's idf
     next_weight: float = 1.0  # passage<->next passage
@@ -52,7 +53,7 @@ class GraphConfig:
     query_term_share: float = 0.3  # seed mass given to key terms named in the query
     seed_rrf_k: int = 60  # seed weight of the hit at rank r: 1 / (seed_rrf_k + r); small = sharp
     max_iter: int = 50
-    tol: float = 1e-6
+    tol: float = 1e-4  # L1 change per iteration; rankings settle long before the scores do
 
 
 @dataclass
@@ -224,7 +225,7 @@ class GraphIndex:
         passages = [n for n, d in data if d.get("kind") == Level.PASSAGE.value]
         sections = [n for n, d in data if d.get("kind") == Level.SECTION.value]
         n_pass = len(passages)
-        cap = max(cfg.min_df_cap, int(cfg.max_df_fraction * n_pass))
+        cap = max(cfg.min_df_cap, min(cfg.max_df, int(cfg.max_df_fraction * n_pass)))
         terms = []
         for n, d in data:
             if d.get("kind") == "term":
