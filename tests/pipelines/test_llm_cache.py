@@ -194,3 +194,29 @@ async def test_build_llm_wraps_in_cache() -> None:
     bare = build_llm(LLMConfig(backend="scripted", cache_size=0))
     assert isinstance(bare, ScriptedLLM)
     await llm.aclose()
+
+
+async def test_identical_concurrent_requests_call_the_model_once() -> None:
+    inner = ScriptedLLM(rules=[("", echo)], latency_s=0.05)
+    llm = CachedLLM(inner, CompletionCache())
+    answers = await asyncio.gather(*(llm.complete(req("same")) for _ in range(5)), llm.complete(req("different")))
+    assert len(inner.requests) == 2
+    assert {a.text for a in answers[:5]} == {"answer to same"} and sum(not a.cached for a in answers[:5]) == 1
+    failing = CachedLLM(ScriptedLLM([LLMServerError("down", status=503), "later"], latency_s=0.05), CompletionCache())
+    results = await asyncio.gather(*(failing.complete(req("q")) for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(r, LLMServerError) for r in results)
+    assert (await failing.complete(req("q"))).text == "later"  # failures are not cached
+
+
+async def test_waiters_take_over_when_the_running_call_is_cancelled() -> None:
+    inner = ScriptedLLM(rules=[("", echo)], latency_s=0.1)
+    llm = CachedLLM(inner, CompletionCache())
+    owner = asyncio.create_task(llm.complete(req("q")))
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(llm.complete(req("q")))
+    await asyncio.sleep(0.01)
+    owner.cancel()
+    assert (await waiter).text == "answer to q"
+    with pytest.raises(asyncio.CancelledError):
+        await owner
+    assert len(inner.requests) == 2

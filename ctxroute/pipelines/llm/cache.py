@@ -209,6 +209,7 @@ class CachedLLM:
         self.cache = cache
         self.cache_sampled = cache_sampled
         self.profile = inner.profile
+        self._inflight: dict[str, asyncio.Future[LLMResponse]] = {}
 
     def __repr__(self) -> str:
         return f"CachedLLM({self.inner!r})"
@@ -232,14 +233,38 @@ class CachedLLM:
         return dataclasses.replace(hit, cached=True, latency_ms=(time.perf_counter() - start) * 1000.0)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        """Cached answer, else one call to the inner client; identical requests that arrive
+        while that call runs wait for it instead of calling again (single flight)."""
         key = self._key(request)
         hit = await self._lookup(key)
-        if hit is not None:
-            return hit
-        response = await self.inner.complete(request)
-        if key is not None:
+        if hit is not None or key is None:
+            return hit if hit is not None else await self.inner.complete(request)
+        running = self._inflight.get(key)
+        if running is not None and running.get_loop() is asyncio.get_running_loop():
+            try:
+                shared = await asyncio.shield(running)
+                return dataclasses.replace(shared, cached=True, latency_ms=0.0)
+            except asyncio.CancelledError:
+                if not running.cancelled():  # this caller was cancelled, not the shared call
+                    raise
+            return await self.complete(request)  # the caller that ran it was cancelled: run it here
+        future: asyncio.Future[LLMResponse] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            response = await self.inner.complete(request)
             await self.cache.set(key, response)
-        return response
+            future.set_result(response)
+            return response
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: nobody may be waiting
+            raise
+        except BaseException:  # cancelled: waiters run the request themselves
+            future.cancel()
+            raise
+        finally:
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[StreamItem]:
         key = self._key(request)
