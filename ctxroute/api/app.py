@@ -424,7 +424,7 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
             ) from None
         await _account(svc, t, out)
         payload = out.model_dump()
-        if body.cache:
+        if body.cache and _cacheable(out):
             await svc.cache.put(key, payload)
         payload.update(request_id=rid)
         return payload
@@ -470,6 +470,12 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
+def _cacheable(out: M.QueryOut) -> bool:
+    """An answer degraded by a failed LLM call (extractive fallback) is not cached: the next
+    request should try the LLM again."""
+    return not any("->extractive:" in f for f in out.fallbacks_taken)
+
+
 async def _account(svc: Services, tenant: str, out: M.QueryOut) -> None:
     m = svc.metrics
     m.routes.labels(out.route_taken).inc()
@@ -495,31 +501,36 @@ async def _stream(
 ) -> AsyncIterator[bytes]:
     """decision -> delta* -> citation* -> done (the full answer, citations included, so none is
     lost if a client drops events); an ``error`` event with the error shape ends a failed stream."""
-    deadline = time.monotonic() + svc.settings.request_timeout_s
+    limit = svc.settings.request_timeout_s
+    deadline = time.monotonic() + limit
     events = svc.backend.answer_stream(tenant, name, body.question, opts)
+    timeout = RequestTimeout(f"the answer took longer than {limit:g} s (CTXROUTE_REQUEST_TIMEOUT_S); retry, "
+                             "set a smaller budget, or force route 'rag'")
+    done = False
     try:
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise RequestTimeout(
-                    f"the answer took longer than {svc.settings.request_timeout_s:g} s (CTXROUTE_REQUEST_TIMEOUT_S)"
-                )
+                raise timeout
             try:
                 kind, data = await asyncio.wait_for(anext(events), remaining)
             except StopAsyncIteration:
                 break
             except asyncio.TimeoutError:
-                continue  # re-checked at the top: raises RequestTimeout
+                raise timeout from None  # the generator was cancelled: it cannot be resumed
             if kind == "done":
+                done = True
                 out: M.QueryOut = data
                 await _account(svc, tenant, out)
                 payload = out.model_dump()
-                if body.cache:
+                if body.cache and _cacheable(out):
                     await svc.cache.put(key, payload)
                 payload.update(request_id=rid)
                 yield _sse("done", payload)
             else:
                 yield _sse(kind, data)
+        if not done:
+            raise CtxrouteError("the answer stream ended without a final answer; retry the request")
     except CtxrouteError as exc:
         status = api_errors.status_of(exc)
         message = exc.message if status < 500 else f"{exc.code}: the answer failed; retry or report request id {rid}"

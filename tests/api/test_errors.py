@@ -98,3 +98,19 @@ def test_tenant_token_budget(settings_factory, live_server):
         prompt = [ln for ln in metrics.splitlines() if ln.startswith('ctxroute_llm_tokens_total{kind="prompt"}')]
         assert float(prompt[0].split()[-1]) == first.json()["usage"]["prompt_tokens"]
 
+
+
+def test_llm_failure_fallback_is_not_cached(settings_factory, live_server):
+    llm = ScriptedLLM([E.LLMServerError("upstream 500", status=500)],
+                      default="The harbour master is Captain Ruth Okafor.")
+    server = live_server(settings_factory(reader="llm"), llm=llm)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        c.post("/v1/collections", json={"name": "fb"})
+        upload(c, "fb", DOCS)
+        q = {"question": "Who is the harbour master?", "route": "rag"}
+        first = c.post("/v1/collections/fb/query", json=q).json()
+        assert first["route_taken"] == "extractive" and first["fallbacks_taken"]
+        assert any("LLM call failed" in w for w in first["warnings"])
+        second = c.post("/v1/collections/fb/query", json=q).json()
+        assert not second["cached"] and second["route_taken"] == "rag"
+        assert c.post("/v1/collections/fb/query", json=q).json()["cached"]
