@@ -99,3 +99,12 @@ def test_cli_lists_builtin_and_user_profiles(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setenv("CTXROUTE_MODEL_PROFILES", str(tmp_path / "missing.yaml"))
     failed = CliRunner().invoke(app, ["llm", "profiles"])
     assert failed.exit_code == 1 and "missing.yaml" in failed.output
+
+
+def test_local_model_profile_matches_the_builtin_file() -> None:
+    from ctxroute.pipelines.llm.local import LOCAL_PROFILE
+    from ctxroute.pipelines.llm.scripted import SCRIPTED_PROFILE
+
+    assert get_profile("smollm2-135m-instruct") == LOCAL_PROFILE
+    assert get_profile("HuggingFaceTB/SmolLM2-135M-Instruct") == LOCAL_PROFILE
+    assert SCRIPTED_PROFILE.usable_window <= SCRIPTED_PROFILE.context_window
