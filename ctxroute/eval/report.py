@@ -189,6 +189,7 @@ def evidence_markdown(rows: Sequence[Any], max_token_ratio: float = 0.35, *, pro
         "the other folds' documents), with lam tuned on the fit data for the best accuracy within "
         f"{100 * max_token_ratio:.0f}% of LC tokens. Cells: accuracy % [bootstrap 95% CI] / prompt tokens "
         "as % of always-LC. Rule judge (docs/EVAL.md). `learned+esc` also escalates refused RAG answers to LC. "
+        "Only RAG and LC were recorded, so a HYBRID or MR choice (rules) is replayed as LC. "
         f"Router features: question type (rules), document tokens, model profile{', BM25 probe' if probe else ', no retrieval probe'}.",
         "",
     ]

@@ -9,7 +9,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from ctxroute.errors import InputError
 from ctxroute.eval.datasets import Dataset, EvalItem, doc_spans
@@ -287,13 +287,6 @@ def build_eval_collection(dataset: Dataset, store: Any, name: str, *, embedder: 
     return coll
 
 
-def items_with_docs(items: Iterable[EvalItem], available: Iterable[str]) -> tuple[list[EvalItem], int]:
-    """Items whose documents are all available, and how many were dropped."""
-    have = set(available)
-    keep = [it for it in items if all(d in have for d in it.docs)]
-    return keep, 0 if not isinstance(items, Sequence) else len(items) - len(keep)
-
-
 __all__ = [
     "AnswerFn",
     "RESULTS_FILE",
@@ -303,7 +296,6 @@ __all__ = [
     "build_eval_collection",
     "engine_answer_fn",
     "error_record",
-    "items_with_docs",
     "parse_routes",
     "read_results",
     "record_key",
