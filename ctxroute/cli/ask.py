@@ -39,9 +39,10 @@ def demo_documents() -> list[Any]:
     ]
 
 
-def demo_questions() -> list[DemoQuestion]:
-    """A lookup, a whole-document aggregation and an unanswerable question about the first
-    report, with the generator's gold answers."""
+def demo_questions() -> list[tuple[str, tuple[DemoQuestion, ...], frozenset[str]]]:
+    """Slots of the demo: (name, candidate questions about the first report with the
+    generator's gold answers, routes the slot wants to show). The demo asks, per slot, the
+    first candidate the router sends to a wanted route (else the first candidate)."""
     from ctxroute.synthetic import generate_corpus
 
     doc = generate_corpus(seed=DEMO_SEED, n_docs=DEMO_DOCS, n_words=DEMO_WORDS)[0]
@@ -49,24 +50,39 @@ def demo_questions() -> list[DemoQuestion]:
     by_task: dict[str, list[Any]] = {}
     for qa in doc.qa:
         by_task.setdefault(qa.task, []).append(qa)
-    out: list[DemoQuestion] = []
-    if by_task.get("lookup"):
-        qa = next((q for q in by_task["lookup"] if "operating margin of" in q.question), by_task["lookup"][0])
-        out.append(DemoQuestion(qa.question, qa.answer, "a single-fact lookup: retrieval should do"))
-    for qa in by_task.get("aggregation", []):
+    lookup = tuple(DemoQuestion(qa.question, qa.answer, "a single-fact lookup: retrieval should do")
+                   for qa in by_task.get("lookup", []))
+    whole: list[DemoQuestion] = []
+    for qa in by_task.get("aggregation", []) + by_task.get("count", []):
         m = re.match(r"Which divisions grew their revenue in (\d{4}) compared with (\d{4})\?", qa.question)
         if m:  # the same question, worded as a list over the whole report
             q = f"List all divisions of {company} whose revenue grew from {m.group(2)} to {m.group(1)}."
-            out.append(DemoQuestion(q, qa.answer, "needs every division's figures: the whole document"))
-            break
-    else:
-        if by_task.get("aggregation"):
-            qa = by_task["aggregation"][0]
-            out.append(DemoQuestion(qa.question, qa.answer, "needs the whole document"))
-    if by_task.get("unanswerable"):
-        qa = next((q for q in by_task["unanswerable"] if "Chief" in q.question), by_task["unanswerable"][0])
-        out.append(DemoQuestion(qa.question, qa.answer, "not in the documents: the answer should abstain"))
-    return out
+            whole.insert(0, DemoQuestion(q, qa.answer, "needs every division's figures: the whole document"))
+        else:
+            whole.append(DemoQuestion(qa.question, qa.answer, "needs the whole document"))
+    unanswerable = tuple(DemoQuestion(qa.question, qa.answer, "not in the documents: the answer should abstain")
+                         for qa in sorted(by_task.get("unanswerable", []), key=lambda qa: "Chief" not in qa.question))
+    return [
+        ("lookup", lookup, frozenset({"rag"})),
+        ("whole-document", tuple(whole), frozenset({"mr", "lc"})),
+        ("unanswerable", unanswerable, frozenset()),
+    ]
+
+
+async def pick_demo_question(engine: Any, candidates: tuple[DemoQuestion, ...], wanted: frozenset[str]) -> DemoQuestion:
+    """The first candidate routed to a wanted route (routing only: no LLM call), preferring one
+    the router did not also flag as likely unanswerable."""
+    if wanted and engine.llm is not None:
+        routed: list[DemoQuestion] = []
+        for dq in candidates[:8]:
+            decision = await engine.decide(dq.question, DEMO_COLLECTION)
+            if decision.route.value in wanted:
+                if not any("unanswerable" in r for r in decision.reasons):
+                    return dq
+                routed.append(dq)
+        if routed:
+            return routed[0]
+    return candidates[0]
 
 
 @contextlib.contextmanager
@@ -296,7 +312,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
             async def run() -> None:
                 try:
-                    for dq in demo_questions()[:questions]:
+                    for _slot, candidates, wanted in demo_questions()[:questions]:
+                        if not candidates:
+                            continue
+                        dq = await pick_demo_question(engine, candidates, wanted)
                         if not as_json:
                             console.rule(f"[dim]{dq.why}[/dim]")
                         answer = await engine.answer(dq.question, DEMO_COLLECTION)
