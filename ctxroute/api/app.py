@@ -479,8 +479,8 @@ def _cacheable(out: M.QueryOut) -> bool:
 async def _account(svc: Services, tenant: str, out: M.QueryOut) -> None:
     m = svc.metrics
     m.routes.labels(out.route_taken).inc()
-    m.tokens.labels("prompt").inc(out.usage.prompt_tokens)
-    m.tokens.labels("completion").inc(out.usage.completion_tokens)
+    m.tokens.labels(tenant, "prompt").inc(out.usage.prompt_tokens)
+    m.tokens.labels(tenant, "completion").inc(out.usage.completion_tokens)
     m.cost.inc(out.usage.cost)
     for stage, ms in out.latency_ms.items():
         m.stage_latency.labels(stage).observe(ms / 1000.0)

@@ -16,7 +16,7 @@ class Metrics:
             "ctxroute_request_latency_seconds", "HTTP request latency", ["method", "path"], registry=r,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
-        self.tokens = Counter("ctxroute_llm_tokens", "LLM tokens used by queries", ["kind"], registry=r)
+        self.tokens = Counter("ctxroute_llm_tokens", "LLM tokens used by queries", ["tenant", "kind"], registry=r)
         self.cost = Counter("ctxroute_llm_cost", "LLM cost of queries (profile currency)", registry=r)
         self.routes = Counter("ctxroute_route", "Routes taken by queries", ["route"], registry=r)
         self.cache = Counter("ctxroute_answer_cache", "Answer cache lookups", ["result"], registry=r)

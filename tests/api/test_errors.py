@@ -95,7 +95,7 @@ def test_tenant_token_budget(settings_factory, live_server):
         assert r.status_code == 429 and r.json()["code"] == "token_budget_exhausted"
         assert int(r.headers["retry-after"]) > 0
         metrics = c.get("/metrics").text
-        prompt = [ln for ln in metrics.splitlines() if ln.startswith('ctxroute_llm_tokens_total{kind="prompt"}')]
+        prompt = [ln for ln in metrics.splitlines() if ln.startswith('ctxroute_llm_tokens_total{kind="prompt",tenant="default"}')]
         assert float(prompt[0].split()[-1]) == first.json()["usage"]["prompt_tokens"]
 
 
