@@ -102,3 +102,22 @@ async def test_abandoned_stream_stops_generation(smollm: LocalLLM) -> None:
     await stream.aclose()  # the worker sees the cancel flag and ends long before 400 tokens
     r = await asyncio.wait_for(smollm.complete(LLMRequest.of("Answer briefly.", "Say yes.", max_tokens=3)), timeout=120)
     assert r.completion_tokens <= 3
+
+
+async def test_generation_failure_surfaces_as_llm_error(smollm: LocalLLM, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctxroute.errors import LLMError
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("out of memory (simulated)")
+
+    monkeypatch.setattr(smollm.hf_model, "generate", boom)
+    request = LLMRequest.of("s", "hello", max_tokens=5)
+    with pytest.raises(LLMError, match="simulated"):
+        await asyncio.wait_for(smollm.complete(request), timeout=30)
+    with pytest.raises(LLMError, match="simulated"):
+        await asyncio.wait_for(_drain(smollm, request), timeout=30)
+
+
+async def _drain(llm: LocalLLM, request: LLMRequest) -> None:
+    async for _ in llm.stream(request):
+        pass

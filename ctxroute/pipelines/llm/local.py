@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import importlib.util
 import os
+import queue
 import shutil
 import tempfile
 import threading
@@ -268,8 +269,13 @@ class LocalLLM:
             kwargs.update(stop_strings=list(request.stop), tokenizer=self._tokenizer)
         if cancel is not None:
             kwargs["stopping_criteria"] = StoppingCriteriaList([cancel])
-        with self._generate_lock, torch.inference_mode():
-            output = self._model.generate(**encoded, **kwargs)
+        try:
+            with self._generate_lock, torch.inference_mode():
+                output = self._model.generate(**encoded, **kwargs)
+        except Exception as exc:
+            if streamer is not None:
+                streamer.on_finalized_text("", stream_end=True)  # wake the reader
+            raise LLMError(f"{MODEL_NAME} generation failed: {type(exc).__name__}: {exc}") from exc
         return output[0, encoded["input_ids"].shape[1] :].tolist()
 
     def _response(self, new_ids: list[int], prompt_tokens: int, request: LLMRequest, latency_ms: float) -> LLMResponse:
@@ -302,7 +308,7 @@ class LocalLLM:
 
         start = time.perf_counter()
         encoded = await asyncio.to_thread(self._prompt_ids, request)
-        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600.0)
+        streamer = TextIteratorStreamer(self._tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=1.0)
         cancel = _Cancelled()
         worker = asyncio.ensure_future(asyncio.to_thread(self._generate, encoded, request, streamer, cancel))
         holdback = max((len(s) for s in request.stop), default=1) - 1  # a stop string may span pieces
@@ -311,7 +317,12 @@ class LocalLLM:
         done = object()
         try:
             while True:
-                piece = await asyncio.to_thread(next, streamer, done)
+                try:
+                    piece = await asyncio.to_thread(next, streamer, done)
+                except queue.Empty:  # nothing for a second: still generating, or the worker failed
+                    if worker.done():
+                        break
+                    continue
                 if piece is done:
                     break
                 text += piece
