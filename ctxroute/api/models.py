@@ -134,7 +134,7 @@ class EstimateOut(BaseModel):
 class DecisionOut(BaseModel):
     route: str
     reasons: list[str]
-    features: dict[str, float | str]
+    features: dict[str, float | str | None]  # None: a non-finite value
     estimates: list[EstimateOut] = []
     fallbacks: list[str] = []
     policy: str

@@ -114,3 +114,16 @@ def test_llm_failure_fallback_is_not_cached(settings_factory, live_server):
         second = c.post("/v1/collections/fb/query", json=q).json()
         assert not second["cached"] and second["route_taken"] == "rag"
         assert c.post("/v1/collections/fb/query", json=q).json()["cached"]
+
+
+def test_non_finite_numbers_stay_valid_json():
+    import json
+
+    from ctxroute.api.backend import decision_out
+    from ctxroute.types import Route, RouteEstimate, RoutingDecision
+
+    d = RoutingDecision(Route.RAG, ("r",), {"margin": float("nan"), "qtype": "lookup", "n": 3},
+                        estimates=(RouteEstimate(Route.LC, 10, float("inf"), feasible=False),))
+    out = decision_out(d).model_dump()
+    json.dumps(out, allow_nan=False)  # what JSONResponse does
+    assert out["features"] == {"margin": None, "qtype": "lookup", "n": 3.0}
