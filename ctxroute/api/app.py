@@ -427,7 +427,7 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
         if body.cache and _cacheable(out):
             await svc.cache.put(key, payload)
         payload.update(request_id=rid)
-        return payload
+        return JSONResponse(payload)  # already a validated QueryOut
 
     # --- admin -------------------------------------------------------------------
     @app.post("/v1/admin/tenants", status_code=201, response_model=M.TenantOut, tags=["admin"])
