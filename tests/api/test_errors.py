@@ -127,3 +127,19 @@ def test_non_finite_numbers_stay_valid_json():
     out = decision_out(d).model_dump()
     json.dumps(out, allow_nan=False)  # what JSONResponse does
     assert out["features"] == {"margin": None, "qtype": "lookup", "n": 3.0}
+
+
+def test_budget_that_no_route_fits_is_429(settings_factory, live_server):
+    llm = ScriptedLLM(default="The harbour master is Captain Ruth Okafor.")
+    server = live_server(settings_factory(reader="llm"), llm=llm)
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        c.post("/v1/collections", json={"name": "bud"})
+        upload(c, "bud", DOCS)
+        body = {"question": "Who is the harbour master?", "budget": {"max_tokens": 5}}
+        preview = c.post("/v1/collections/bud/route", json=body)
+        r = c.post("/v1/collections/bud/query", json=body)
+    for resp in (preview, r):
+        assert resp.status_code == 429, resp.text
+        assert resp.json()["code"] == "budget_exceeded" and "Retry-After" in resp.headers
+        assert "5" in resp.json()["message"]
+    assert not llm.requests, "no LLM call may be made when no route fits the budget"
