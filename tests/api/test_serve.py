@@ -57,6 +57,8 @@ def test_compose_commands_exist():
     assert {o for o in command if o.startswith("--")} <= options
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert 'CMD ["ctxroute", "serve"]' in dockerfile
+    docker_vars = set(re.findall(r"\b(CTXROUTE_[A-Z0-9_]+)=", dockerfile))
+    assert docker_vars and docker_vars <= code_env_vars(), sorted(docker_vars - code_env_vars())
 
 
 def test_serve_refuses_public_bind_without_keys(tmp_path):
