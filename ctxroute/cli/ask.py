@@ -264,7 +264,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def demo(
         llm: Optional[str] = typer.Option(None, help="local (default) | openai | extractive"),
         embedder: Optional[str] = typer.Option(None, help="minilm (default) | hashing (fast test double)"),
-        max_tokens: int = typer.Option(160, help="most tokens each LLM call may produce (keep it small on CPU)"),
+        max_tokens: int = typer.Option(128, help="most tokens each LLM call may produce (keep it small on CPU)"),
         questions: int = typer.Option(3, help="how many demo questions to ask (lookup, whole-document, unanswerable)"),
         as_json: bool = typer.Option(False, "--json", help="print the answers as JSON lines"),
         attribute: bool = typer.Option(

@@ -53,6 +53,7 @@ class CitationConfig:
     # sentence if that support reaches attribute_min_support (Citation.origin="attributed")
     attribute_uncited: bool = False
     attribute_min_support: float = 0.5
+    max_attributions: int = 5
 
 
 @dataclass(frozen=True)
@@ -336,10 +337,15 @@ def _attribute(
     citations: list[Citation] = []
     out: list[str] = []
     pos = 0
+    seen_claims: set[str] = set()
     for a, b in claims:
         claim = " ".join(text[a:b].split())
-        if len(content_tokens(claim)) < 2 or not sids:
+        # only claims that add something beyond the question, once each, at most max_attributions
+        if not sids or not novel_tokens(claim, question) or claim in seen_claims:
             continue
+        if len(citations) >= config.max_attributions:
+            break
+        seen_claims.add(claim)
         checked = f"{question.strip()} {claim}" if question and len(content_tokens(claim)) < config.short_claim_tokens else claim
         lex = sorted(((lexical_support(checked, sources[sid]), sid) for sid in sids), reverse=True)[:10]
         scores = _support_scores([(checked, sources[sid]) for _, sid in lex], embedder, question)

@@ -213,12 +213,15 @@ def _record_json(r: MapRecord) -> str:
 
 
 def group_passages(corpus: Corpus, count_tokens, group_tokens: int) -> list[list[Chunk]]:  # type: ignore[no-untyped-def]
-    """Passages of every document in document order, cut into groups of ~``group_tokens``."""
+    """Passages of every document in document order, cut into groups of ~``group_tokens``
+    (counted with the model's tokenizer; overlapping sentences are counted twice, which errs
+    on the safe side)."""
     groups: list[list[Chunk]] = [[]]
     used = 0
     for doc_id in corpus.doc_ids():
+        doc = corpus.document(doc_id)
         for p in corpus.passages(doc_id):
-            n = p.n_tokens or count_tokens(p.text_of(corpus.document(doc_id)))
+            n = count_tokens(p.text_of(doc))
             if groups[-1] and used + n > group_tokens:
                 groups.append([])
                 used = 0

@@ -182,3 +182,15 @@ def test_claim_about_another_entity_is_not_supported() -> None:
     right = verify_citations("The operating margin of the Nimbus division in 2032 was 12.8% [S2].", p.sentence_map,
                              question=q)
     assert [c.sentence_id for c in right.citations] == ["S2"]
+
+
+def test_attribution_skips_claims_that_only_repeat_the_question() -> None:
+    _, p = packed()
+    q = "What did the Northern division report?"
+    text = "- Northern division\n- Northern division\n- The operating margin was 12.4% in 2031."
+    v = verify_citations(text, p.sentence_map, question=q,
+                         config=CitationConfig(attribute_uncited=True))
+    assert [c.claim for c in v.citations] == ["- The operating margin was 12.4% in 2031."]
+    many = " ".join(f"Margin {i} was 12.4% in 2031 for the Northern division." for i in range(9))
+    capped = verify_citations(many, p.sentence_map, config=CitationConfig(attribute_uncited=True, max_attributions=3))
+    assert len(capped.citations) <= 3
