@@ -116,6 +116,9 @@ class Backend:
             from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
 
             self.llm = build_llm(LLMConfig.from_env(self.settings.llm_env))
+        inner = getattr(self.llm, "inner", self.llm)  # behind the completion cache
+        if self.uses_llm and callable(getattr(inner, "load", None)):
+            await asyncio.to_thread(inner.load)  # an embedded model loads before /readyz says ready
         self.engine_for(8)
 
     def engine_for(self, top_k: int) -> Engine:
