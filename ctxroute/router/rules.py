@@ -38,8 +38,8 @@ class Thresholds:
     # - the top cosine separates answerable from unanswerable questions (AUC 0.82): below 0.50
     #   fall 37% of the unanswerable and 4% of the answerable ones;
     # - entropy carried no signal (AUC 0.51), so it is off by default (None).
-    # BM25 probe (--probe bm25, 36 documents, 276 location questions): margin AUC 0.67; hit rate
-    # 87/95 at margin >= 0.20 and 52/53 at >= 0.30, against 126/181 below 0.20.
+    # BM25 probe (--probe bm25, all 64 LaRA 32k documents, 276 location questions): margin
+    # AUC 0.67; hit rate 87/95 at margin >= 0.20 and 52/53 at >= 0.30, against 126/181 below.
     confident_margin: float = 0.10  # probe: relative gap 1st vs 2nd score (dense cosine, others)
     confident_margin_bm25: float = 0.25  # the same for a BM25-only probe (its gaps are wider)
     confident_entropy: float | None = None  # probe: normalised entropy of the top-n scores
