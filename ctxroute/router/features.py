@@ -224,6 +224,8 @@ def build_features(
         raise InputError(
             f"model profile {profile.name!r} has size_class {profile.size_class!r}; use one of {', '.join(SIZE_CLASSES)}"
         )
+    if stats.total_tokens <= 0:
+        raise InputError("the collection is empty (0 tokens); ingest documents before asking, e.g. `ctxroute ingest PATH`")
     max_doc = max(stats.doc_tokens) if stats.doc_tokens else stats.total_tokens
     p = probe
     return RouteFeatures(

@@ -110,6 +110,8 @@ def test_build_features_errors():
     stats = CollectionStats(1, 10, (10,))
     with pytest.raises(InputError, match="question is empty"):
         build_features("  ", stats, PROFILES["tiny"], question_profile=TYPER.classify("x"))
+    with pytest.raises(InputError, match="collection is empty"):
+        build_features("Who?", CollectionStats(0, 0, ()), PROFILES["tiny"], question_profile=TYPER.classify("x"))
     with pytest.raises(InputError, match=">= 0"):
         CollectionStats(1, -1, (-1,))
 
