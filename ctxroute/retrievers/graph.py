@@ -52,6 +52,7 @@ class GraphConfig:
     section_weight: float = 0.3  # passage<->its section, section<->next section
     query_term_share: float = 0.3  # seed mass given to key terms named in the query
     seed_rrf_k: int = 60  # seed weight of the hit at rank r: 1 / (seed_rrf_k + r); small = sharp
+    local_hops: int = 2  # PageRank on the seeds' 2-hop neighbourhood (0: the whole graph)
     max_iter: int = 50
     tol: float = 1e-4  # L1 change per iteration; rankings settle long before the scores do
 
@@ -63,8 +64,7 @@ class _Matrix:
     transition_t: sp.csr_matrix
     nodes: list[str]
     index: dict[str, int]
-    passage_rows: np.ndarray  # row numbers of passage nodes
-    dangling: np.ndarray  # bool per row: no out-edges
+    n_passages: int  # rows 0 .. n_passages-1 are the passages
 
 
 def _term_node(term: str) -> str:
@@ -266,7 +266,7 @@ class GraphIndex:
         dangling = out == 0
         inv = np.where(dangling, 0.0, 1.0 / np.where(dangling, 1.0, out))
         transition_t = (sp.diags(inv) @ adj).T.tocsr().astype(np.float32)
-        return _Matrix(transition_t, nodes, index, np.arange(n_pass), dangling)
+        return _Matrix(transition_t, nodes, index, n_pass)
 
     def _matrix_cached(self) -> _Matrix:
         if self._matrix is None:
@@ -297,20 +297,34 @@ class GraphIndex:
         if total <= 0:
             return []
         s /= total
+        transition = m.transition_t
+        rows = np.arange(n)
+        hops = self.config.local_hops
+        if hops > 0:  # walk only the seeds' neighbourhood: a few ms even on large collections
+            reach = s > 0
+            for _ in range(hops):
+                reach |= (transition @ reach.astype(np.float32)) > 0
+            rows = np.flatnonzero(reach)
+            transition = transition[rows][:, rows]
+            s = s[rows]
         alpha = self.config.alpha
         p = s.copy()
         for _ in range(self.config.max_iter):
-            lost = float(p[m.dangling].sum())  # dangling mass returns to the seeds
-            nxt = (1.0 - alpha) * (m.transition_t @ p) + (alpha + (1.0 - alpha) * lost) * s
+            nxt = (1.0 - alpha) * (transition @ p)
+            nxt += (1.0 - float(nxt.sum())) * s  # restart, plus mass lost at dangling/boundary nodes
             delta = float(np.abs(nxt - p).sum())
             p = nxt
             if delta < self.config.tol:
                 break
-        scores = p[m.passage_rows]
+        is_passage = rows < m.n_passages
+        scores = p[is_passage]
+        ids = rows[is_passage]
         k = min(k, len(scores))
+        if k == 0:
+            return []
         top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.lexsort((top, -scores[top]))]
-        return [(m.nodes[int(i)], float(scores[i])) for i in top if scores[i] > 0]
+        top = top[np.lexsort((ids[top], -scores[top]))]
+        return [(m.nodes[int(ids[i])], float(scores[i])) for i in top if scores[i] > 0]
 
 
 class GraphRetriever:
