@@ -40,18 +40,19 @@ TERM_PREFIX = "term:"
 
 @dataclass(frozen=True)
 class GraphConfig:
-    """Knobs of the graph index and its PageRank."""
+    """Knobs of the graph index and its PageRank. Defaults were picked on LooGLE and the
+    L-Eval contracts with MiniLM (benchmarks/README.md): sharp seed weights matter most."""
 
     max_terms_per_passage: int = 16
     max_df_fraction: float = 0.05  # a term in more than this share of passages is a hub ...
     min_df_cap: int = 6  # ... unless it is in at most this many passages;
     max_df: int = 64  # and one in more than this many passages always is
-    alpha: float = 0.3  # restart probability: higher keeps the walk closer to the seeds
+    alpha: float = 0.5  # restart probability: higher keeps the walk closer to the seeds
     term_weight: float = 1.0  # passage<->term edges, times the term's idf
     next_weight: float = 1.0  # passage<->next passage
     section_weight: float = 0.3  # passage<->its section, section<->next section
-    query_term_share: float = 0.3  # seed mass given to key terms named in the query
-    seed_rrf_k: int = 60  # seed weight of the hit at rank r: 1 / (seed_rrf_k + r); small = sharp
+    query_term_share: float = 0.0  # seed mass for key terms the query names (0.1-0.3 measured worse)
+    seed_rrf_k: int = 2  # seed weight of the hit at rank r: 1 / (seed_rrf_k + r); small = sharp
     local_hops: int = 2  # PageRank on the seeds' 2-hop neighbourhood (0: the whole graph)
     max_iter: int = 50
     tol: float = 1e-4  # L1 change per iteration; rankings settle long before the scores do

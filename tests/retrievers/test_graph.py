@@ -152,7 +152,8 @@ class _Fixed:
 
 
 def test_graph_retriever_seeds_from_seeders_and_query_terms() -> None:
-    g = _index()
+    g = _index(GraphConfig(query_term_share=0.3))
+    assert g.query_term_nodes("Where did BOB STONE move?") == ["term:bob stone"]
     by_id = {p.id: p for _, c in (DOC_A, DOC_B) for p in c.passages}
     sparse = _Fixed("bm25", [ScoredChunk(by_id["a:p2"], 3.0, "bm25")])
     dense = _Fixed("dense", [ScoredChunk(by_id["a:p2"], 0.9, "dense"), ScoredChunk(by_id["b:p2"], 0.1, "dense")])
