@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script from anywhere
 from ctxroute.types import Document, ScoredChunk
 
 Span = tuple[int, int]
-RETRIEVERS = ("bm25", "dense", "graph", "bm25+dense", "hybrid")
+RETRIEVERS = ("bm25", "dense", "graph", "bm25+dense", "hybrid", "hybrid-tuned")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # --- locating evidence ------------------------------------------------------------------
@@ -203,9 +203,10 @@ def load_leval_contracts(data: Path, *, limit_docs: int | None = None) -> list[Q
 # --- retrieval ----------------------------------------------------------------------------
 def build_retrievers(doc: Document, embedder: object, root: Path) -> dict[str, object]:
     """Ingest one document into a fresh collection under ``root``; its retrievers by name,
-    plus ``bm25+dense`` (the hybrid without the graph) for comparison."""
+    plus ``bm25+dense`` (the hybrid without the graph) and ``hybrid-tuned`` (RRF with
+    ``TUNED_RRF_K`` and ``TUNED_WEIGHTS``) for comparison."""
     from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
-    from ctxroute.retrievers.hybrid import HybridRetriever
+    from ctxroute.retrievers.hybrid import TUNED_RRF_K, TUNED_WEIGHTS, HybridRetriever
 
     config = CollectionConfig.for_embedder(embedder)
     coll = CollectionStore(root).create(re.sub(r"[^A-Za-z0-9_.-]", "_", doc.id), config, embedder)
@@ -213,6 +214,9 @@ def build_retrievers(doc: Document, embedder: object, root: Path) -> dict[str, o
     out: dict[str, object] = {name: coll.retriever(name) for name in ("bm25", "dense", "graph", "hybrid")}
     weights = {k: v for k, v in config.fusion_weights.items() if k in ("bm25", "dense")}
     out["bm25+dense"] = HybridRetriever({"bm25": out["bm25"], "dense": out["dense"]}, weights=weights)
+    out["hybrid-tuned"] = HybridRetriever(
+        {"bm25": out["bm25"], "dense": out["dense"], "graph": out["graph"]}, weights=TUNED_WEIGHTS, rrf_k=TUNED_RRF_K
+    )
     out["_passages"] = len(coll.passages())
     return out
 

@@ -48,9 +48,11 @@ def test_hybrid_recall_on_a_slice_of_loogle_and_leval(shared_data: Path) -> None
     for res in results.values():
         assert res.scored_questions >= 10
         assert res.unlocated <= 0.1 * res.evidence
-        # floors set below what this slice measured (see benchmarks/README.md), not exact outputs
-        assert res.recall["hybrid"][10] >= 0.5
-        assert res.recall["bm25"][10] >= 0.6
+        # floors well below what this slice measured with the hashing embedder (hybrid 0.78 and
+        # 0.75, hybrid-tuned 0.88 and 0.88, bm25 0.83 and 0.88): a regression net, not outputs
+        assert res.recall["hybrid"][10] >= 0.6
+        assert res.recall["hybrid-tuned"][10] >= 0.7
+        assert res.recall["bm25"][10] >= 0.7
         assert res.recall["hybrid"][10] >= res.recall["hybrid"][1]
 
 
