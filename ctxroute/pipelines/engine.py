@@ -241,7 +241,8 @@ class Engine:
                 result = await self._run(current, question, corpus, probe, emit)
             except ContextWindowExceeded as exc:
                 nxt = next((r for r in (Route.MR, Route.HYBRID) if r not in tried), None)
-                warnings.append(f"{current.value}: {exc.message}")
+                prefix = f"{current.value}: "
+                warnings.append(exc.message if exc.message.startswith(prefix) else prefix + exc.message)
                 if nxt is None:
                     raise
                 fallbacks.append(f"{current.value}->{nxt.value}: context window exceeded")

@@ -251,11 +251,38 @@ class MapReduce:
         # sentence ids and delimiters add roughly 10% on top of the passages' own tokens
         return max(200, int((self.llm.profile.usable_window - overhead - self.config.map_max_tokens - notes) / 1.15))
 
-    def _fits(self, question: str, pack: PackedContext) -> bool:
+    def _packs(self, question: str, corpus: Corpus, gtok: int) -> list[PackedContext]:
+        """Pack window-sized groups. Sentence ids and delimiters make a prompt longer than its
+        passages: when a group does not fit, regroup everything with a smaller target (a few
+        rounds), and only then halve the groups that still do not fit."""
+        for _ in range(3):
+            packs: list[PackedContext] = []
+            worst = 1.0
+            for g in group_passages(corpus, self.llm.count_tokens, gtok):
+                pack = self._pack(corpus, g, packs[-1].next_id if packs else 1, budget=int(gtok * 1.5))
+                need = self._need(question, pack)
+                worst = max(worst, need / self.llm.profile.usable_window, 1.0 + 0.5 * bool(pack.dropped))
+                packs.append(pack)
+            if worst <= 1.0:
+                return packs
+            gtok = max(100, int(gtok / worst * 0.97))
+        out: list[PackedContext] = []
+        pending = [g for g in reversed(group_passages(corpus, self.llm.count_tokens, gtok))]
+        while pending:
+            g = pending.pop()
+            pack = self._pack(corpus, g, out[-1].next_id if out else 1, budget=int(gtok * 1.5))
+            if (pack.dropped or self._need(question, pack) > self.llm.profile.usable_window) and len(g) > 1:
+                half = len(g) // 2
+                pending.extend([g[half:], g[:half]])
+                continue
+            out.append(pack)
+        return out
+
+    def _need(self, question: str, pack: PackedContext) -> int:
+        """Tokens a map call over ``pack`` needs (prompt, room for notes in chain mode, answer)."""
         notes = "x " * self.config.map_max_tokens if self.config.mode == "chain" else ""
         request = prompts.map_request(question, pack.text, max_tokens=self.config.map_max_tokens, stage="", notes=notes)
-        tokens = self.llm.count_tokens("\n".join(m.content for m in request.messages))
-        return tokens + request.max_tokens <= self.llm.profile.usable_window
+        return self.llm.count_tokens("\n".join(m.content for m in request.messages)) + request.max_tokens
 
     def _pack(self, corpus: Corpus, group: list[Chunk], id_start: int, budget: int) -> PackedContext:
         doc_ids = list(dict.fromkeys(c.doc_id for c in group))
@@ -274,20 +301,7 @@ class MapReduce:
     ) -> StrategyResult:
         corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
         t0 = time.perf_counter()
-        gtok = self._group_tokens(question)
-        groups = group_passages(corpus, self.llm.count_tokens, gtok)
-        packs: list[PackedContext] = []
-        pending = list(reversed(groups))
-        while pending:
-            g = pending.pop()
-            start = packs[-1].next_id if packs else 1
-            pack = self._pack(corpus, g, start, budget=int(gtok * 1.3))
-            if (pack.dropped or not self._fits(question, pack)) and len(g) > 1:
-                # the model's tokenizer counts more than the index did: split the group
-                half = len(g) // 2
-                pending.extend([g[half:], g[:half]])
-                continue
-            packs.append(pack)
+        packs = self._packs(question, corpus, self._group_tokens(question))
         smap = SentenceMap.empty()
         for pack in packs:
             smap = smap.merged(pack.sentence_map)
