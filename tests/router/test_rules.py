@@ -22,7 +22,7 @@ CASES = [
     ("unanswerable-weak-probe", "What colour is the captain's hat?", 30_000, "frontier", EMPTY, Budget(),
      Route.RAG, "likely-unanswerable", ["top dense score 0.08 < 0.50"]),
     ("confident-lookup", "Who signed the lease on behalf of the tenant?", 30_000, "frontier", CONFIDENT, Budget(),
-     Route.RAG, "confident-lookup", ["margin 0.31 >= 0.10"]),
+     Route.RAG, "confident-lookup", ["margin 0.31 >= 0.15"]),
     ("comparison-fits-strong", "Compare the two methods in paper 0.", 20_000, "frontier", UNSURE, Budget(),
      Route.LC, "complex-fits-window", ["comparison", "cue: 'compare'", "lc for a frontier model"]),
     ("multihop-fits-small", "Why does the narrator leave, and what causes it?", 12_000, "small", UNSURE, Budget(),
