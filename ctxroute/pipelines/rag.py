@@ -34,9 +34,10 @@ def expand_and_pack(
         token_budget=token_budget,
         neighbours=neighbours,
     )
-    # expand_hits returns document order; admit the hits' own passages first under the budget
-    hit_ids = {h.chunk.id for h in hits}
-    ordered = sorted(passages, key=lambda p: p.id not in hit_ids)
+    # expand_hits returns document order; admit the hits' own passages first (best hit first)
+    # under the budget, then the expansion; pack_evidence lays them out in document order again
+    rank = {h.chunk.id: i for i, h in enumerate(hits)}
+    ordered = sorted(passages, key=lambda p: rank.get(p.id, len(rank)))
     order = [d for d in corpus.doc_ids() if d in chunks]
     return pack_evidence(
         ordered,
