@@ -76,8 +76,11 @@ class Ctx:
 
     @property
     def weak_probe(self) -> bool:
+        """A lookup whose best passage is far from it (calibrated on lookups only: questions
+        spanning several parts naturally score lower against any single passage)."""
         f = self.f
-        return bool(f.has_probe) and f.probe_source == "dense" and f.top_score < self.t.unanswerable_dense_top
+        return (bool(f.has_probe) and f.qtype == "lookup" and f.probe_source == "dense"
+                and f.top_score < self.t.unanswerable_dense_top)
 
     def fields(self) -> dict[str, str]:
         f = self.f
@@ -91,7 +94,7 @@ class Ctx:
             "cue": f"cue: '{f.cues[0]}'" if f.cues else "no cue, by prototype similarity",
             "margin": f"{f.margin:.2f}",
             "entropy": f"{f.entropy:.2f}",
-            "top": f"{f.top_score:.2f}",
+            "top": f"{f.top_score:.3f}",
             "size": f.size_class,
             "n_docs": str(f.n_docs),
             "conf_margin": f"{self.margin_threshold:.2f}",

@@ -20,7 +20,7 @@ CASES = [
     ("unanswerable-cue", "What is the projected revenue growth rate for next year?", 30_000, "frontier", CONFIDENT,
      Budget(), Route.RAG, "likely-unanswerable", ["projected/forecast"]),
     ("unanswerable-weak-probe", "What colour is the captain's hat?", 30_000, "frontier", EMPTY, Budget(),
-     Route.RAG, "likely-unanswerable", ["top dense score 0.08 < 0.50"]),
+     Route.RAG, "likely-unanswerable", ["top dense score 0.080 < 0.50"]),
     ("confident-lookup", "Who signed the lease on behalf of the tenant?", 30_000, "frontier", CONFIDENT, Budget(),
      Route.RAG, "confident-lookup", ["margin 0.31 >= 0.15"]),
     ("comparison-fits-strong", "Compare the two methods in paper 0.", 20_000, "frontier", UNSURE, Budget(),
@@ -112,3 +112,9 @@ def test_bm25_probe_needs_a_wider_margin():
     f, profile = features("Who signed the lease?", 30_000, "frontier", probe=probe(0.31))
     d = RulesRouter().route(f, profile)
     assert d.route is Route.RAG and "margin 0.31 >= 0.25" in d.reasons[0]
+
+
+def test_weak_probe_only_flags_lookups():
+    f, profile = features("How do papers 0 and 1 differ in their use of LSTMs?", 20_000, "frontier", probe=EMPTY)
+    d = RulesRouter().route(f, profile)
+    assert d.route is Route.LC and d.reasons[0].startswith("complex-fits-window")
