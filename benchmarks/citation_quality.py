@@ -16,6 +16,8 @@ and route the Engine answers; the table reports, per dataset and route:
 - ``on gold``: share of kept citations whose span overlaps a gold evidence span;
 - ``q hit``: share of questions with at least one kept citation on the gold evidence;
 - ``abst``: share of questions answered with an abstention;
+- ``attr/q`` and ``attr on gold`` (with ``--attribute``): labelled post-hoc attributions of
+  uncited claims, counted apart from the model's own citations;
 - tokens in / out per question and seconds per question.
 
 Run: ``python benchmarks/citation_quality.py [--data ../shared/data] [--limit 12]
@@ -57,6 +59,8 @@ class Tally:
     seconds: float = 0.0
     routes_taken: dict[str, int] = field(default_factory=dict)
     errors: int = 0
+    attributed: int = 0
+    attributed_on_gold: int = 0
 
     def row(self) -> dict[str, Any]:
         q = max(1, self.questions)
@@ -73,6 +77,8 @@ class Tally:
             "seconds_per_q": round(self.seconds / q, 2),
             "routes_taken": dict(self.routes_taken),
             "errors": self.errors,
+            "attributed_per_q": round(self.attributed / q, 2),
+            "attributed_on_gold": round(self.attributed_on_gold / self.attributed, 3) if self.attributed else None,
         }
 
 
@@ -115,6 +121,10 @@ def score(answer: Answer, item: Any, doc_id: str, tally: Tally) -> None:
     hits = [c for c in kept if c.doc_id == doc_id and any(overlaps((c.start, c.end), g) for g in gold)]
     tally.on_gold += len(hits)
     tally.q_hit += int(bool(hits))
+    attributed = [c for c in answer.citations if c.origin == "attributed"]
+    tally.attributed += len(attributed)
+    tally.attributed_on_gold += sum(
+        1 for c in attributed if c.doc_id == doc_id and any(overlaps((c.start, c.end), g) for g in gold))
     tally.prompt_tokens += answer.prompt_tokens
     tally.completion_tokens += answer.completion_tokens
     tally.routes_taken[answer.route_taken.value] = tally.routes_taken.get(answer.route_taken.value, 0) + 1
@@ -136,7 +146,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         llm = LocalLLM()
         llm.load()
     config = EngineConfig.with_answer_tokens(args.max_tokens, escalate=False)
-    config = replace(config, rag=replace(config.rag, context_tokens=args.rag_context_tokens))
+    config = replace(config, rag=replace(config.rag, context_tokens=args.rag_context_tokens),
+                     citations=replace(config.citations, attribute_uncited=args.attribute))
     results: dict[str, Any] = {"settings": {k: v for k, v in vars(args).items() if k != "data"}, "datasets": {}}
     with tempfile.TemporaryDirectory(prefix="ctxroute-citq-") as tmp:
         store = CollectionStore(Path(tmp))
@@ -184,15 +195,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        "| dataset | route | questions | cit/q | verified | on gold | q hit | abst | tokens in/q | tokens out/q | s/q |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| dataset | route | questions | cit/q | verified | on gold | q hit | abst | attr/q | attr on gold "
+        "| tokens in/q | tokens out/q | s/q |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for ds, block in results["datasets"].items():
         for route, r in block["routes"].items():
             fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
             lines.append(
                 f"| {ds} | {route} | {r['questions']} | {r['citations_per_q']:.2f} | {fmt(r['verified'])} | "
-                f"{fmt(r['on_gold'])} | {r['q_hit']:.2f} | {r['abstained']:.2f} | {r['prompt_tokens_per_q']:,} | "
+                f"{fmt(r['on_gold'])} | {r['q_hit']:.2f} | {r['abstained']:.2f} | {r['attributed_per_q']:.2f} | "
+                f"{fmt(r['attributed_on_gold'])} | {r['prompt_tokens_per_q']:,} | "
                 f"{r['completion_tokens_per_q']:,} | {r['seconds_per_q']:.1f} |"
             )
     return "\n".join(lines)
@@ -209,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--llm", default="local", choices=("local", "none"))
     p.add_argument("--max-tokens", type=int, default=96)
     p.add_argument("--rag-context-tokens", type=int, default=1500)
+    p.add_argument("--attribute", action="store_true",
+                   help="attach uncited claims to their best-supporting sentence (counted apart: attr/q, attr on gold)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     args.datasets = [d for d in args.datasets.split(",") if d]
