@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -194,3 +195,12 @@ def test_attribution_skips_claims_that_only_repeat_the_question() -> None:
     many = " ".join(f"Margin {i} was 12.4% in 2031 for the Northern division." for i in range(9))
     capped = verify_citations(many, p.sentence_map, config=CitationConfig(attribute_uncited=True, max_attributions=3))
     assert len(capped.citations) <= 3
+
+
+@pytest.mark.parametrize("garbage", ["[S]] [S1,,] ]] [[S", "[S1-S999999]", "[S0]", "\x00\ufffd [S-3]", "[S2" * 50])
+def test_malformed_model_output_never_crashes(garbage: str) -> None:
+    _, p = packed()
+    v = verify_citations(garbage, p.sentence_map, question="margin?")
+    assert len(v.warnings) == v.n_removed
+    for c in v.citations:
+        assert c.sentence_id in p.sentence_map
