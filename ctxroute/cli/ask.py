@@ -50,7 +50,12 @@ def demo_questions() -> list[tuple[str, tuple[DemoQuestion, ...], frozenset[str]
     by_task: dict[str, list[Any]] = {}
     for qa in doc.qa:
         by_task.setdefault(qa.task, []).append(qa)
-    lookup = tuple(DemoQuestion(qa.question, qa.answer, "a single-fact lookup: retrieval should do")
+    def own(question: str) -> str:  # both reports have divisions of the same names: say whose
+        if company in question:
+            return question
+        return re.sub(r"\b(the \w+ division)\b", rf"\1 of {company}", question, count=1)
+
+    lookup = tuple(DemoQuestion(own(qa.question), qa.answer, "a single-fact lookup: retrieval should do")
                    for qa in by_task.get("lookup", []))
     whole: list[DemoQuestion] = []
     for qa in by_task.get("aggregation", []) + by_task.get("count", []):
