@@ -6,6 +6,7 @@ not of the wheel); these commands load it from there.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
@@ -30,6 +31,7 @@ def _load(name: str) -> ModuleType:
         err_console.print(f"[red]cannot import {path}[/red]")
         raise typer.Exit(2)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -66,7 +68,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
             result = mod.run(tokens=tokens, queries=queries, embedder_kind=embedder, bf16=bf16, seed=seed,
                              progress=progress)
-        console.print(mod.markdown(result), markup=False, highlight=False)
+        console.print(mod.markdown(result), markup=False, highlight=False, soft_wrap=True)
         if out is not None:
             out.write_text(mod.to_json(result))
             console.print(f"wrote {out}")
@@ -96,7 +98,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             task = bar.add_task("questions", total=None)
             results = mod.run(folder, ks, embedder, limit_docs=limit_docs,
                               progress=lambda done, total: bar.update(task, completed=done, total=total))
-        console.print(mod.markdown_table(results, ks), markup=False, highlight=False)
+        console.print(mod.markdown_table(results, ks), markup=False, highlight=False, soft_wrap=True)
         if out is not None:
             out.write_text(json.dumps([asdict(r) for r in results], indent=2))
             console.print(f"wrote {out}")
