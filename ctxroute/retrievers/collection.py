@@ -41,13 +41,16 @@ from ctxroute.retrievers.chunking import ChunkingConfig, DocumentChunks, chunk_d
 from ctxroute.retrievers.dense import DenseIndex, DenseRetriever
 from ctxroute.retrievers.embedders import embedder_spec, make_embedder
 from ctxroute.retrievers.graph import GraphIndex, GraphRetriever
-from ctxroute.retrievers.hybrid import HybridRetriever
+from ctxroute.retrievers.hybrid import TUNED_RRF_K, TUNED_WEIGHTS, HybridRetriever
 from ctxroute.retrievers.sparse import SparseConfig, SparseIndex, SparseRetriever
 from ctxroute.types import Chunk, Document, Level, ScoredChunk
 
 FORMAT_VERSION = 1
 RETRIEVERS = ("bm25", "dense", "graph", "hybrid")
-DEFAULT_FUSION_WEIGHTS: Mapping[str, float] = {"bm25": 1.0, "dense": 1.0, "graph": 0.5}
+# Tuned on LooGLE + L-Eval contracts with MiniLM (benchmarks/README.md): sharp RRF (k=5) and a
+# graph weight of 2 beat the textbook k=60, which makes the graph weight irrelevant.
+DEFAULT_FUSION_WEIGHTS: Mapping[str, float] = {k: float(v) for k, v in TUNED_WEIGHTS.items()}
+DEFAULT_RRF_K = TUNED_RRF_K
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMBED_BATCH = 64
 _KEEP_VERSIONS = 2  # the live one and its predecessor (a reader may still be loading it)
@@ -71,6 +74,7 @@ class CollectionConfig:
     hnsw_threshold: int = 50_000
     fusion_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS))
     embedder_spec: str = ""  # what make_embedder() needs to rebuild the embedder ("" = by name)
+    fusion_rrf_k: int = DEFAULT_RRF_K
 
     def __post_init__(self) -> None:
         unknown = set(self.fusion_weights) - {"bm25", "dense", "graph"}
@@ -96,6 +100,7 @@ class CollectionConfig:
             "embedder_spec": self.embedder_spec,
             "hnsw_threshold": self.hnsw_threshold,
             "fusion_weights": dict(self.fusion_weights),
+            "fusion_rrf_k": self.fusion_rrf_k,
         }
 
     @classmethod
@@ -108,6 +113,7 @@ class CollectionConfig:
             embedder_spec=str(data.get("embedder_spec", "")),
             hnsw_threshold=int(data["hnsw_threshold"]),
             fusion_weights={str(k): float(v) for k, v in dict(data["fusion_weights"]).items()},
+            fusion_rrf_k=int(data.get("fusion_rrf_k", 60)),  # collections written before tuning used 60
         )
 
 
@@ -401,6 +407,7 @@ class Collection:
             made = HybridRetriever(
                 {n: self._retriever_for(st, n) for n in ("bm25", "dense", "graph")},
                 weights=dict(self.config.fusion_weights),
+                rrf_k=self.config.fusion_rrf_k,
             )
         st.retrievers[name] = made
         return made
