@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import typer
 
-from ctxroute.cli.common import console, data_dir, err_console
+from ctxroute.cli.common import build_llm_from_env, console, data_dir, err_console
 
 ROUTES = ("auto", "rag", "lc", "mr", "hybrid", "extractive")
 DEMO_COLLECTION = "demo"
@@ -107,18 +106,6 @@ def _store() -> Any:
     from ctxroute.retrievers.collection import CollectionStore
 
     return CollectionStore(data_dir() / "collections")
-
-
-def build_llm_from_env(backend: str | None) -> Any:
-    """The LLM the environment (or ``--llm``) asks for; ``None`` for the extractive reader."""
-    from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
-
-    env = dict(os.environ)
-    if backend:
-        env["CTXROUTE_LLM_BACKEND"] = backend
-    if env.get("CTXROUTE_LLM_BACKEND", "").lower() in ("extractive", "none"):
-        return None
-    return build_llm(LLMConfig.from_env(env))
 
 
 def _engine_config(max_tokens: int, policy: str, router_params: Optional[str], mr_mode: str, min_support: float,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -13,3 +14,15 @@ err_console = Console(stderr=True)
 def data_dir() -> Path:
     """Where collections live: $CTXROUTE_HOME or ./.ctxroute (collections under collections/)."""
     return Path(os.environ.get("CTXROUTE_HOME", ".ctxroute")).resolve()
+
+
+def build_llm_from_env(backend: str | None) -> Any:
+    """The LLM the environment (or ``--llm``) asks for; ``None`` for the extractive reader."""
+    from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
+
+    env = dict(os.environ)
+    if backend:
+        env["CTXROUTE_LLM_BACKEND"] = backend
+    if env.get("CTXROUTE_LLM_BACKEND", "").lower() in ("extractive", "none"):
+        return None
+    return build_llm(LLMConfig.from_env(env))

@@ -80,6 +80,8 @@ def run_cmd(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="drop recorded errors and try those items again"),
     llm_judge: bool = typer.Option(False, "--llm-judge", help="also grade answers with the configured LLM (True/False)"),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="embedder for a new eval collection: minilm (default) | hashing"),
+    llm_backend: Optional[str] = typer.Option(None, "--llm", help="local | openai | scripted | extractive (no LLM); default from CTXROUTE_LLM_BACKEND"),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="most tokens each LLM call may produce"),
 ) -> None:
     """Answer a dataset with each route; one JSONL record per (question, route), written as it comes."""
     import asyncio
@@ -89,7 +91,7 @@ def run_cmd(
     from ctxroute.eval.judge import LLMJudge
     from ctxroute.eval.runner import build_eval_collection, engine_answer_fn, parse_routes, run_eval
     from ctxroute.pipelines.engine import Engine, EngineConfig
-    from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
+    from ctxroute.cli.common import build_llm_from_env
     from ctxroute.retrievers.collection import CollectionStore
 
     try:
@@ -122,8 +124,13 @@ def run_cmd(
 
                 emb = make_embedder(embedder) if embedder else None
                 build_eval_collection(sub, store, collection, embedder=emb, progress=tick)
-        llm = build_llm(LLMConfig.from_env(os.environ))
-        engine = Engine(store, llm, config=EngineConfig(policy=policy, router_params=str(router_params) if router_params else None))
+        llm = build_llm_from_env(llm_backend)
+        params = str(router_params) if router_params else None
+        config = (EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=params) if max_tokens
+                  else EngineConfig(policy=policy, router_params=params))
+        engine = Engine(store, llm, config=config)
+        if llm_judge and llm is None:
+            raise typer.BadParameter("--llm-judge needs an LLM; drop --llm extractive")
         judge = LLMJudge(llm) if llm_judge else None
         with _progress() as prog:
             tid = prog.add_task(f"{ds.name} x {','.join(route_list)}", total=len(ds.items) * len(route_list))
