@@ -55,3 +55,22 @@ def test_readme_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca
     assert hits[0].chunk.heading == "Termination"
     assert "sixty days written notice" in out
     assert (tmp_path / ".ctxroute" / "collections" / "contracts" / "CURRENT").exists()
+
+
+ENGINE_MARKER = "<!-- example: engine -->"
+
+
+def test_readme_engine_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's engine example, continuing the collection example in the same namespace."""
+    text = README.read_text(encoding="utf-8")
+    m = re.search(re.escape(ENGINE_MARKER) + r"\s*```python\n(.*?)```", text, re.S)
+    assert m, f"README lost its {ENGINE_MARKER} block"
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(_example(), "README.md", "exec"), namespace)
+    exec(compile(m.group(1), "README.md", "exec"), namespace)
+    answer = namespace["answer"]
+    assert answer.route_taken.value == "extractive"  # type: ignore[attr-defined]
+    assert answer.citations, "the extractive reader cites the sentence it answers with"  # type: ignore[attr-defined]
+    assert any("sixty days" in c.quote for c in answer.citations)  # type: ignore[attr-defined]
+    assert "sixty days" in capsys.readouterr().out
