@@ -2,16 +2,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
-from ctxroute.cli.common import build_llm_from_env, console, data_dir, err_console
+from ctxroute.cli.common import build_llm_from_env, cli_errors, collection_store, console, err_console
 
 ROUTES = ("auto", "rag", "lc", "mr", "hybrid", "extractive")
 DEMO_COLLECTION = "demo"
@@ -87,25 +86,6 @@ async def pick_demo_question(engine: Any, candidates: tuple[DemoQuestion, ...], 
         if routed:
             return routed[0]
     return candidates[0]
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    from rich.markup import escape
-
-    from ctxroute.errors import CtxrouteError
-
-    try:
-        yield
-    except CtxrouteError as exc:
-        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _store() -> Any:
-    from ctxroute.retrievers.collection import CollectionStore
-
-    return CollectionStore(data_dir() / "collections")
 
 
 def _engine_config(max_tokens: int, policy: str, router_params: Optional[str], mr_mode: str, min_support: float,
@@ -229,8 +209,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         if route not in ROUTES:
             err_console.print(f"[red]error:[/red] unknown route {route!r}; use one of {', '.join(ROUTES)}")
             raise typer.Exit(2)
-        with _errors():
-            coll = _store().open(collection)
+        with cli_errors():
+            coll = collection_store().open(collection)
             client = build_llm_from_env(llm)
             engine = Engine({collection: coll}, client,
                             config=_engine_config(max_tokens, policy, router_params, mr_mode, min_support, attribute))
@@ -270,8 +250,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from ctxroute.pipelines.engine import Engine
         from ctxroute.pipelines.result import answer_to_dict
 
-        with _errors():
-            store = _store()
+        with cli_errors():
+            store = collection_store()
             t0 = time.perf_counter()
             with Progress(TextColumn("{task.description:<22}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                           console=err_console, transient=True) as bar:

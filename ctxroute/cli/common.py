@@ -1,9 +1,12 @@
 """Shared CLI helpers: settings from the environment, error printing."""
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+import typer
 
 from rich.console import Console
 
@@ -26,3 +29,24 @@ def build_llm_from_env(backend: str | None) -> Any:
     if env.get("CTXROUTE_LLM_BACKEND", "").lower() in ("extractive", "none"):
         return None
     return build_llm(LLMConfig.from_env(env))
+
+
+@contextlib.contextmanager
+def cli_errors() -> Iterator[None]:
+    """Library errors become one red line and exit code 1 (no traceback)."""
+    from rich.markup import escape
+
+    from ctxroute.errors import CtxrouteError
+
+    try:
+        yield
+    except CtxrouteError as exc:
+        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+def collection_store() -> Any:
+    """The CollectionStore under data_dir()."""
+    from ctxroute.retrievers.collection import CollectionStore
+
+    return CollectionStore(data_dir() / "collections")

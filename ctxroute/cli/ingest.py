@@ -1,38 +1,17 @@
 """`ctxroute ingest`, `ctxroute search`, `ctxroute collections ...` and `ctxroute docs ...`."""
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, List, Optional
 
 import typer
 
-from ctxroute.cli.common import console, data_dir, err_console
+from ctxroute.cli.common import cli_errors, collection_store, console, data_dir, err_console
 
 _STAGES = {"chunk": "chunking", "embed": "embedding", "sparse": "BM25 index", "dense": "FAISS index",
            "graph": "graph index", "save": "saving"}
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Library errors become one red line and exit code 1 (no traceback)."""
-    from rich.markup import escape
-
-    from ctxroute.errors import CtxrouteError
-
-    try:
-        yield
-    except CtxrouteError as exc:
-        err_console.print(f"[red]error:[/red] {escape(exc.message)}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-
-
-def _store() -> Any:
-    from ctxroute.retrievers.collection import CollectionStore
-
-    return CollectionStore(data_dir() / "collections")
 
 
 def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: int | None = None) -> Any:
@@ -44,7 +23,7 @@ def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: in
     env_threads = os.environ.get("CTXROUTE_TORCH_THREADS", "")
     threads = threads or (int(env_threads) if env_threads.isdigit() else None)
     if spec is None and (bf16 or threads):
-        store = _store()
+        store = collection_store()
         if store.exists(collection):
             cfg = store.manifest(collection)["config"]
             spec = cfg.get("embedder_spec") or cfg["embedder_name"]
@@ -52,7 +31,7 @@ def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: in
 
 
 def _open(name: str, embedder_spec: str | None = None) -> Any:
-    return _store().open(name, _embedder(name, embedder_spec))
+    return collection_store().open(name, _embedder(name, embedder_spec))
 
 
 def _progress() -> Any:
@@ -98,8 +77,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         from ctxroute.retrievers.collection import CollectionConfig
         from ctxroute.retrievers.documents import load_paths
 
-        with _errors():
-            store = _store()
+        with cli_errors():
+            store = collection_store()
             store.validate_name(collection)
             emb = _embedder(collection, embedder, bf16, threads)
             if store.exists(collection):
@@ -168,7 +147,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the hits as JSON"),
     ) -> None:
         """Search a collection's passages (no LLM)."""
-        with _errors():
+        with cli_errors():
             col = _open(collection, embedder)
             hits = col.search(query, k=k, retriever=retriever)
             rows = []
@@ -205,8 +184,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         """All collections under $CTXROUTE_HOME/collections."""
         from rich.table import Table
 
-        with _errors():
-            infos = _store().list()
+        with cli_errors():
+            infos = collection_store().list()
         if not infos:
             console.print(f"no collections under {data_dir() / 'collections'}; create one with "
                           "`ctxroute ingest PATH --collection NAME`")
@@ -223,10 +202,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @collections_app.command("show")
     def collections_show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
         """Configuration, counts and documents of one collection (reads the manifest only)."""
-        from rich.table import Table
-
-        with _errors():
-            manifest = _store().manifest(name)
+        with cli_errors():
+            manifest = collection_store().manifest(name)
         if as_json:
             console.print_json(json.dumps(manifest))
             return
@@ -241,8 +218,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def collections_rm(name: str = typer.Argument(...),
                        yes: bool = typer.Option(False, "--yes", "-y", help="do not ask for confirmation")) -> None:
         """Delete a collection and its indexes."""
-        with _errors():
-            store = _store()
+        with cli_errors():
+            store = collection_store()
             manifest = store.manifest(name)
             if not yes:
                 typer.confirm(f"delete collection {name!r} ({manifest['counts']['documents']} documents)?", abort=True)
@@ -252,15 +229,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     @docs_app.command("list")
     def docs_list(collection: str = typer.Option(..., "--collection", "-c")) -> None:
         """Documents of a collection."""
-        with _errors():
-            manifest = _store().manifest(collection)
+        with cli_errors():
+            manifest = collection_store().manifest(collection)
         _docs_table(manifest)
 
     @docs_app.command("rm")
     def docs_rm(doc_id: str = typer.Argument(...), collection: str = typer.Option(..., "--collection", "-c"),
                 embedder: Optional[str] = typer.Option(None, help="override the collection's embedder")) -> None:
         """Remove one document (the others are not re-embedded)."""
-        with _errors():
+        with cli_errors():
             col = _open(collection, embedder)
             title = col.document(doc_id).title
             col.remove_document(doc_id)
