@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from ctxroute.errors import BudgetExceeded, InputError
-from ctxroute.router.estimates import EstimateSettings, estimates_for, fmt_tokens
+from ctxroute.router.estimates import EstimateSettings, estimates_for
 from ctxroute.router.features import RouteFeatures
 from ctxroute.router.learned import LearnedParams
 from ctxroute.router.rules import DEFAULT_RULES, Ctx, RuleTable

@@ -1,7 +1,7 @@
 """The LLM seam: typed request/response records and the async ``LLMClient`` protocol."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import AsyncIterator, Literal, Protocol, Sequence, runtime_checkable
 
 from ctxroute.types import ModelProfile
