@@ -41,10 +41,21 @@ def _correct(r: Mapping[str, Any], metric: str) -> float | None:
 def oracle_records(records: Sequence[Mapping[str, Any]], metric: str = MAIN_METRIC) -> list[dict[str, Any]]:
     """One synthetic record per question: the cheapest correct fixed route (ties -> cheaper)."""
     by_q: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)
+    modelless: list[Mapping[str, Any]] = []  # the extractive reader uses no model: it pairs with every model
     for r in records:
         if r.get("error") or r.get("route_requested") not in FIXED_ROUTES or _correct(r, metric) is None:
             continue
+        if not r.get("model"):
+            modelless.append(r)
+            continue
         by_q[_qkey(r)][str(r["route_requested"])] = r
+    models_of: dict[str, set[str]] = defaultdict(set)
+    for r in records:
+        if r.get("model"):
+            models_of[str(r["id"])].add(str(r["model"]))
+    for r in modelless:
+        for m in models_of.get(str(r["id"]), {""}):
+            by_q[f"{m}|{r['id']}"].setdefault(str(r["route_requested"]), r)
     routes = sorted({rt for rs in by_q.values() for rt in rs})
     if len(routes) < 2:
         return []
@@ -292,7 +303,9 @@ def _plots(summary: Mapping[str, Any], out: Path) -> list[Path]:
             front.append(p)
     if len(front) > 1:
         ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="grey", linewidth=1)
-    if pts and max(p[0] for p in pts) > 20 * max(1.0, min(p[0] for p in pts)):
+    if pts and min(p[0] for p in pts) <= 0 < max(p[0] for p in pts):
+        ax.set_xscale("symlog", linthresh=100)  # the extractive reader spends 0 prompt tokens
+    elif pts and max(p[0] for p in pts) > 20 * max(1.0, min(p[0] for p in pts)):
         ax.set_xscale("log")
     ax.set_xlabel("mean prompt tokens per question")
     ax.set_ylabel("accuracy %")

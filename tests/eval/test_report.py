@@ -69,3 +69,17 @@ def test_cli_report(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["eval", "report", str(tmp_path), "--n-boot", "200"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "report" / "summary.md").is_file() and (tmp_path / "report" / "pareto.png").is_file()
+
+
+def test_oracle_pairs_the_model_free_extractive_reader_with_each_model() -> None:
+    from ctxroute.eval.report import oracle_records
+
+    base = {"dataset": "d", "task": "t", "answerable": True, "prompt_tokens": 0, "error": None}
+    recs = [
+        {**base, "id": "q1", "route_requested": "rag", "model": "m", "prompt_tokens": 900, "correct": {"judge": 0.0}},
+        {**base, "id": "q1", "route_requested": "extractive", "model": "", "correct": {"judge": 1.0}},
+        {**base, "id": "q2", "route_requested": "rag", "model": "m", "prompt_tokens": 800, "correct": {"judge": 1.0}},
+        {**base, "id": "q2", "route_requested": "extractive", "model": "", "correct": {"judge": 0.0}},
+    ]
+    out = {r["id"]: r["route_taken"] for r in oracle_records(recs)}
+    assert out == {"q1": "extractive", "q2": "rag"}
