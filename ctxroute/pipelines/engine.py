@@ -424,8 +424,9 @@ class Engine:
             fits = self._stats(corpus).total_tokens <= self.llm.profile.usable_window
         else:
             fits = False
+        infeasible = {e.route for e in decision.estimates if not e.feasible}  # e.g. MR whose reduce cannot fit
         for r in ((Route.LC, Route.MR) if fits else (Route.MR, Route.HYBRID)):
-            if r not in tried:
+            if r not in tried and r not in infeasible:
                 return r
         return None
 

@@ -178,3 +178,19 @@ async def test_langchain_retriever_and_runnable(store, collection) -> None:  # n
     assert isinstance(answer, Answer) and answer.citations
     answer2 = await runnable.ainvoke({"question": MARGIN_Q, "route": "extractive"})
     assert answer2.route_taken == Route.EXTRACTIVE
+
+
+def test_escalation_skips_routes_the_router_marked_infeasible(store) -> None:  # noqa: F811
+    """A RAG abstention over a collection far beyond the window must not start a map-reduce
+    whose reduce step cannot fit (hundreds of map calls for nothing): hybrid instead."""
+    from ctxroute.types import RouteEstimate, RoutingDecision
+
+    engine = Engine(store, ScriptedLLM(default="NOT_FOUND: no"))
+    decision = RoutingDecision(
+        route=Route.RAG, reasons=("test",), features={},
+        estimates=(RouteEstimate(Route.LC, 500_000, 0.0, feasible=False, why_not="too long"),
+                   RouteEstimate(Route.MR, 590_000, 0.0, feasible=False, why_not="reduce does not fit"),
+                   RouteEstimate(Route.HYBRID, 5_700, 0.0)),
+    )
+    assert engine._escalation_target(decision, None, [Route.RAG]) == Route.HYBRID  # type: ignore[arg-type]
+    assert engine._escalation_target(decision, None, [Route.RAG, Route.HYBRID]) is None  # type: ignore[arg-type]
