@@ -301,7 +301,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     await engine.aclose()
 
             asyncio.run(run())
-        if not as_json:
+        if not as_json and client is not None and client.profile.size_class == "tiny":
             console.print(
                 "[dim]SmolLM2-135M is a smoke-test model: expect weak answers; every citation shown was checked "
                 "against the source, and removed citations are listed as warnings. Point ctxroute at a real model "
