@@ -385,7 +385,8 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
     @app.post("/v1/collections/{name}/route", response_model=M.RouteOut, tags=["questions"])
     async def route(name: str, body: M.RouteIn, svc: Svc, t: Tenant) -> M.RouteOut:
         check_question(svc, body.question)
-        opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget)
+        opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget,
+                            docs=tuple(body.docs) if body.docs else None)
         return await svc.backend.route(t, name, body.question, opts)
 
     @app.post(
@@ -395,7 +396,8 @@ def _routes(app: FastAPI, settings: ApiSettings) -> None:  # noqa: C901 - one pl
     )
     async def query(name: str, body: M.QueryIn, request: Request, svc: Svc, t: Tenant) -> Any:
         check_question(svc, body.question)
-        opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget)
+        opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget,
+                            docs=tuple(body.docs) if body.docs else None)
         version = (await svc.backend.open(t, name)).version
         key = CacheKey(
             tenant=t, collection=name, version=version, question=body.question, route=body.route or "auto",

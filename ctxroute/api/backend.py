@@ -32,6 +32,7 @@ class QueryOptions:
     route: str | None = None
     top_k: int = 8
     budget: M.BudgetIn | None = None
+    docs: tuple[str, ...] | None = None  # answer over these documents only (None: all)
 
     def to_budget(self) -> Budget:
         if self.budget is None:
@@ -40,7 +41,10 @@ class QueryOptions:
 
     def cache_part(self) -> str:
         b = self.budget
-        return f"k={self.top_k};bt={b.max_tokens if b else None};bc={b.max_cost if b else None}"
+        part = f"k={self.top_k};bt={b.max_tokens if b else None};bc={b.max_cost if b else None}"
+        if self.docs is not None:  # only scoped requests change the key (old cache entries stay valid)
+            part += ";docs=" + ",".join(sorted(set(self.docs)))
+        return part
 
 
 # --- library types -> wire models -----------------------------------------------------
@@ -305,19 +309,25 @@ class Backend:
     async def route(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.RouteOut:
         """The routing decision (retrieval probe, features, policy) without any LLM call."""
         col = await self.open(tenant, name)
-        decision = await self.engine_for(opts.top_k).decide(question, col, route=opts.route, budget=opts.to_budget())
+        decision = await self.engine_for(opts.top_k).decide(
+            question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
+        )
         return M.RouteOut(decision=decision_out(decision), collection_version=col.version)
 
     async def answer(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.QueryOut:
         col = await self.open(tenant, name)
-        answer = await self.engine_for(opts.top_k).answer(question, col, route=opts.route, budget=opts.to_budget())
+        answer = await self.engine_for(opts.top_k).answer(
+            question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
+        )
         return answer_out(answer, col.version)
 
     async def answer_stream(self, tenant: str, name: str, question: str, opts: QueryOptions) -> AsyncIterator[tuple[str, Any]]:
         """(kind, data) pairs: decision, delta, fallback, citation (one per verified citation),
         done (data: the QueryOut)."""
         col = await self.open(tenant, name)
-        events = self.engine_for(opts.top_k).answer_stream(question, col, route=opts.route, budget=opts.to_budget())
+        events = self.engine_for(opts.top_k).answer_stream(
+            question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
+        )
         try:
             async for ev in events:
                 if ev.kind == "decision":

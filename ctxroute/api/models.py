@@ -114,6 +114,8 @@ class QueryIn(_In):
     top_k: int = Field(default=8, ge=1, le=100)
     stream: bool = Field(default=False, description="server-sent events (also with Accept: text/event-stream)")
     cache: bool = Field(default=True, description="serve and store answers in the answer cache")
+    docs: list[str] | None = Field(default=None, max_length=100,
+                                   description="answer over these document ids only (default: the whole collection)")
 
 
 class RouteIn(_In):
@@ -121,6 +123,7 @@ class RouteIn(_In):
     route: RouteName | None = None
     budget: BudgetIn | None = None
     top_k: int = Field(default=8, ge=1, le=100)
+    docs: list[str] | None = Field(default=None, max_length=100, description="route over these document ids only")
 
 
 class EstimateOut(BaseModel):

@@ -6,7 +6,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -200,6 +200,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         min_support: float = typer.Option(0.35, help="least support (0-1) a cited sentence must give its claim"),
         attribute: bool = typer.Option(
             False, help="when the model cites nothing, attach claims to their best-supporting sentence (labelled)"),
+        doc: Optional[List[str]] = typer.Option(
+            None, "--doc", help="answer over this document id only (repeatable; default: the whole collection)"),
     ) -> None:
         """Answer QUESTION over a collection, with verified citations, the route and why, tokens and latency."""
         from ctxroute.pipelines.engine import Engine
@@ -219,7 +221,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             async def run() -> Any:
                 try:
                     return await engine.answer(question, collection, route=None if route == "auto" else route,
-                                               budget=budget)
+                                               budget=budget, docs=list(doc) if doc else None)
                 finally:
                     await engine.aclose()
 

@@ -253,12 +253,30 @@ async def run_eval(
 
 def engine_answer_fn(engine: Any, collection: Any, budget: Any = None) -> AnswerFn:
     """An answer function over ``ctxroute.pipelines.engine.Engine``: route ``auto`` lets the
-    router decide; any other route is forced."""
+    router decide; any other route is forced. Each question is answered over its own
+    documents (``item.docs`` that the collection holds; the whole collection when none is)."""
 
     async def fn(item: EvalItem, route: str) -> Answer:
-        return await engine.answer(item.question, collection, route=None if route == "auto" else route, budget=budget)
+        docs = _scope_of(item, collection, engine)
+        return await engine.answer(item.question, collection, route=None if route == "auto" else route, budget=budget,
+                                   docs=docs)
 
     return fn
+
+
+def _scope_of(item: EvalItem, collection: Any, engine: Any) -> list[str] | None:
+    """The item's document keys that are document ids of ``collection`` (None: no scope)."""
+    if not item.docs:
+        return None
+    coll = collection
+    if isinstance(collection, str):
+        opener = getattr(engine, "collection", None)
+        coll = opener(collection) if callable(opener) else None
+    if coll is None or not callable(getattr(coll, "documents", None)):
+        return None
+    known = {d.id for d in coll.documents()}
+    docs = [d for d in dict.fromkeys(item.docs) if d in known]
+    return docs or None
 
 
 def build_eval_collection(dataset: Dataset, store: Any, name: str, *, embedder: Any = None, progress: Any = None) -> Any:

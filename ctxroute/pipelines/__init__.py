@@ -26,6 +26,7 @@ _EXPORTS = {
     "ExtractiveReader": "extractive",
     "ExtractiveConfig": "extractive",
     "StrategyResult": "result",
+    "ScopedCollection": "result",
     "CtxrouteRetriever": "langchain",
 }
 

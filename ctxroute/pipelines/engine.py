@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Literal, Mapping
+from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence
 
 from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, InputTooLarge, LLMError
 from ctxroute.pipelines.citations import CitationConfig, VerifiedText, abstention, is_refusal, verify_citations
@@ -27,7 +27,7 @@ from ctxroute.pipelines.llm.base import LLMClient
 from ctxroute.pipelines.long_context import LongContext, LongContextConfig
 from ctxroute.pipelines.map_reduce import MapReduce, MapReduceConfig
 from ctxroute.pipelines.rag import RAG, RAGConfig
-from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult
+from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult, scoped
 from ctxroute.router import (
     CollectionStats,
     EstimateSettings,
@@ -120,8 +120,11 @@ class Engine:
         collection: str | CollectionLike,
         route: Route | str | None = None,
         budget: Budget | None = None,
+        docs: Sequence[str] | None = None,
     ) -> Answer:
-        return await self._answer(question, collection, route, budget, emit=None)
+        """Answer ``question`` over ``collection``; ``docs`` restricts retrieval, the router's
+        sizes and every strategy to those document ids (unknown ids raise DocumentNotFound)."""
+        return await self._answer(question, collection, route, budget, emit=None, docs=docs)
 
     def answer_sync(
         self,
@@ -129,9 +132,10 @@ class Engine:
         collection: str | CollectionLike,
         route: Route | str | None = None,
         budget: Budget | None = None,
+        docs: Sequence[str] | None = None,
     ) -> Answer:
         """``answer`` for synchronous callers (not from inside a running event loop)."""
-        return asyncio.run(self.answer(question, collection, route, budget))
+        return asyncio.run(self.answer(question, collection, route, budget, docs=docs))
 
     async def answer_stream(
         self,
@@ -139,13 +143,16 @@ class Engine:
         collection: str | CollectionLike,
         route: Route | str | None = None,
         budget: Budget | None = None,
+        docs: Sequence[str] | None = None,
     ) -> AsyncIterator[EngineEvent]:
         """Events for SSE: decision, deltas of the answering call (true token streaming for
         RAG/LC/hybrid and the MR reduce call), then the verified citations and the final Answer.
         Citations are only sent after verification. A ``fallback`` event means the deltas so
         far belonged to an attempt that was discarded."""
         queue: asyncio.Queue[EngineEvent | None] = asyncio.Queue()
-        task = asyncio.create_task(self._answer(question, collection, route, budget, emit=queue.put_nowait))
+        task = asyncio.create_task(
+            self._answer(question, collection, route, budget, emit=queue.put_nowait, docs=docs)
+        )
         task.add_done_callback(lambda _: queue.put_nowait(None))
         try:
             while True:
@@ -166,9 +173,10 @@ class Engine:
         collection: str | CollectionLike,
         route: Route | str | None = None,
         budget: Budget | None = None,
+        docs: Sequence[str] | None = None,
     ) -> RoutingDecision:
         """The routing decision alone (retrieval probe, features, policy); no LLM call."""
-        coll = self.collection(collection)
+        coll = scoped(self.collection(collection), docs)
         decision, _ = await self._decide(self._validate(question), Corpus(coll), route, budget or Budget())
         return decision
 
@@ -209,10 +217,11 @@ class Engine:
         route: Route | str | None,
         budget: Budget | None,
         emit: Emit | None,
+        docs: Sequence[str] | None = None,
     ) -> Answer:
         t_start = time.perf_counter()
         question = self._validate(question)
-        coll = self.collection(collection)
+        coll = scoped(self.collection(collection), docs)
         corpus = Corpus(coll)
         budget = budget or Budget()
 

@@ -1,11 +1,12 @@
 """What a strategy returns, the context it runs in, and the one LLM-call helper."""
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from ctxroute.errors import ContextWindowExceeded
+from ctxroute.errors import ContextWindowExceeded, DocumentNotFound, InputError
 from ctxroute.pipelines.llm.base import LLMClient, LLMRequest, LLMResponse, StreamDelta, StreamEnd, prompt_text
 from ctxroute.pipelines.packing import SentenceMap
 from ctxroute.types import Answer, CallUsage, Chunk, Citation, Document, Route, ScoredChunk
@@ -46,6 +47,113 @@ class StrategyResult:
     citations: tuple[Citation, ...] = ()
     hits: tuple[ScoredChunk, ...] = ()
     prompt_tokens_packed: int = 0
+
+
+@dataclass(frozen=True)
+class ScopedStats:
+    """Sizes of the documents in a ``ScopedCollection`` (the fields the router reads)."""
+
+    n_docs: int
+    total_tokens: int
+    doc_tokens: tuple[int, ...]
+    n_passages: int
+    n_sections: int
+    n_sentences: int
+    passage_tokens: int
+    doc_ids: tuple[str, ...]
+    doc_chars: Mapping[str, int]
+
+
+class ScopedCollection:
+    """A collection restricted to some of its documents (per-question ``docs``).
+
+    ``documents()``, ``search()`` and ``stats()`` only see the scoped documents, so the
+    router's sizes, retrieval and every strategy's packing stay inside the scope; everything
+    else (``embedder``, ``refresh``, ...) is the underlying collection's. Raises
+    ``DocumentNotFound`` naming every id the collection does not hold.
+    """
+
+    def __init__(self, collection: CollectionLike, doc_ids: Iterable[str]) -> None:
+        if isinstance(doc_ids, str):
+            doc_ids = [doc_ids]
+        ids = list(dict.fromkeys(str(d) for d in doc_ids))
+        name = getattr(collection, "name", "?")
+        if not ids:
+            raise InputError("docs is empty; pass at least one document id, or None for the whole collection")
+        known = [d.id for d in collection.documents()]
+        known_set = set(known)
+        missing = [d for d in ids if d not in known_set]
+        if missing:
+            raise DocumentNotFound(
+                f"document{'s' if len(missing) > 1 else ''} {', '.join(repr(d) for d in missing)} "
+                f"not in collection {name!r}; list them with `ctxroute docs list --collection {name}`",
+                doc_ids=tuple(missing), collection=name,
+            )
+        self.base = collection
+        self.name = name
+        self.scope = frozenset(ids)
+        self.doc_ids = tuple(d for d in known if d in self.scope)  # collection order
+        try:
+            self._native = "doc_ids" in inspect.signature(collection.search).parameters
+        except (TypeError, ValueError):
+            self._native = False
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr == "base":  # not set yet (during __init__ failures): no recursion
+            raise AttributeError(attr)
+        return getattr(self.base, attr)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self.scope
+
+    def documents(self) -> list[Document]:
+        return [d for d in self.base.documents() if d.id in self.scope]
+
+    def document(self, doc_id: str) -> Document:
+        return self.base.document(doc_id)
+
+    def chunks(self, doc_id: str) -> Any:
+        return self.base.chunks(doc_id)
+
+    def search(self, query: str, k: int = 10, retriever: str = "hybrid") -> list[ScoredChunk]:
+        if self._native:
+            return list(self.base.search(query, k, retriever, doc_ids=self.doc_ids))  # type: ignore[call-arg]
+        fetch = max(4 * k, k + 50)  # a collection without doc_ids: over-fetch and filter
+        while True:
+            raw = list(self.base.search(query, fetch, retriever))
+            hits = [h for h in raw if h.chunk.doc_id in self.scope]
+            if len(hits) >= k or len(raw) < fetch:
+                return hits[:k]
+            fetch *= 4
+
+    def stats(self) -> ScopedStats:
+        chunks = [self.base.chunks(d) for d in self.doc_ids]
+        doc_tokens = tuple(
+            int(c.document.n_tokens or sum(int(s.n_tokens) for s in c.sentences)) for c in chunks
+        )
+        base_stats = getattr(self.base, "stats", None)
+        passage_tokens = int(getattr(base_stats(), "passage_tokens", 256)) if callable(base_stats) else 256
+        return ScopedStats(
+            n_docs=len(doc_tokens),
+            total_tokens=sum(doc_tokens),
+            doc_tokens=doc_tokens,
+            n_passages=sum(len(c.passages) for c in chunks),
+            n_sections=sum(len(c.sections) for c in chunks),
+            n_sentences=sum(len(c.sentences) for c in chunks),
+            passage_tokens=passage_tokens,
+            doc_ids=self.doc_ids,
+            doc_chars={d: len(self.base.document(d).text) for d in self.doc_ids},
+        )
+
+
+def scoped(collection: CollectionLike, doc_ids: Iterable[str] | None) -> CollectionLike:
+    """``collection`` restricted to ``doc_ids``; the collection itself when ``doc_ids`` is None."""
+    if doc_ids is None:
+        return collection
+    return ScopedCollection(collection, doc_ids)  # type: ignore[return-value]
 
 
 class Corpus:

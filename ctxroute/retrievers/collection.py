@@ -412,12 +412,35 @@ class Collection:
         st.retrievers[name] = made
         return made
 
-    def search(self, query: str, k: int = 10, retriever: str = "hybrid") -> list[ScoredChunk]:
+    def search(
+        self, query: str, k: int = 10, retriever: str = "hybrid", doc_ids: Iterable[str] | None = None
+    ) -> list[ScoredChunk]:
+        """Top ``k`` passages for ``query``; ``doc_ids`` keeps only hits from those documents
+        (the retriever is asked for more hits until ``k`` in scope are found or none are left)."""
         if not query.strip():
             raise InputError("empty query; pass the question text to search for")
         if k < 1:
             raise InputError(f"k must be >= 1, got {k}", k=k)
-        return self.retriever(retriever).retrieve(query, k)
+        st = self._state
+        if doc_ids is None:
+            return self.retriever(retriever).retrieve(query, k)
+        scope = set(doc_ids)
+        for d in scope:
+            if d not in st.docs:
+                raise self._doc_not_found(d)
+        in_scope = sum(len(st.chunks[d].passages) for d in scope)
+        if in_scope == 0:
+            return []
+        if retriever not in RETRIEVERS:
+            raise InputError(f"unknown retriever {retriever!r}; use one of {', '.join(RETRIEVERS)}", retriever=retriever)
+        ret = self._retriever_for(st, retriever)
+        total = len(st.passages)
+        fetch = min(total, max(4 * k, k + 50))
+        while True:
+            hits = [h for h in ret.retrieve(query, fetch) if h.chunk.doc_id in scope]
+            if len(hits) >= k or fetch >= total:
+                return hits[:k]
+            fetch = min(total, fetch * 4)
 
     # --- writing ----------------------------------------------------------------------
     def add_documents(self, docs: Iterable[Document], progress: Progress | None = None) -> IngestStats:

@@ -59,3 +59,31 @@ async def test_runner_with_engine(tmp_path: Path) -> None:
     # resume: a second run over the same folder does nothing
     again = await run_eval(ds.items, engine_answer_fn(engine, "eval-test"), out, routes=["auto", "rag", "lc"])
     assert again.done == 0 and again.skipped == 6
+
+
+async def test_engine_answer_fn_scopes_each_question_to_its_documents() -> None:
+    from types import SimpleNamespace
+
+    from ctxroute.eval.datasets import EvalItem
+
+    class FakeEngine:
+        def __init__(self) -> None:
+            self.calls: list[dict] = []
+            self.coll = SimpleNamespace(documents=lambda: [SimpleNamespace(id="a.md"), SimpleNamespace(id="b.md")])
+
+        def collection(self, name: str):  # type: ignore[no-untyped-def]
+            assert name == "eval-test"
+            return self.coll
+
+        async def answer(self, question, collection, route=None, budget=None, docs=None):  # type: ignore[no-untyped-def]
+            self.calls.append({"question": question, "route": route, "docs": docs})
+            return "answer"
+
+    engine = FakeEngine()
+    fn = engine_answer_fn(engine, "eval-test")
+    await fn(EvalItem(id="1", question="q1", answers=("x",), docs=("b.md",)), "auto")
+    await fn(EvalItem(id="2", question="q2", answers=("x",), docs=("a.md", "gone.md")), "rag")  # unknown ids left out
+    await fn(EvalItem(id="3", question="q3", answers=("x",), docs=("gone.md",)), "auto")  # none known: whole collection
+    await fn(EvalItem(id="4", question="q4", answers=("x",), docs=()), "auto")
+    assert [c["docs"] for c in engine.calls] == [["b.md"], ["a.md"], None, None]
+    assert engine.calls[1]["route"] == "rag" and engine.calls[0]["route"] is None
