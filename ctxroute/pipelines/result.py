@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 from ctxroute.errors import ContextWindowExceeded, DocumentNotFound, InputError
 from ctxroute.pipelines.llm.base import LLMClient, LLMRequest, LLMResponse, StreamDelta, StreamEnd, prompt_text
 from ctxroute.pipelines.packing import SentenceMap
+from ctxroute.retrievers.collection import CollectionStats
 from ctxroute.types import Answer, CallUsage, Chunk, Citation, Document, Route, ScoredChunk
 
 DeltaCallback = Callable[[str], None]
@@ -47,21 +48,6 @@ class StrategyResult:
     citations: tuple[Citation, ...] = ()
     hits: tuple[ScoredChunk, ...] = ()
     prompt_tokens_packed: int = 0
-
-
-@dataclass(frozen=True)
-class ScopedStats:
-    """Sizes of the documents in a ``ScopedCollection`` (the fields the router reads)."""
-
-    n_docs: int
-    total_tokens: int
-    doc_tokens: tuple[int, ...]
-    n_passages: int
-    n_sections: int
-    n_sentences: int
-    passage_tokens: int
-    doc_ids: tuple[str, ...]
-    doc_chars: Mapping[str, int]
 
 
 class ScopedCollection:
@@ -129,14 +115,14 @@ class ScopedCollection:
                 return hits[:k]
             fetch *= 4
 
-    def stats(self) -> ScopedStats:
+    def stats(self) -> CollectionStats:
         chunks = [self.base.chunks(d) for d in self.doc_ids]
         doc_tokens = tuple(
             int(c.document.n_tokens or sum(int(s.n_tokens) for s in c.sentences)) for c in chunks
         )
         base_stats = getattr(self.base, "stats", None)
         passage_tokens = int(getattr(base_stats(), "passage_tokens", 256)) if callable(base_stats) else 256
-        return ScopedStats(
+        return CollectionStats(
             n_docs=len(doc_tokens),
             total_tokens=sum(doc_tokens),
             doc_tokens=doc_tokens,
