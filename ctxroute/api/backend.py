@@ -347,7 +347,7 @@ class Backend:
     # --- demo ---------------------------------------------------------------------------
     async def ensure_demo(self, tenant: str) -> None:
         """Open the demo collection of ``tenant``, building it (synthetic reports) when absent."""
-        from ctxroute.cli.ask import ensure_demo_collection
+        from ctxroute.retrievers.demo import ensure_demo_collection
 
         await asyncio.to_thread(ensure_demo_collection, self._store(tenant), embedder=self.embedder)
         await asyncio.to_thread(self.collection, tenant, "demo")  # loaded before /readyz says ready

@@ -64,7 +64,7 @@ def _build_demo(home: Path, embedder: Any) -> None:
     """Build the demo collection (if absent) with a progress bar, before the server starts."""
     from rich.progress import Progress
 
-    from ctxroute.cli.ask import ensure_demo_collection
+    from ctxroute.retrievers.demo import ensure_demo_collection
     from ctxroute.retrievers.collection import CollectionStore
 
     store = CollectionStore(home / "collections")

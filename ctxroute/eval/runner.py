@@ -84,16 +84,17 @@ def score_answer(item: EvalItem, answer: Answer) -> dict[str, Any]:
     }
 
 
+def _record_head(item: EvalItem, route: str, dataset: str) -> dict[str, Any]:
+    """Fields every record starts with, answered or failed."""
+    return {"key": record_key(item.id, route), "id": item.id, "dataset": dataset, "task": item.task,
+            "answerable": item.answerable, "route_requested": route}
+
+
 def answer_record(item: EvalItem, route: str, answer: Answer, elapsed_ms: float, dataset: str = "") -> dict[str, Any]:
     latency = dict(answer.latency_ms)
     latency.setdefault("total", round(elapsed_ms, 2))
     rec: dict[str, Any] = {
-        "key": record_key(item.id, route),
-        "id": item.id,
-        "dataset": dataset,
-        "task": item.task,
-        "answerable": item.answerable,
-        "route_requested": route,
+        **_record_head(item, route, dataset),
         "route_taken": answer.route_taken.value,
         "policy": answer.decision.policy,
         "reasons": list(answer.decision.reasons),
@@ -117,12 +118,7 @@ def answer_record(item: EvalItem, route: str, answer: Answer, elapsed_ms: float,
 def error_record(item: EvalItem, route: str, exc: BaseException, elapsed_ms: float, dataset: str = "") -> dict[str, Any]:
     code = getattr(exc, "code", type(exc).__name__)
     return {
-        "key": record_key(item.id, route),
-        "id": item.id,
-        "dataset": dataset,
-        "task": item.task,
-        "answerable": item.answerable,
-        "route_requested": route,
+        **_record_head(item, route, dataset),
         "route_taken": None,
         "error": f"{code}: {exc}",
         "retryable": bool(getattr(exc, "retryable", False)),

@@ -107,11 +107,9 @@ class ExtractiveReader:
     def run(
         self, question: str, collection: CollectionLike | Corpus, *, hits: list[ScoredChunk] | None = None
     ) -> StrategyResult:
-        corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
+        corpus = Corpus.of(collection)
         t0 = time.perf_counter()
-        if hits is None:
-            hits = corpus.collection.search(question, self.config.k, retriever=self.config.retriever)
-        hits = list(hits[: self.config.k])
+        hits = corpus.hits(question, self.config.k, self.config.retriever, hits)
         ranked = self.score(question, corpus, hits)
         elapsed = (time.perf_counter() - t0) * 1000.0
         floor = max(self.config.min_score, self.config.relative_cutoff * ranked[0].score) if ranked else 0.0

@@ -31,7 +31,7 @@ class Hybrid:
         self, question: str, collection: CollectionLike | Corpus, *, on_delta: DeltaCallback | None = None,
         hits: list[ScoredChunk] | None = None,
     ) -> StrategyResult:
-        corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
+        corpus = Corpus.of(collection)
         t0 = time.perf_counter()
         if hits is None:
             hits = corpus.collection.search(question, self.config.k, retriever=self.config.retriever)

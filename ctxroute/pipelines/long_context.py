@@ -31,7 +31,7 @@ class LongContext:
     async def run(
         self, question: str, collection: CollectionLike | Corpus, *, on_delta: DeltaCallback | None = None
     ) -> StrategyResult:
-        corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
+        corpus = Corpus.of(collection)
         t0 = time.perf_counter()
         window = self.llm.profile.usable_window
         doc_ids = corpus.doc_ids()

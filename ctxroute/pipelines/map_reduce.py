@@ -299,7 +299,7 @@ class MapReduce:
     async def run(
         self, question: str, collection: CollectionLike | Corpus, *, on_delta: DeltaCallback | None = None
     ) -> StrategyResult:
-        corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
+        corpus = Corpus.of(collection)
         t0 = time.perf_counter()
         packs = self._packs(question, corpus, self._group_tokens(question))
         smap = SentenceMap.empty()

@@ -102,11 +102,9 @@ class RAG:
         hits: list[ScoredChunk] | None = None,
     ) -> StrategyResult:
         """``hits``: reuse the router's probe when it used the same retriever and k."""
-        corpus = collection if isinstance(collection, Corpus) else Corpus(collection)
+        corpus = Corpus.of(collection)
         t0 = time.perf_counter()
-        if hits is None:
-            hits = corpus.collection.search(question, self.config.k, retriever=self.config.retriever)
-        hits = list(hits[: self.config.k])
+        hits = corpus.hits(question, self.config.k, self.config.retriever, hits)
         budget = min(self.config.context_tokens, self.llm.profile.usable_window - self.config.max_tokens - 400)
         packed = expand_and_pack(
             corpus, hits, token_budget=max(200, budget), neighbours=self.config.neighbours,

@@ -151,6 +151,17 @@ class Corpus:
         self._chunks: dict[str, Any] = {}
         self._order: list[str] | None = None
 
+    @classmethod
+    def of(cls, collection: "CollectionLike | Corpus") -> "Corpus":
+        """The corpus itself, or a new view over a collection."""
+        return collection if isinstance(collection, Corpus) else cls(collection)
+
+    def hits(self, question: str, k: int, retriever: str, hits: Sequence[ScoredChunk] | None = None) -> list[ScoredChunk]:
+        """``hits`` (e.g. the router's probe) cut to ``k``, else a fresh search."""
+        if hits is None:
+            hits = self.collection.search(question, k, retriever=retriever)
+        return list(hits[:k])
+
     def doc_ids(self) -> list[str]:
         """Document ids in collection order."""
         if self._order is None:
