@@ -423,8 +423,12 @@ def _paragraph_groups(
             m = counter.count(text[ls:le])
             if m <= limit:
                 pieces.append((ls, le, m))
-            else:
-                pieces.extend((a, b, counter.count(text[a:b])) for a, b in split_sentences(text, ls, le))
+            else:  # cut at sentence starts; pieces stay contiguous so dropped noise ("|") stays inside
+                cuts = [ls] + [a for a, _ in split_sentences(text, ls, le)[1:]] + [le]
+                for a, b in zip(cuts, cuts[1:]):
+                    a, b = _strip(text, a, b)
+                    if a < b:
+                        pieces.append((a, b, counter.count(text[a:b])))
     groups: list[tuple[int, int]] = []
     g_start, g_end, g_tokens = pieces[0][0], pieces[0][1], 0
     for ps, pe, n in pieces:

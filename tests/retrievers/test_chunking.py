@@ -380,3 +380,13 @@ def test_markdown_heading_titles() -> None:
     doc = make_doc("# Learning C#\n\nText one.\n\n## Closing hashes ##\r\n\r\nText two.\n\n#hashtag is not a heading.")
     chunks = chunk_document(doc)
     assert [s.heading for s in chunks.sections] == ["Learning C#", "Closing hashes"]
+
+
+def test_regrouped_plain_text_keeps_table_pipes_inside_sections() -> None:
+    """Found by hypothesis: regrouping an over-long section at sentence ends lost a trailing
+    table pipe between two parts."""
+    text = ("| the the the the the the the the U.S. U.S. Ünïcödé. | the the U.S. U.S. U.S. U.S. U.S. "
+            "3.5 Ünïcödé Ünïcödé data... naïve. |\n\nthe.")
+    doc = make_doc(text, "txt")
+    config = ChunkingConfig(section_tokens=64)
+    check_invariants(doc, chunk_document(doc, config), config)
