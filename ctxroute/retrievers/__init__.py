@@ -25,8 +25,8 @@ _EXPORTS: dict[str, str] = {
     "GraphIndex": "graph", "GraphRetriever": "graph",
     "HybridRetriever": "hybrid", "rrf": "hybrid",
     # persisted collections
-    "Collection": "collection", "CollectionConfig": "collection", "CollectionInfo": "collection",
-    "CollectionStats": "collection", "CollectionStore": "collection", "IngestStats": "collection",
+    "Collection": "collection", "CollectionConfig": "collection_config", "CollectionInfo": "collection_config",
+    "CollectionStats": "collection_config", "CollectionStore": "store", "IngestStats": "collection_config",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -48,13 +48,13 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs
     from ctxroute.retrievers.base import Embedder, Reranker, Retriever
     from ctxroute.retrievers.chunking import ChunkingConfig, DocumentChunks, chunk_document
-    from ctxroute.retrievers.collection import (
-        Collection, CollectionConfig, CollectionInfo, CollectionStats, CollectionStore, IngestStats,
-    )
+    from ctxroute.retrievers.collection import Collection
+    from ctxroute.retrievers.collection_config import CollectionConfig, CollectionInfo, CollectionStats, IngestStats
     from ctxroute.retrievers.dense import DenseIndex, DenseRetriever
     from ctxroute.retrievers.documents import LoadReport, document_from_text, load_bytes, load_paths
     from ctxroute.retrievers.embedders import CachedEmbedder, HashingEmbedder, SentenceTransformerEmbedder, make_embedder
     from ctxroute.retrievers.graph import GraphIndex, GraphRetriever
     from ctxroute.retrievers.hybrid import HybridRetriever, rrf
     from ctxroute.retrievers.sparse import SparseConfig, SparseIndex, SparseRetriever
+    from ctxroute.retrievers.store import CollectionStore
     from ctxroute.retrievers.tokens import get_counter

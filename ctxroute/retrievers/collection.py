@@ -1,291 +1,40 @@
 """Persisted collections: documents, their chunk hierarchy and the sparse, dense and graph
-indexes, versioned on disk with atomic commits.
+indexes, versioned on disk with atomic commits (layout in ``persist.py``).
 
-Layout of one collection (``<root>/<name>/``)::
-
-    CURRENT                  name of the live version directory, replaced atomically
-    .lock                    flock'ed by writers (processes and threads)
-    versions/v000007/
-        manifest.json        format version, configs, embedder name/dim, per-document hashes
-        documents.jsonl      one Document per line (text included)
-        chunks.jsonl         one DocumentChunks per line
-        sparse/              bm25s arrays (np.save, allow_pickle=False) + JSON
-        dense.faiss          faiss.write_index; vectors.npy (source of truth) + dense.json
-        graph.json           networkx node-link JSON
-
-A write builds a whole new version in ``versions/.tmp-*``, renames it into place and then
-replaces ``CURRENT``; a crash at any point leaves the previous version loadable. Adding or
-removing documents never re-embeds the other documents: their vectors are copied.
+Adding or removing documents never re-embeds the other documents: their vectors are copied.
+Configuration types live in ``collection_config.py``, the disk format in ``persist.py`` and
+``CollectionStore`` in ``store.py``; all are importable from here as before.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
-import json
-import os
-import re
-import shutil
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ctxroute.errors import CollectionNotFound, Conflict, DocumentNotFound, InputError, ManifestMismatch, NotFound
+from ctxroute.errors import CollectionNotFound, DocumentNotFound, InputError, ManifestMismatch, NotFound
 from ctxroute.retrievers.base import Retriever
-from ctxroute.retrievers.chunking import ChunkingConfig, DocumentChunks, chunk_document
+from ctxroute.retrievers.chunking import DocumentChunks, chunk_document
+from ctxroute.retrievers.collection_config import (
+    DEFAULT_FUSION_WEIGHTS, DEFAULT_RRF_K, RETRIEVERS, CollectionConfig, CollectionInfo, CollectionStats,
+    IngestStats, content_hash, index_text,
+)
 from ctxroute.retrievers.dense import DenseIndex, DenseRetriever
-from ctxroute.retrievers.embedders import embedder_spec, make_embedder
 from ctxroute.retrievers.graph import GraphIndex, GraphRetriever
-from ctxroute.retrievers.hybrid import TUNED_RRF_K, TUNED_WEIGHTS, HybridRetriever
-from ctxroute.retrievers.sparse import SparseConfig, SparseIndex, SparseRetriever
-from ctxroute.types import Chunk, Document, Level, ScoredChunk
+from ctxroute.retrievers.hybrid import HybridRetriever
+from ctxroute.retrievers.persist import (
+    FORMAT_VERSION, _load_state, _now, _read_current, _State, _version_of, _write_version,
+)
+from ctxroute.retrievers.sparse import SparseIndex, SparseRetriever
+from ctxroute.types import Chunk, Document, ScoredChunk
 
-FORMAT_VERSION = 1
-RETRIEVERS = ("bm25", "dense", "graph", "hybrid")
-# Tuned on LooGLE + L-Eval contracts with MiniLM (benchmarks/README.md): sharp RRF (k=5) and a
-# graph weight of 2 beat the textbook k=60, which makes the graph weight irrelevant.
-DEFAULT_FUSION_WEIGHTS: Mapping[str, float] = {k: float(v) for k, v in TUNED_WEIGHTS.items()}
-DEFAULT_RRF_K = TUNED_RRF_K
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMBED_BATCH = 64
-_KEEP_VERSIONS = 2  # the live one and its predecessor (a reader may still be loading it)
 
 Progress = Callable[[str, int, int], None]
-
-
-def _before_commit(tmp_dir: Path) -> None:
-    """Test seam: called when a new version is fully written, just before it goes live."""
-
-
-# --- configuration and results ------------------------------------------------------------
-@dataclass(frozen=True)
-class CollectionConfig:
-    """How a collection is chunked, indexed and embedded. Fixed at creation."""
-
-    chunking: ChunkingConfig = field(default_factory=ChunkingConfig)
-    sparse: SparseConfig = field(default_factory=SparseConfig)
-    embedder_name: str = "all-MiniLM-L6-v2"
-    embedder_dim: int = 384
-    hnsw_threshold: int = 50_000
-    fusion_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS))
-    embedder_spec: str = ""  # what make_embedder() needs to rebuild the embedder ("" = by name)
-    fusion_rrf_k: int = DEFAULT_RRF_K
-
-    def __post_init__(self) -> None:
-        unknown = set(self.fusion_weights) - {"bm25", "dense", "graph"}
-        if unknown:
-            raise InputError(f"fusion_weights name unknown retrievers {sorted(unknown)}; use bm25, dense, graph")
-        if self.embedder_dim < 1 or self.hnsw_threshold < 1:
-            raise InputError(
-                f"embedder_dim and hnsw_threshold must be >= 1, got {self.embedder_dim}, {self.hnsw_threshold}"
-            )
-
-    @classmethod
-    def for_embedder(cls, embedder: Any, **kwargs: Any) -> "CollectionConfig":
-        """A config whose embedder fields describe ``embedder``."""
-        return cls(embedder_name=str(embedder.name), embedder_dim=int(embedder.dim),
-                   embedder_spec=embedder_spec(embedder), **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "chunking": self.chunking.to_dict(),
-            "sparse": self.sparse.to_dict(),
-            "embedder_name": self.embedder_name,
-            "embedder_dim": self.embedder_dim,
-            "embedder_spec": self.embedder_spec,
-            "hnsw_threshold": self.hnsw_threshold,
-            "fusion_weights": dict(self.fusion_weights),
-            "fusion_rrf_k": self.fusion_rrf_k,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "CollectionConfig":
-        return cls(
-            chunking=ChunkingConfig.from_dict(dict(data["chunking"])),
-            sparse=SparseConfig.from_dict(dict(data["sparse"])),
-            embedder_name=str(data["embedder_name"]),
-            embedder_dim=int(data["embedder_dim"]),
-            embedder_spec=str(data.get("embedder_spec", "")),
-            hnsw_threshold=int(data["hnsw_threshold"]),
-            fusion_weights={str(k): float(v) for k, v in dict(data["fusion_weights"]).items()},
-            fusion_rrf_k=int(data.get("fusion_rrf_k", 60)),  # collections written before tuning used 60
-        )
-
-
-@dataclass(frozen=True)
-class IngestStats:
-    """What ``add_documents`` did: ids added/skipped (same text already stored)/replaced (same
-    id, new text)/failed (with the reason), counts over the added documents and seconds per
-    stage (chunk, embed, sparse, dense, graph, save)."""
-
-    added: tuple[str, ...]
-    skipped: tuple[str, ...]
-    replaced: tuple[str, ...]
-    documents: int
-    sections: int
-    passages: int
-    sentences: int
-    tokens: int
-    seconds: Mapping[str, float]
-    version: str
-    failed: tuple[tuple[str, str], ...] = ()  # (document id, reason)
-
-
-@dataclass(frozen=True)
-class CollectionStats:
-    """Sizes the router needs (field names match ``ctxroute.router.features.CollectionStats``)."""
-
-    n_docs: int
-    total_tokens: int
-    doc_tokens: tuple[int, ...]
-    n_passages: int
-    n_sections: int
-    n_sentences: int
-    passage_tokens: int
-    doc_ids: tuple[str, ...]
-    doc_chars: Mapping[str, int]
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    """One line of ``CollectionStore.list()``."""
-
-    name: str
-    version: str
-    n_docs: int
-    n_passages: int
-    total_tokens: int
-    embedder_name: str
-    embedder_dim: int
-    updated_at: str
-    path: str
-
-
-# --- (de)serialisation ----------------------------------------------------------------
-def _chunk_to_json(c: Chunk) -> list[Any]:
-    return [c.id, c.level.value, c.start, c.end, c.parent_id, c.ordinal, c.n_tokens, c.heading]
-
-
-def _chunk_from_json(doc_id: str, row: Sequence[Any]) -> Chunk:
-    cid, level, start, end, parent, ordinal, n_tokens, heading = row
-    return Chunk(id=cid, doc_id=doc_id, level=Level(level), start=int(start), end=int(end),
-                 parent_id=parent, ordinal=int(ordinal), n_tokens=int(n_tokens), heading=heading)
-
-
-def _chunks_to_json(dc: DocumentChunks) -> dict[str, Any]:
-    return {
-        "doc_id": dc.document.doc_id,
-        "document": _chunk_to_json(dc.document),
-        "sections": [_chunk_to_json(c) for c in dc.sections],
-        "passages": [_chunk_to_json(c) for c in dc.passages],
-        "sentences": [_chunk_to_json(c) for c in dc.sentences],
-    }
-
-
-def _chunks_from_json(data: Mapping[str, Any]) -> DocumentChunks:
-    doc_id = str(data["doc_id"])
-    return DocumentChunks(
-        document=_chunk_from_json(doc_id, data["document"]),
-        sections=tuple(_chunk_from_json(doc_id, r) for r in data["sections"]),
-        passages=tuple(_chunk_from_json(doc_id, r) for r in data["passages"]),
-        sentences=tuple(_chunk_from_json(doc_id, r) for r in data["sentences"]),
-    )
-
-
-def _doc_to_json(d: Document) -> dict[str, Any]:
-    return {"id": d.id, "title": d.title, "source": d.source, "format": d.format,
-            "page_starts": list(d.page_starts), "metadata": dict(d.metadata), "text": d.text}
-
-
-def _doc_from_json(data: Mapping[str, Any]) -> Document:
-    return Document(id=str(data["id"]), text=str(data["text"]), title=str(data.get("title", "")),
-                    source=str(data.get("source", "")), metadata=dict(data.get("metadata", {})),
-                    page_starts=tuple(int(p) for p in data.get("page_starts", ())),
-                    format=str(data.get("format", "txt")))
-
-
-def content_hash(text: str) -> str:
-    """sha256 hex of a document's text: equal texts are stored once per collection."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def index_text(doc: Document, passage: Chunk) -> str:
-    """What the sparse and dense indexes see for a passage: a short title/heading header
-    (context the passage itself may lack) followed by the passage text."""
-    parts = [doc.title] if doc.title else []
-    if passage.heading and passage.heading != doc.title:
-        parts.append(passage.heading)
-    header = " / ".join(parts)
-    body = passage.text_of(doc)
-    return f"{header}\n{body}" if header else body
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def _write_jsonl(path: Path, rows: Iterable[Any]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-            fh.write("\n")
-
-
-def _read_jsonl(path: Path) -> Iterator[Any]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-# --- in-memory state ------------------------------------------------------------------
-@dataclass
-class _State:
-    """One version of a collection, never mutated after it is built (writers build a new one)."""
-
-    docs: dict[str, Document]
-    chunks: dict[str, DocumentChunks]
-    hashes: dict[str, str]
-    passages: list[Chunk]
-    sparse: SparseIndex
-    dense: DenseIndex
-    graph: GraphIndex
-    version: str
-    version_dir: str
-    created_at: str
-    updated_at: str
-    passage_by_id: dict[str, Chunk] = field(default_factory=dict)
-    retrievers: dict[str, Retriever] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.passage_by_id = {p.id: p for p in self.passages}
-
-
-def _version_of(config: CollectionConfig, hashes: Mapping[str, str]) -> str:
-    h = hashlib.sha256()
-    h.update(f"ctxroute-collection/{FORMAT_VERSION}\n".encode())
-    h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
-    for doc_id, digest in sorted(hashes.items()):
-        h.update(f"\n{doc_id}:{digest}".encode())
-    return h.hexdigest()[:16]
 
 
 class Collection:
@@ -648,255 +397,16 @@ class Collection:
         self._state = state
 
 
-# --- disk -----------------------------------------------------------------------------
-def _read_current(path: Path) -> str | None:
-    try:
-        value = (path / "CURRENT").read_text(encoding="utf-8").strip()
-    except FileNotFoundError:
-        return None
-    return value or None
 
+def __getattr__(name: str) -> Any:  # PEP 562: CollectionStore lives in store.py, which imports this module
+    if name in ("CollectionStore", "NAME_PATTERN"):
+        from ctxroute.retrievers import store
 
-def _manifest(name: str, config: CollectionConfig, st: _State) -> dict[str, Any]:
-    docs = {}
-    for doc_id, doc in st.docs.items():
-        dc = st.chunks[doc_id]
-        docs[doc_id] = {"hash": st.hashes[doc_id], "title": doc.title, "source": doc.source, "format": doc.format,
-                        "chars": len(doc.text), "tokens": int(dc.document.n_tokens),
-                        "sections": len(dc.sections), "passages": len(dc.passages), "sentences": len(dc.sentences)}
-    return {
-        "format_version": FORMAT_VERSION,
-        "name": name,
-        "version": st.version,
-        "created_at": st.created_at,
-        "updated_at": st.updated_at,
-        "config": config.to_dict(),
-        "embedder": {"name": config.embedder_name, "dim": config.embedder_dim},
-        "counts": {"documents": len(st.docs), "passages": len(st.passages),
-                   "tokens": sum(d["tokens"] for d in docs.values())},
-        "documents": docs,
-    }
-
-
-def _write_version(path: Path, name: str, config: CollectionConfig, st: _State) -> str:
-    """Write ``st`` as a new version directory and make it live atomically; returns its name."""
-    versions = path / "versions"
-    versions.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[1:]) for p in versions.iterdir() if re.fullmatch(r"v\d+", p.name)]
-    vname = f"v{max(numbers, default=0) + 1:06d}"
-    tmp = versions / f".tmp-{vname}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        _write_jsonl(tmp / "documents.jsonl", (_doc_to_json(d) for d in st.docs.values()))
-        _write_jsonl(tmp / "chunks.jsonl", (_chunks_to_json(st.chunks[d]) for d in st.docs))
-        st.sparse.save(tmp / "sparse")
-        st.dense.save(tmp)
-        st.graph.save(tmp)
-        _write_json(tmp / "manifest.json", _manifest(name, config, st))
-        _before_commit(tmp)
-        _fsync_dir(tmp)
-        os.rename(tmp, versions / vname)
-        _fsync_dir(versions)
-        pointer = path / f".CURRENT.{os.getpid()}.tmp"
-        with pointer.open("w", encoding="utf-8") as fh:
-            fh.write(vname + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(pointer, path / "CURRENT")
-        _fsync_dir(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _prune(path, vname)
-    return vname
-
-
-def _prune(path: Path, live: str) -> None:
-    """Drop old versions (keeping the live one and its predecessor) and stale temp dirs."""
-    versions = path / "versions"
-    done = sorted((p for p in versions.iterdir() if re.fullmatch(r"v\d+", p.name)), key=lambda p: p.name)
-    for p in done[:-_KEEP_VERSIONS]:
-        if p.name != live:
-            shutil.rmtree(p, ignore_errors=True)
-    for p in versions.iterdir():
-        if p.name.startswith(".tmp-"):  # writers hold the lock, so these are left by crashed ones
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _read_manifest(path: Path, vname: str) -> dict[str, Any]:
-    mpath = path / "versions" / vname / "manifest.json"
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ManifestMismatch(f"cannot read {mpath}: {exc}; the collection is damaged, re-ingest it") from exc
-    found = manifest.get("format_version")
-    if found != FORMAT_VERSION:
-        raise ManifestMismatch(
-            f"collection at {path} has format version {found!r} but this code reads {FORMAT_VERSION}; "
-            f"delete it with `ctxroute collections rm {path.name}` and ingest the documents again",
-            found=found, expected=FORMAT_VERSION,
-        )
-    return manifest
-
-
-def _load_state(path: Path, vname: str, config: CollectionConfig) -> _State:
-    manifest = _read_manifest(path, vname)
-    vdir = path / "versions" / vname
-    docs = {d.id: d for d in (_doc_from_json(r) for r in _read_jsonl(vdir / "documents.jsonl"))}
-    chunks = {c.document.doc_id: c for c in (_chunks_from_json(r) for r in _read_jsonl(vdir / "chunks.jsonl"))}
-    hashes = {doc_id: str(meta["hash"]) for doc_id, meta in manifest["documents"].items()}
-    if set(docs) != set(chunks) or set(docs) != set(hashes):
-        raise ManifestMismatch(f"{vdir}: documents, chunks and manifest disagree; re-ingest the collection")
-    passages = [p for d in docs for p in chunks[d].passages]
-    sparse = SparseIndex.load(vdir / "sparse", config.sparse)
-    dense = DenseIndex.load(vdir, dim=config.embedder_dim)
-    graph = GraphIndex.load(vdir)
-    if len(sparse) != len(passages) or len(dense) != len(passages):
-        raise ManifestMismatch(
-            f"{vdir}: {len(passages)} passages but sparse holds {len(sparse)} and dense {len(dense)}; "
-            "re-ingest the collection"
-        )
-    return _State(docs=docs, chunks=chunks, hashes=hashes, passages=passages, sparse=sparse, dense=dense,
-                  graph=graph, version=str(manifest["version"]), version_dir=vname,
-                  created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")))
-
-
-def _check_embedder(name: str, config: CollectionConfig, embedder: Any) -> None:
-    if str(embedder.name) != config.embedder_name or int(embedder.dim) != config.embedder_dim:
-        raise ManifestMismatch(
-            f"collection {name!r} was embedded with {config.embedder_name!r} (dim {config.embedder_dim}) but the "
-            f"configured embedder is {embedder.name!r} (dim {embedder.dim}); configure {config.embedder_name!r} "
-            f"or re-ingest into a new collection",
-            stored=config.embedder_name, configured=str(embedder.name),
-        )
-
-
-class CollectionStore:
-    """Directory of collections: ``<root>/<name>/`` each."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-
-    @staticmethod
-    def validate_name(name: str) -> str:
-        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
-            raise InputError(
-                f"invalid collection name {name!r}: use 1-64 letters, digits, '_', '.' or '-', "
-                "starting with a letter or digit",
-                name=name,
-            )
-        return name
-
-    def _path(self, name: str) -> Path:
-        return self.root / self.validate_name(name)
-
-    def exists(self, name: str) -> bool:
-        return _read_current(self._path(name)) is not None
-
-    def create(self, name: str, config: CollectionConfig | None = None, embedder: Any = None) -> Collection:
-        """A new, empty collection. ``embedder`` defaults to the one ``config`` names."""
-        path = self._path(name)
-        if embedder is not None and config is None:
-            config = CollectionConfig.for_embedder(embedder)
-        config = config or CollectionConfig()
-        embedder = embedder if embedder is not None else make_embedder(config.embedder_spec or config.embedder_name)
-        _check_embedder(name, config, embedder)
-        path.mkdir(parents=True, exist_ok=True)
-        with (path / ".lock").open("a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                if _read_current(path) is not None:
-                    raise Conflict(
-                        f"collection {name!r} already exists; open it, or delete it with "
-                        f"`ctxroute collections rm {name}`",
-                        name=name,
-                    )
-                now = _now()
-                state = _State(docs={}, chunks={}, hashes={}, passages=[], sparse=SparseIndex(config.sparse).build([]),
-                               dense=DenseIndex(config.embedder_dim, config.hnsw_threshold), graph=GraphIndex(),
-                               version=_version_of(config, {}), version_dir="", created_at=now, updated_at=now)
-                state.version_dir = _write_version(path, name, config, state)
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        return Collection(path, name, config, embedder, state)
-
-    def open(self, name: str, embedder: Any = None) -> Collection:
-        """Load a collection. Raises CollectionNotFound, or ManifestMismatch when the stored
-        format or embedder does not match the code or ``embedder``."""
-        path = self._path(name)
-        vname = _read_current(path)
-        if vname is None:
-            raise CollectionNotFound(name)
-        manifest = _read_manifest(path, vname)
-        config = CollectionConfig.from_dict(manifest["config"])
-        if embedder is None:
-            embedder = make_embedder(config.embedder_spec or config.embedder_name)
-        _check_embedder(name, config, embedder)
-        try:
-            state = _load_state(path, vname, config)
-        except FileNotFoundError:
-            # a writer pruned this version while we read it: the pointer has moved on
-            vname = _read_current(path) or vname
-            state = _load_state(path, vname, config)
-        return Collection(path, name, config, embedder, state)
-
-    def open_or_create(self, name: str, config: CollectionConfig, embedder: Any = None) -> Collection:
-        try:
-            return self.open(name, embedder)
-        except CollectionNotFound:
-            try:
-                return self.create(name, config, embedder)
-            except Conflict:  # created concurrently
-                return self.open(name, embedder)
-
-    def list(self) -> list[CollectionInfo]:
-        out: list[CollectionInfo] = []
-        if not self.root.is_dir():
-            return out
-        for p in sorted(self.root.iterdir()):
-            if not p.is_dir() or not NAME_PATTERN.fullmatch(p.name):
-                continue
-            vname = _read_current(p)
-            if vname is None:
-                continue
-            try:
-                m = _read_manifest(p, vname)
-            except ManifestMismatch:
-                continue
-            counts = m.get("counts", {})
-            out.append(CollectionInfo(
-                name=p.name, version=str(m.get("version", "")), n_docs=int(counts.get("documents", 0)),
-                n_passages=int(counts.get("passages", 0)), total_tokens=int(counts.get("tokens", 0)),
-                embedder_name=str(m["embedder"]["name"]), embedder_dim=int(m["embedder"]["dim"]),
-                updated_at=str(m.get("updated_at", "")), path=str(p),
-            ))
-        return out
-
-    def manifest(self, name: str) -> dict[str, Any]:
-        """The live manifest of a collection (no indexes loaded)."""
-        path = self._path(name)
-        vname = _read_current(path)
-        if vname is None:
-            raise CollectionNotFound(name)
-        return _read_manifest(path, vname)
-
-    def delete(self, name: str) -> None:
-        path = self._path(name)
-        if _read_current(path) is None:
-            raise CollectionNotFound(name)
-        with (path / ".lock").open("a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                # drop the pointer first: a crash mid-delete leaves no half-readable collection
-                (path / "CURRENT").unlink(missing_ok=True)
-                shutil.rmtree(path / "versions", ignore_errors=True)
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-        shutil.rmtree(path, ignore_errors=True)
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
     "Collection", "CollectionConfig", "CollectionInfo", "CollectionStats", "CollectionStore", "IngestStats",
-    "FORMAT_VERSION", "RETRIEVERS", "content_hash", "index_text",
+    "FORMAT_VERSION", "RETRIEVERS", "DEFAULT_FUSION_WEIGHTS", "DEFAULT_RRF_K", "content_hash", "index_text",
 ]

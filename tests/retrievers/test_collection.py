@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ctxroute.errors import CollectionNotFound, Conflict, DocumentNotFound, InputError, ManifestMismatch
-from ctxroute.retrievers import collection as collection_mod
+from ctxroute.retrievers import persist as persist_mod
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import ChunkingConfig
 from ctxroute.retrievers.collection import CollectionConfig, CollectionStore, index_text
@@ -218,7 +218,7 @@ def test_failed_write_leaves_previous_version(store: CollectionStore, emb: Count
         assert (tmp_dir / "manifest.json").exists() and (tmp_dir / "vectors.npy").exists()
         raise OSError("disk full")
 
-    monkeypatch.setattr(collection_mod, "_before_commit", boom)
+    monkeypatch.setattr(persist_mod, "_before_commit", boom)
     with pytest.raises(OSError, match="disk full"):
         col.add_documents(_docs()[1:])
     assert col.version == version and len(col.passages()) == n  # memory unchanged
@@ -236,7 +236,7 @@ def test_sigkill_during_commit_keeps_old_version(store: CollectionStore, emb: Co
     script = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from ctxroute.retrievers import collection as m
+        from ctxroute.retrievers import persist as m
         from ctxroute.retrievers.collection import CollectionStore
         from ctxroute.retrievers.documents import document_from_text
         from ctxroute.retrievers.embedders import HashingEmbedder
