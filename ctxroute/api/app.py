@@ -27,6 +27,7 @@ from ctxroute.api.limits import Limits
 from ctxroute.api.metrics import CONTENT_TYPE_LATEST, Metrics
 from ctxroute.api.redis_link import RedisLink
 from ctxroute.api.settings import ApiSettings
+from ctxroute.api.ui import mount_ui
 from ctxroute.errors import CtxrouteError, DocumentError, InputError, InputTooLarge
 from ctxroute.pipelines.llm.base import LLMClient
 
@@ -175,6 +176,7 @@ def create_app(
     api_errors.install(app)
     app.add_middleware(_ObserveMiddleware, metrics=metrics, max_body=settings.max_upload_bytes + 64 * 1024)
     _routes(app, settings)
+    mount_ui(app, services=services, tenant=tenant, principal=principal)  # the web page at /ui
     return app
 
 

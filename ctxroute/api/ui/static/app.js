@@ -1,0 +1,563 @@
+// ctxroute web page: plain JavaScript over the REST API (docs/API.md). No build step, no
+// network beyond this server. The API key lives in sessionStorage only.
+"use strict";
+
+const KEY_STORE = "ctxroute.apiKey";
+const TERMINAL = new Set(["succeeded", "partial", "failed", "interrupted"]);
+const UPLOAD_PARALLEL = 3;
+
+const state = {
+  collection: null, // selected collection name
+  collections: [],
+  documents: [],
+  citations: [], // citations of the current answer
+  docCache: new Map(), // "collection/doc_id" -> {text, page_starts, title, ...}
+  activeCitation: null,
+  answerCollection: null,
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") node.className = v;
+    else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k in node) node[k] = v;
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+// --- API key ------------------------------------------------------------------------
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORE) || "";
+}
+
+function showKeyState() {
+  $("key-state").textContent = apiKey() ? "key set for this tab" : "no key";
+}
+
+// --- errors shown like the API's {code, message, request_id} --------------------------
+class ApiError extends Error {
+  constructor(status, body) {
+    super(body.message || `HTTP ${status}`);
+    this.status = status;
+    this.code = body.code || "error";
+    this.requestId = body.request_id || "";
+  }
+  describe() {
+    const rid = this.requestId ? ` (request ${this.requestId})` : "";
+    return `${this.status} ${this.code}: ${this.message}${rid}`;
+  }
+}
+
+function showError(err, where) {
+  const box = $("alert");
+  const text = err instanceof ApiError ? err.describe() : String(err && err.message ? err.message : err);
+  box.replaceChildren(el("strong", {}, where ? `${where}: ` : ""), text);
+  box.hidden = false;
+  box.dataset.status = err instanceof ApiError ? String(err.status) : "";
+  if (err instanceof ApiError && err.status === 401) {
+    $("api-key").focus();
+  }
+}
+
+function clearError() {
+  $("alert").hidden = true;
+  $("alert").replaceChildren();
+  $("alert").dataset.status = "";
+}
+
+function authHeaders(extra = {}) {
+  const h = { ...extra };
+  const key = apiKey();
+  if (key) h.Authorization = `Bearer ${key}`;
+  return h;
+}
+
+async function api(method, path, { json, form, raw } = {}) {
+  const init = { method, headers: authHeaders() };
+  if (json !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(json);
+  } else if (form !== undefined) {
+    init.body = form;
+  }
+  const resp = await fetch(path, init);
+  if (!resp.ok) {
+    let body = {};
+    try { body = await resp.json(); } catch (e) { body = { message: resp.statusText }; }
+    throw new ApiError(resp.status, body);
+  }
+  if (raw) return resp;
+  if (resp.status === 204) return null;
+  return resp.json();
+}
+
+const enc = encodeURIComponent;
+
+// --- collections -------------------------------------------------------------------
+async function loadCollections() {
+  let data;
+  try {
+    data = await api("GET", "/v1/collections");
+  } catch (err) {
+    state.collections = [];
+    renderCollections();
+    showError(err, "Listing collections");
+    return;
+  }
+  state.collections = data.collections;
+  if (state.collection && !state.collections.some((c) => c.name === state.collection)) state.collection = null;
+  if (!state.collection && state.collections.length) state.collection = state.collections[0].name;
+  renderCollections();
+  await loadDocuments();
+}
+
+function renderCollections() {
+  const list = $("collection-list");
+  list.replaceChildren();
+  $("collections-empty").hidden = state.collections.length > 0;
+  for (const c of state.collections) {
+    const selected = c.name === state.collection;
+    const pick = el("button", {
+      type: "button", class: "pick", "aria-pressed": String(selected),
+      onclick: () => { state.collection = c.name; renderCollections(); loadDocuments(); },
+    }, el("span", { class: "name" }, c.name), ` ${c.documents} documents · ${c.chunks} chunks · ${c.tokens.toLocaleString()} tokens`);
+    const del = el("button", { type: "button", class: "danger", "aria-label": `Delete collection ${c.name}` }, "Delete");
+    del.addEventListener("click", async () => {
+      if (del.dataset.armed !== "1") {
+        del.dataset.armed = "1";
+        del.textContent = `Really delete ${c.name}?`;
+        return;
+      }
+      try {
+        await api("DELETE", `/v1/collections/${enc(c.name)}`);
+        clearError();
+        if (state.collection === c.name) state.collection = null;
+        await loadCollections();
+      } catch (err) { showError(err, `Deleting ${c.name}`); }
+    });
+    del.addEventListener("blur", () => { del.dataset.armed = ""; del.textContent = "Delete"; });
+    list.append(el("li", { class: selected ? "selected" : "" }, pick, " ", del));
+  }
+  const target = state.collection ? `into ${state.collection}` : "(create a collection first)";
+  $("upload-target").textContent = target;
+  $("ask-target").textContent = state.collection ? `in ${state.collection}` : "";
+}
+
+async function loadDocuments() {
+  const box = $("doc-list");
+  box.replaceChildren();
+  state.documents = [];
+  if (!state.collection) return;
+  try {
+    const data = await api("GET", `/v1/collections/${enc(state.collection)}/documents`);
+    state.documents = data.documents;
+  } catch (err) { showError(err, "Listing documents"); return; }
+  if (!state.documents.length) box.append(el("p", { class: "muted" }, "No documents yet."));
+  for (const d of state.documents) {
+    const id = `scope-${d.id}`;
+    const pages = d.pages ? `, ${d.pages} pages` : "";
+    box.append(el("div", { class: "check" },
+      el("input", { type: "checkbox", id, value: d.id }),
+      el("label", { htmlFor: id }, `${d.title || d.id} `, el("span", { class: "muted" }, `(${d.format}, ${d.chars.toLocaleString()} characters${pages})`))));
+  }
+}
+
+async function createCollection(ev) {
+  ev.preventDefault();
+  const name = $("new-name").value.trim();
+  try {
+    await api("POST", "/v1/collections", { json: { name } });
+    clearError();
+    $("new-name").value = "";
+    state.collection = name;
+    await loadCollections();
+  } catch (err) { showError(err, `Creating ${name}`); }
+}
+
+// --- uploads: one background job per file, progress from /v1/jobs/{id} -------------------
+function uploadRow(file) {
+  const bar = el("progress", { max: 1, value: 0, "aria-label": `progress of ${file.name}` });
+  const status = el("span", { class: "status" }, "waiting");
+  const errors = el("ul", { class: "file-errors" });
+  const li = el("li", { dataset: { file: file.name } }, el("span", { class: "name" }, file.name), " ", bar, " ", status, errors);
+  $("upload-list").prepend(li);
+  return { li, bar, status, errors };
+}
+
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+async function uploadOne(collection, file, row) {
+  const form = new FormData();
+  form.append("files", file, file.name);
+  row.status.textContent = "uploading";
+  try {
+    const resp = await api("POST", `/v1/collections/${enc(collection)}/files?background=true`, { form, raw: true });
+    let job = await resp.json();
+    if (resp.status === 201) { // a synchronous answer (IngestOut)
+      finishRow(row, { status: job.errors.length ? "partial" : "succeeded", errors: job.errors, documents_added: job.documents.map((d) => d.id) });
+      return;
+    }
+    while (!TERMINAL.has(job.status)) {
+      row.bar.value = job.progress;
+      row.status.textContent = `${job.status}: ${job.stage} ${Math.round(job.progress * 100)}%`;
+      await sleep(250);
+      job = await api("GET", `/v1/jobs/${enc(job.id)}`);
+    }
+    finishRow(row, job);
+  } catch (err) {
+    row.li.classList.add("failed");
+    row.bar.value = 0;
+    row.status.textContent = "rejected";
+    row.errors.append(el("li", {}, err instanceof ApiError ? err.describe() : String(err)));
+  }
+}
+
+function finishRow(row, job) {
+  row.bar.value = 1;
+  const n = job.documents_added.length;
+  row.status.textContent = `${job.status}: ${n} document${n === 1 ? "" : "s"} added`;
+  row.li.classList.add(job.status === "succeeded" ? "ok" : "failed");
+  for (const e of job.errors) row.errors.append(el("li", {}, `${e.file}: ${e.message}`));
+}
+
+async function uploadFiles(files) {
+  if (!files.length) return;
+  if (!state.collection) { showError("Create or choose a collection before uploading.", "Upload"); return; }
+  clearError();
+  const collection = state.collection;
+  const queue = Array.from(files).map((f) => ({ file: f, row: uploadRow(f) }));
+  const workers = [];
+  for (let w = 0; w < Math.min(UPLOAD_PARALLEL, queue.length); w++) {
+    workers.push((async () => {
+      while (queue.length) {
+        const { file, row } = queue.shift();
+        await uploadOne(collection, file, row);
+      }
+    })());
+  }
+  await Promise.all(workers);
+  await loadCollections();
+}
+
+function setupDrop() {
+  const drop = $("drop");
+  const input = $("file-input");
+  input.addEventListener("change", () => { uploadFiles(input.files).finally(() => { input.value = ""; }); });
+  for (const type of ["dragenter", "dragover"]) {
+    drop.addEventListener(type, (ev) => { ev.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const type of ["dragleave", "drop"]) {
+    drop.addEventListener(type, (ev) => { ev.preventDefault(); drop.classList.remove("over"); });
+  }
+  drop.addEventListener("drop", (ev) => uploadFiles(ev.dataTransfer.files));
+}
+
+// --- asking: SSE over fetch (EventSource cannot POST or send a key) -----------------------
+async function* sseEvents(resp) {
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += decoder.decode(value, { stream: true }).replace(/\r\n/g, "\n");
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      let event = "message";
+      const data = [];
+      for (const line of block.split("\n")) {
+        if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+    }
+  }
+}
+
+function resetResult() {
+  $("result").hidden = false;
+  $("decision-route").textContent = "…";
+  $("decision-policy").textContent = "";
+  $("decision-reasons").replaceChildren();
+  $("estimates").tBodies[0].replaceChildren();
+  $("decision-fallbacks").textContent = "";
+  $("answer").replaceChildren();
+  $("answer").dataset.done = "";
+  $("notices").replaceChildren();
+  $("citations").replaceChildren();
+  $("citations-empty").hidden = false;
+  $("usage").textContent = "";
+  state.citations = [];
+  state.activeCitation = null;
+}
+
+function notice(text, kind = "warning") {
+  $("notices").append(el("li", { class: kind }, text));
+}
+
+function renderDecision(d) {
+  $("decision-route").textContent = d.route;
+  $("decision-policy").textContent = `(policy: ${d.policy})`;
+  const reasons = $("decision-reasons");
+  reasons.replaceChildren(...d.reasons.map((r) => el("li", {}, r)));
+  const body = $("estimates").tBodies[0];
+  body.replaceChildren();
+  const max = Math.max(1, ...d.estimates.map((e) => e.prompt_tokens));
+  for (const e of d.estimates) {
+    const pct = Math.max(0.5, (100 * e.prompt_tokens) / max);
+    const bar = el("span", { class: "bar" + (e.feasible ? "" : " infeasible"), "aria-hidden": "true" });
+    bar.style.width = `${pct}%`;
+    const row = el("tr", { class: e.route === d.route ? "chosen" : "" },
+      el("th", { scope: "row" }, e.route + (e.route === d.route ? " (chosen)" : "")),
+      el("td", {}, el("span", { class: "bar-track" }, bar), " ", e.prompt_tokens.toLocaleString()),
+      el("td", {}, `$${e.cost.toFixed(4)}`),
+      el("td", {}, e.feasible ? "yes" : `no: ${e.why_not}`));
+    body.append(row);
+  }
+  $("decision-fallbacks").textContent = d.fallbacks.length ? `Fallbacks if it fails: ${d.fallbacks.join(" → ")}` : "";
+}
+
+function addCitation(c) {
+  const n = state.citations.length + 1;
+  state.citations.push(c);
+  $("citations-empty").hidden = true;
+  const where = c.page ? `, page ${c.page}` : "";
+  const chip = el("button", {
+    type: "button", class: "chip", dataset: { index: String(n - 1) },
+    title: c.quote, onclick: () => openCitation(n - 1),
+  }, `[${n}] ${c.title || c.doc_id}${where}`);
+  $("citations").append(el("li", {}, chip, el("span", { class: "quote" }, ` “${c.quote}”`)));
+}
+
+function renderFinalAnswer(out) {
+  // the final text numbers verified citations [1], [2] ... in the order of out.citations
+  const box = $("answer");
+  box.replaceChildren();
+  const re = /\[(\d+)\]/g;
+  let last = 0;
+  let m;
+  while ((m = re.exec(out.answer)) !== null) {
+    const i = Number(m[1]) - 1;
+    if (i < 0 || i >= out.citations.length) continue;
+    box.append(out.answer.slice(last, m.index));
+    box.append(el("button", { type: "button", class: "cite-ref", "aria-label": `citation ${i + 1}`, onclick: () => openCitation(i) }, `[${i + 1}]`));
+    last = m.index + m[0].length;
+  }
+  box.append(out.answer.slice(last));
+  box.dataset.done = "1";
+}
+
+async function ask(ev) {
+  ev.preventDefault();
+  if (!state.collection) { showError("Create or choose a collection first.", "Ask"); return; }
+  const question = $("question").value;
+  const body = { question, stream: true };
+  const route = $("route").value;
+  if (route) body.route = route;
+  const maxTokens = $("max-tokens").value;
+  if (maxTokens) body.budget = { max_tokens: Number(maxTokens) };
+  const docs = Array.from(document.querySelectorAll("#doc-list input:checked")).map((i) => i.value);
+  if (docs.length) body.docs = docs;
+  clearError();
+  resetResult();
+  state.answerCollection = state.collection;
+  const button = $("ask-button");
+  button.disabled = true;
+  $("answer-state").textContent = "(streaming…)";
+  try {
+    const resp = await api("POST", `/v1/collections/${enc(state.collection)}/query`, { json: body, raw: true });
+    const answer = $("answer");
+    let final = null;
+    for await (const { event, data } of sseEvents(resp)) {
+      if (event === "decision") renderDecision(data);
+      else if (event === "delta") answer.append(data.text);
+      else if (event === "fallback") {
+        notice(`The first attempt was dropped; falling back to ${data.route}.`, "fallback");
+        if (data.discard_deltas) answer.replaceChildren();
+      } else if (event === "citation") addCitation(data);
+      else if (event === "done") final = data;
+      else if (event === "error") throw new ApiError(data.status, data);
+    }
+    if (!final) throw new Error("the answer stream ended without a final answer; retry");
+    finish(final);
+  } catch (err) {
+    $("answer-state").textContent = "(failed)";
+    showError(err, "Ask");
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function finish(out) {
+  // `done` carries every citation: keep the chips in sync even if an event was missed
+  if (out.citations.length !== state.citations.length) {
+    $("citations").replaceChildren();
+    state.citations = [];
+    out.citations.forEach(addCitation);
+  }
+  renderFinalAnswer(out);
+  $("answer-state").textContent = out.cached ? "(from the answer cache)" : "";
+  for (const f of out.fallbacks_taken) notice(`Fallback taken: ${f}`, "fallback");
+  for (const w of out.warnings) notice(`Warning: ${w}`);
+  if (out.abstained) notice(`Abstained: ${out.abstain_reason || "the documents do not answer this"}`);
+  if (out.route_taken !== out.decision.route) notice(`Answered by route ${out.route_taken} (decided: ${out.decision.route}).`, "fallback");
+  const lat = Object.entries(out.latency_ms).map(([k, v]) => `${k} ${Math.round(v)} ms`).join(", ");
+  $("usage").textContent = `Route taken: ${out.route_taken}. Tokens: ${out.usage.prompt_tokens.toLocaleString()} prompt + `
+    + `${out.usage.completion_tokens.toLocaleString()} completion, cost $${out.usage.cost.toFixed(4)}, `
+    + `${out.usage.calls.length} LLM call(s). Latency: ${lat}. Request ${out.request_id}.`;
+}
+
+// --- source viewer ------------------------------------------------------------------
+async function fetchDocument(collection, docId) {
+  const key = `${collection}/${docId}`;
+  if (!state.docCache.has(key)) {
+    const doc = await api("GET", `/v1/collections/${enc(collection)}/documents/${enc(docId)}/text`);
+    state.docCache.set(key, doc);
+  }
+  return state.docCache.get(key);
+}
+
+function pageOf(doc, offset) {
+  let page = null;
+  doc.page_starts.forEach((s, i) => { if (s <= offset) page = i + 1; });
+  return page;
+}
+
+// Text split at every span and page boundary; a segment inside any cited span of this
+// document is a <mark> (those of the opened citation also get class "active").
+function renderSource(doc, spans, active) {
+  const box = $("source-text");
+  box.replaceChildren();
+  const cuts = new Set([0, doc.text.length]);
+  for (const s of spans) { cuts.add(s.start); cuts.add(s.end); }
+  for (const p of doc.page_starts) if (p > 0 && p < doc.text.length) cuts.add(p);
+  const points = Array.from(cuts).filter((x) => x >= 0 && x <= doc.text.length).sort((a, b) => a - b);
+  const pageStarts = new Set(doc.page_starts);
+  let firstActive = null;
+  for (let i = 0; i + 1 < points.length; i++) {
+    const a = points[i];
+    const b = points[i + 1];
+    if (pageStarts.has(a)) box.append(el("span", { class: "pagebreak", dataset: { page: String(doc.page_starts.indexOf(a) + 1) } }));
+    const covering = spans.filter((s) => s.start <= a && b <= s.end);
+    const text = doc.text.slice(a, b);
+    if (!covering.length) { box.append(text); continue; }
+    const isActive = active && active.start <= a && b <= active.end;
+    const mark = el("mark", {
+      class: isActive ? "active" : "",
+      dataset: { cites: covering.map((s) => s.n).join(",") },
+      title: `cited as ${covering.map((s) => `[${s.n}]`).join(" ")}`,
+    }, text);
+    box.append(mark);
+    if (isActive && !firstActive) firstActive = mark;
+  }
+  return firstActive;
+}
+
+async function openCitation(index) {
+  const c = state.citations[index];
+  if (!c) return;
+  state.activeCitation = index;
+  const collection = state.answerCollection;
+  let doc;
+  try {
+    doc = await fetchDocument(collection, c.doc_id);
+  } catch (err) { showError(err, "Opening the source"); return; }
+  const spans = state.citations.map((x, i) => ({ ...x, n: i + 1 })).filter((x) => x.doc_id === c.doc_id);
+  const first = renderSource(doc, spans, c);
+  const page = c.page || pageOf(doc, c.start);
+  $("source-meta").replaceChildren(
+    el("strong", {}, doc.title || doc.id), ` (${doc.format}) — citation [${index + 1}], characters ${c.start}–${c.end}`,
+    page ? `, page ${page}` : "", `. ${spans.length} cited sentence${spans.length === 1 ? "" : "s"} of this answer highlighted.`);
+  document.querySelectorAll(".chip").forEach((b) => b.setAttribute("aria-current", String(Number(b.dataset.index) === index)));
+  $("source").scrollIntoView({ block: "start" });
+  if (first) {
+    first.scrollIntoView({ block: "center" });
+    first.tabIndex = -1;
+    first.focus({ preventScroll: true });
+  }
+}
+
+// --- evaluation reports -----------------------------------------------------------------
+async function loadRuns() {
+  const select = $("run-select");
+  select.replaceChildren();
+  let data;
+  try { data = await api("GET", "/v1/runs"); } catch (err) {
+    $("runs-state").textContent = err instanceof ApiError ? err.describe() : String(err);
+    return;
+  }
+  if (!data.configured) {
+    $("runs-state").textContent = "No runs directory: start the server with CTXROUTE_RUNS_DIR=<folder with eval report outputs>.";
+    return;
+  }
+  $("runs-state").textContent = data.runs.length ? `${data.runs.length} report folder(s).` : "The runs directory holds no report folders.";
+  select.append(el("option", { value: "" }, "— choose a run —"));
+  for (const r of data.runs) select.append(el("option", { value: r.id }, r.id));
+}
+
+async function showRun(id) {
+  const summary = $("run-summary");
+  const plots = $("run-plots");
+  summary.replaceChildren();
+  for (const img of plots.querySelectorAll("img")) URL.revokeObjectURL(img.src);
+  plots.replaceChildren();
+  if (!id) return;
+  let run;
+  try { run = await api("GET", `/v1/runs/${id.split("/").map(enc).join("/")}`); } catch (err) { showError(err, "Opening the run"); return; }
+  if (run.summary_md) window.renderMarkdown(run.summary_md, summary);
+  else if (run.summary_json) summary.append(el("pre", {}, JSON.stringify(run.summary_json, null, 2)));
+  const order = (n) => (n === "pareto.png" ? 0 : n === "route_mix.png" ? 1 : 2);
+  const pngs = run.files.filter((f) => f.endsWith(".png")).sort((a, b) => order(a) - order(b) || a.localeCompare(b));
+  for (const name of pngs) {
+    try {
+      const resp = await api("GET", `/v1/runs/${id.split("/").map(enc).join("/")}/files/${enc(name)}`, { raw: true });
+      const url = URL.createObjectURL(await resp.blob());
+      const label = name.replace(/\.png$/, "").replace(/_/g, " ");
+      plots.append(el("figure", {}, el("img", { src: url, alt: `${label} plot of run ${id}` }), el("figcaption", {}, label)));
+    } catch (err) { showError(err, `Loading ${name}`); }
+  }
+}
+
+// --- start ------------------------------------------------------------------------------
+function refreshAll() {
+  state.docCache.clear();
+  loadCollections();
+  loadRuns();
+}
+
+function init() {
+  showKeyState();
+  $("key-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const key = $("api-key").value.trim();
+    if (key) sessionStorage.setItem(KEY_STORE, key);
+    $("api-key").value = "";
+    showKeyState();
+    clearError();
+    refreshAll();
+  });
+  $("key-forget").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY_STORE);
+    showKeyState();
+    state.collection = null;
+    refreshAll();
+  });
+  $("create-form").addEventListener("submit", createCollection);
+  $("ask-form").addEventListener("submit", ask);
+  $("question").addEventListener("keydown", (ev) => {
+    if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) $("ask-form").requestSubmit();
+  });
+  $("run-select").addEventListener("change", (ev) => showRun(ev.target.value));
+  setupDrop();
+  refreshAll();
+}
+
+document.addEventListener("DOMContentLoaded", init);
