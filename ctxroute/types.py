@@ -100,6 +100,13 @@ class ModelProfile:
     tokenizer: str = "cl100k_base"
     size_class: str = "small"  # tiny | small | medium | large | frontier
     max_output_tokens: int = 1024
+    # provenance and other names; not compared, so two profiles with equal numbers are equal
+    source: str = field(default="", compare=False)  # where the window, usable window and prices come from
+    aliases: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.aliases, tuple):  # a JSON round-trip gives a list
+            object.__setattr__(self, "aliases", tuple(self.aliases))
 
     def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (prompt_tokens * self.price_in_per_1k + completion_tokens * self.price_out_per_1k) / 1000.0
