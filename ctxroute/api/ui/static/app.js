@@ -107,6 +107,10 @@ async function loadCollections() {
   } catch (err) {
     state.collections = [];
     renderCollections();
+    $("collections-empty").hidden = true;
+    if (err instanceof ApiError && err.status === 401) {
+      $("key-state").textContent = apiKey() ? "key set for this tab: refused by the server" : "this server needs a key";
+    }
     showError(err, "Listing collections");
     return;
   }
@@ -126,7 +130,7 @@ function renderCollections() {
     const pick = el("button", {
       type: "button", class: "pick", "aria-pressed": String(selected),
       onclick: () => { state.collection = c.name; renderCollections(); loadDocuments(); },
-    }, el("span", { class: "name" }, c.name), ` ${c.documents} documents · ${c.chunks} chunks · ${c.tokens.toLocaleString()} tokens`);
+    }, el("span", { class: "name" }, c.name), ` ${c.documents} document${c.documents === 1 ? "" : "s"} · ${c.chunks} chunks · ${c.tokens.toLocaleString()} tokens`);
     const del = el("button", { type: "button", class: "danger", "aria-label": `Delete collection ${c.name}` }, "Delete");
     del.addEventListener("click", async () => {
       if (del.dataset.armed !== "1") {
@@ -331,7 +335,7 @@ function addCitation(c) {
   $("citations-empty").hidden = true;
   const where = c.page ? `, page ${c.page}` : "";
   const chip = el("button", {
-    type: "button", class: "chip", dataset: { index: String(n - 1) },
+    type: "button", class: "chip", dataset: { index: String(n - 1), doc: c.doc_id, start: String(c.start), end: String(c.end) },
     title: c.quote, onclick: () => openCitation(n - 1),
   }, `[${n}] ${c.title || c.doc_id}${where}`);
   $("citations").append(el("li", {}, chip, el("span", { class: "quote" }, ` “${c.quote}”`)));

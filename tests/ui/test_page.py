@@ -1,0 +1,266 @@
+"""The /ui page in headless Chromium against a real server: upload, ask, watch the route and
+the streamed answer, open a citation in its source; keys (401), another tenant's collection
+(404), a bad upload, the evaluation view, keyboard use and 200% zoom."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.api.conftest import DOCS, LiveServer
+from tests.ui.conftest import KEY_A, KEY_B
+
+ROUTES = {"rag", "lc", "mr", "hybrid", "extractive"}
+
+# Records the order in which parts of the answer appear in the page (set before app.js runs).
+OBSERVER = """
+window.__seen = [];
+document.addEventListener('DOMContentLoaded', () => {
+  const note = (what) => { if (!window.__seen.includes(what)) window.__seen.push(what); };
+  const within = (node, id) => node && (node.id === id || (node.parentElement && node.parentElement.closest('#' + id)));
+  new MutationObserver((records) => {
+    for (const r of records) {  // in the order the page made the changes
+      if (r.type === 'attributes' && r.target.id === 'answer' && r.target.dataset.done === '1') note('done');
+      if (r.type !== 'childList' || !r.addedNodes.length) continue;
+      if (within(r.target, 'decision-route') && r.target.textContent !== '…') note('decision');
+      if (r.target.id === 'answer' && window.__seen.includes('decision')) note('delta');
+      if (r.target.id === 'citations') note('citation');
+    }
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['data-done']});
+});
+"""
+
+
+def client(server: LiveServer, key: str) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+def use_key(page: Any, key: str) -> None:
+    page.fill("#api-key", key)
+    page.click("#key-form button[type=submit]")
+    page.wait_for_selector("#key-state:text('key set for this tab')")
+
+
+def file_payload(name: str, data: bytes, mime: str = "text/markdown") -> dict[str, Any]:
+    return {"name": name, "mimeType": mime, "buffer": data}
+
+
+def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shots: Path) -> None:
+    page.add_init_script(OBSERVER)
+    page.goto(server.url + "/ui")
+    use_key(page, KEY_A)
+    page.fill("#new-name", "handbook")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#collection-list .pick[aria-pressed=true]:has-text('handbook')")
+
+    page.set_input_files("#file-input", [file_payload(n, t.encode()) for n, t in DOCS.items()])
+    page.wait_for_function("document.querySelectorAll('#upload-list li.ok').length === 3")
+    for name in DOCS:
+        row = page.locator(f"#upload-list li[data-file='{name}']")
+        assert row.locator(".status").inner_text() == "succeeded: 1 document added"
+        assert row.locator("progress").evaluate("p => p.value") == 1
+    page.wait_for_selector("#collection-list .pick:has-text('3 documents')")
+    assert page.locator("#doc-list input[type=checkbox]").count() == 3
+    page.screenshot(path=str(shots / "ui-1-upload.png"))
+
+    question = "Who is the harbour master of Port Ellis?"
+    page.fill("#question", question)
+    page.click("#ask-button")
+    page.wait_for_selector("#answer[data-done='1']")
+
+    # the decision first, then streamed text, then citations, then the final answer
+    seen = page.evaluate("window.__seen")
+    assert seen == ["decision", "delta", "citation", "done"], seen
+    route = page.inner_text("#decision-route")
+    assert route in ROUTES
+    assert page.locator("#decision-reasons li").count() >= 1
+    est_rows = page.locator("#estimates tbody tr")
+    assert est_rows.count() >= 2
+    assert page.locator("#estimates tbody tr.chosen").count() == 1
+    assert page.locator("#estimates .bar").count() == est_rows.count()
+    answer = page.inner_text("#answer")
+    assert "Ruth Okafor" in answer, answer
+    assert "Route taken:" in page.inner_text("#usage")
+
+    # the same question through the API (served from the answer cache): the page shows its citations
+    api = client(server, KEY_A).post("/v1/collections/handbook/query", json={"question": question}).json()
+    chips = page.locator("#citations .chip")
+    assert chips.count() == len(api["citations"]) >= 1
+    page.screenshot(path=str(shots / "ui-2-answer.png"))
+
+    chip = chips.first
+    doc_id, start, end = chip.get_attribute("data-doc"), int(chip.get_attribute("data-start")), int(chip.get_attribute("data-end"))
+    cited = api["citations"][0]
+    assert (doc_id, start, end) == (cited["doc_id"], cited["start"], cited["end"])
+    chip.click()
+    page.wait_for_selector("#source-text mark.active")
+    highlighted = "".join(page.locator("#source-text mark.active").all_inner_texts())
+    source = client(server, KEY_A).get(f"/v1/collections/handbook/documents/{doc_id}/text").json()
+    assert highlighted == source["text"][start:end] == cited["quote"]
+    assert page.inner_text("#source-text") == source["text"]  # the whole document, verbatim
+    assert f"characters {start}–{end}" in page.inner_text("#source-meta")
+    # the opened sentence is in view and has the focus
+    assert page.evaluate("document.activeElement.matches('#source-text mark.active')")
+    assert page.locator("#source-text mark.active").first.is_visible()
+    page.screenshot(path=str(shots / "ui-3-source.png"))
+
+    assert page.outside == [] and page.js_errors == []  # type: ignore[attr-defined]
+
+
+def test_401_without_key_and_tenant_isolation(page: Any, server: LiveServer, shots: Path) -> None:
+    with client(server, KEY_A) as a:
+        r = a.post("/v1/collections", json={"name": "team-a-secret"})
+        assert r.status_code in (201, 409)
+    page.goto(server.url + "/ui/")
+    alert = page.locator("#alert")
+    alert.wait_for(state="visible")
+    expected = httpx.get(server.url + "/v1/collections").json()  # what the API says without a key
+    text = alert.inner_text()
+    assert f"401 unauthorized: {expected['message']}" in text
+    assert page.evaluate("document.activeElement.id") == "api-key"
+    assert page.inner_text("#key-state") == "this server needs a key"
+    assert page.locator("#collections-empty").is_hidden()  # not "no collections": we could not list them
+    page.screenshot(path=str(shots / "ui-0-key-401.png"))
+
+    use_key(page, "ui-wrong-key-0123456789")
+    page.wait_for_selector("#alert[data-status='401']")
+    assert page.evaluate("sessionStorage.getItem('ctxroute.apiKey')") == "ui-wrong-key-0123456789"
+    assert page.evaluate("localStorage.length") == 0  # the key is kept for this tab only
+
+    use_key(page, KEY_B)
+    page.fill("#new-name", "team-b-notes")
+    page.click("#create-form button[type=submit]")
+    page.wait_for_selector("#collection-list .pick:has-text('team-b-notes')")
+    names = page.locator("#collection-list .pick .name").all_inner_texts()
+    assert "team-a-secret" not in names and "team-b-notes" in names
+
+    # a collection removed behind the page's back answers 404, shown like the API shows it
+    assert client(server, KEY_B).delete("/v1/collections/team-b-notes").status_code == 204
+    page.fill("#question", "What is in the notes?")
+    page.click("#ask-button")
+    page.wait_for_selector("#alert[data-status='404']")
+    assert "404 collection_not_found:" in page.inner_text("#alert")
+    assert page.js_errors == []  # type: ignore[attr-defined]
+
+
+def test_bad_upload_shows_the_api_error(page: Any, server: LiveServer, shots: Path) -> None:
+    with client(server, KEY_A) as a:
+        a.post("/v1/collections", json={"name": "uploads"})
+    page.goto(server.url + "/ui/")
+    use_key(page, KEY_A)
+    page.click("#collection-list .pick:has-text('uploads')")
+    page.wait_for_selector("#collection-list .pick[aria-pressed=true]:has-text('uploads')")
+    page.set_input_files("#file-input", [
+        file_payload("broken.pdf", b"this is not a pdf", "application/pdf"),
+        file_payload("tool.exe", b"MZ\x00\x01", "application/octet-stream"),
+        file_payload("orchard.md", DOCS["orchard.md"].encode()),
+    ])
+    page.wait_for_function("document.querySelectorAll('#upload-list li.ok, #upload-list li.failed').length === 3")
+    jobs = {j["errors"][0]["file"]: j for j in client(server, KEY_A).get("/v1/jobs").json()["jobs"]
+            if j["collection"] == "uploads" and j["errors"]}
+    for name in ("broken.pdf", "tool.exe"):
+        row = page.locator(f"#upload-list li[data-file='{name}']")
+        assert "failed" in (row.get_attribute("class") or "")
+        message = jobs[name]["errors"][0]["message"]
+        assert row.locator(".file-errors li").inner_text() == f"{name}: {message}"
+    assert "not a PDF" in page.inner_text("#upload-list li[data-file='broken.pdf']")
+    ok = page.locator("#upload-list li[data-file='orchard.md']")
+    assert "ok" in (ok.get_attribute("class") or "")
+    page.screenshot(path=str(shots / "ui-4-bad-upload.png"))
+
+
+def _records() -> list[dict[str, Any]]:
+    recs = []
+    for i, (rag_ok, lc_ok) in enumerate([(1, 1), (1, 0), (0, 1), (1, 1)]):
+        for route, ok, tok in (("rag", rag_ok, 120), ("lc", lc_ok, 1500)):
+            recs.append({
+                "key": f"q{i}|{route}", "id": f"q{i}", "route_requested": route, "route_taken": route, "task": "lookup",
+                "answerable": True, "correct": {"judge": float(ok)}, "prompt_tokens": tok, "completion_tokens": 10,
+                "cost": tok / 1e6, "citation_precision": float(ok), "citation_recall": None, "fallbacks": [],
+                "latency_ms": {"total": 10.0}, "error": None,
+            })
+    return recs
+
+
+def test_evaluation_report_view(page: Any, server: LiveServer, shots: Path, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctxroute.eval.report import write_report
+
+    runs = tmp_path / "runs"
+    report = write_report(_records(), runs / "toy" / "report", title="Toy run", n_boot=50)
+    (tmp_path / "secret.md").write_text("outside the runs directory")
+    monkeypatch.setenv("CTXROUTE_RUNS_DIR", str(runs))
+    page.goto(server.url + "/ui/")
+    use_key(page, KEY_B)
+    page.wait_for_selector("#run-select option[value='toy/report']", state="attached")
+    page.select_option("#run-select", "toy/report")
+    page.wait_for_selector("#run-summary table")
+    assert page.inner_text("#run-summary h3") == "Toy run"
+    header = page.locator("#run-summary table").first.locator("th").all_inner_texts()
+    assert header[:2] == ["route / policy", "n"]
+    pngs = sorted(p.name for p in report.files if p.suffix == ".png")
+    page.wait_for_function(f"document.querySelectorAll('#run-plots img').length === {len(pngs)}")
+    page.wait_for_function("Array.from(document.querySelectorAll('#run-plots img')).every(i => i.complete && i.naturalWidth > 0)")
+    assert page.locator("#run-plots figcaption").first.inner_text() == "pareto"
+    page.locator("#eval").scroll_into_view_if_needed()
+    page.evaluate("document.getElementById('eval').scrollIntoView()")
+    page.screenshot(path=str(shots / "ui-6-eval.png"))
+    # the server serves nothing outside the runs directory
+    with client(server, KEY_B) as b:
+        for bad in ("/v1/runs/..%2Fsecret.md", "/v1/runs/toy/report/files/..%2F..%2F..%2Fsecret.md",
+                    "/v1/runs/toy%2F..%2F..%2Fsecret/files/summary.md"):
+            r = b.get(bad)
+            assert r.status_code == 404 and "outside" not in r.text, (bad, r.text)
+        assert b.get("/v1/runs/toy/report/files/summary.json").json() == json.loads(
+            (runs / "toy" / "report" / "summary.json").read_text())
+    monkeypatch.delenv("CTXROUTE_RUNS_DIR")
+    assert client(server, KEY_B).get("/v1/runs").json() == {"configured": False, "runs": []}
+    assert httpx.get(server.url + "/v1/runs").status_code == 401
+
+
+def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, shots: Path) -> None:
+    with client(server, KEY_A) as a:
+        a.post("/v1/collections", json={"name": "keyboard"})
+        files = [("files", (n, t.encode(), "text/markdown")) for n, t in DOCS.items()]
+        assert a.post("/v1/collections/keyboard/files", files=files).status_code == 201
+    # 200% zoom of a 1280x900 window: half the CSS pixels, twice the device pixels
+    context = browser.new_context(viewport={"width": 640, "height": 450}, device_scale_factor=2, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/ui/")
+        page.focus("#api-key")
+        page.keyboard.type(KEY_A)
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#collection-list .pick:has-text('keyboard')")
+        # choose the collection with the keyboard
+        page.focus("#collection-list li:has-text('keyboard') .pick")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#collection-list .pick[aria-pressed=true]:has-text('keyboard')")
+        # the skip link leads to the question; Ctrl+Enter asks
+        page.focus(".skip")
+        page.keyboard.press("Enter")
+        assert page.evaluate("location.hash") == "#question"
+        page.focus("#question")
+        page.keyboard.type("When was the Greenvale orchard planted?")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#answer[data-done='1']")
+        # Tab from the last control before the chips reaches a citation chip; Enter opens it
+        page.focus("#answer")
+        chip = page.locator("#citations .chip").first
+        for _ in range(40):
+            page.keyboard.press("Tab")
+            if page.evaluate("document.activeElement.classList.contains('chip')"):
+                break
+        assert page.evaluate("document.activeElement.classList.contains('chip')")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#source-text mark.active")
+        assert chip.get_attribute("aria-current") == "true"
+        # nothing wider than the window at 200%: no horizontal scrolling
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
+        assert page.evaluate("parseFloat(getComputedStyle(document.querySelector('#answer')).fontSize)") >= 14
+        page.screenshot(path=str(shots / "ui-5-zoom200.png"))
+    finally:
+        context.close()
