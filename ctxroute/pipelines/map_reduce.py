@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import bisect
 import json
 import re
 import time
@@ -26,6 +27,7 @@ from ctxroute.pipelines.citations import parse_markers
 from ctxroute.pipelines.llm.base import LLMClient
 from ctxroute.pipelines.packing import PackedContext, SentenceMap, pack_evidence
 from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, call_llm, check_window
+from ctxroute.router.estimates import GROUP_SLACK_TOKENS, greedy_groups, map_group_tokens, packed_tokens
 from ctxroute.types import CallUsage, Chunk, Route
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
@@ -214,20 +216,31 @@ def _record_json(r: MapRecord) -> str:
 
 def group_passages(corpus: Corpus, count_tokens, group_tokens: int) -> list[list[Chunk]]:  # type: ignore[no-untyped-def]
     """Passages of every document in document order, cut into groups of ~``group_tokens``
-    (counted with the model's tokenizer; overlapping sentences are counted twice, which errs
-    on the safe side)."""
-    groups: list[list[Chunk]] = [[]]
-    used = 0
+    packed tokens (text counted with the model's tokenizer, plus one id per sentence) by
+    :func:`ctxroute.router.estimates.greedy_groups`, the function the router's estimate uses. A
+    passage counts only its text not already in the previous passage of its document (packing
+    sends shared sentences once)."""
+    passages: list[Chunk] = []
+    sizes: list[int] = []
     for doc_id in corpus.doc_ids():
         doc = corpus.document(doc_id)
+        starts = [s.start for s in corpus.sentences(doc_id)]
+        end = -1
         for p in corpus.passages(doc_id):
-            n = count_tokens(p.text_of(doc))
-            if groups[-1] and used + n > group_tokens:
-                groups.append([])
-                used = 0
-            groups[-1].append(p)
-            used += n
-    return [g for g in groups if g]
+            start = max(p.start, end)
+            if start < p.end:
+                n_sentences = bisect.bisect_left(starts, p.end) - bisect.bisect_left(starts, start)
+                sizes.append(packed_tokens(count_tokens(doc.text[start : p.end]), n_sentences))
+            else:
+                sizes.append(0)
+            passages.append(p)
+            end = max(end, p.end)
+    groups: list[list[Chunk]] = []
+    i = 0
+    for k in greedy_groups(sizes, group_tokens):
+        groups.append(passages[i : i + k])
+        i += k
+    return groups
 
 
 class MapReduce:
@@ -246,10 +259,9 @@ class MapReduce:
     def _group_tokens(self, question: str) -> int:
         if self.config.group_tokens:
             return self.config.group_tokens
-        overhead = self.llm.count_tokens(prompts.CHAIN_SYSTEM + question * 2) + 120
+        overhead = self.llm.count_tokens(prompts.CHAIN_SYSTEM + question * 2) + GROUP_SLACK_TOKENS
         notes = self.config.map_max_tokens if self.config.mode == "chain" else 0
-        # sentence ids and delimiters add roughly 10% on top of the passages' own tokens
-        return max(200, int((self.llm.profile.usable_window - overhead - self.config.map_max_tokens - notes) / 1.15))
+        return map_group_tokens(self.llm.profile.usable_window, overhead, self.config.map_max_tokens, notes)
 
     def _packs(self, question: str, corpus: Corpus, gtok: int) -> list[PackedContext]:
         """Pack window-sized groups. Sentence ids and delimiters make a prompt longer than its

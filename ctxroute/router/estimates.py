@@ -3,12 +3,19 @@
 The shapes follow the pipelines: RAG sends ``rag_context_tokens`` of retrieved passages;
 LC sends the whole collection (only when it fits the usable window); HYBRID packs retrieved
 passages up to the usable window; MR splits the collection into groups that fit the usable
-window, one map call each, then one reduce call over the map answers; EXTRACTIVE calls no LLM.
+window, one map call each, then (collapse calls when the notes do not fit one prompt and) one
+reduce call over the map notes; EXTRACTIVE calls no LLM.
+
+The map-reduce grouping arithmetic lives here, as pure functions, so that the strategy
+(``ctxroute.pipelines.map_reduce``) and the estimate use the same numbers: the strategy groups
+its real passages with :func:`greedy_groups` under :func:`map_group_tokens`; the estimate runs
+the same two functions over passages of the collection's mean size.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Iterable, Sequence
 
 from ctxroute.router.features import RouteFeatures
 from ctxroute.types import ModelProfile, Route, RouteEstimate
@@ -21,13 +28,129 @@ def fmt_tokens(n: float) -> str:
     return f"{int(n)}"
 
 
+# a packed map prompt is longer than its passages' own tokens: every sentence gets an id line
+# ("\n[S12] ", about 4 tokens with cl100k_base/o200k_base) and every document in a group a header
+ID_TOKENS_PER_SENTENCE = 4
+DOC_HEADER_TOKENS = 20
+# the estimate knows neither sentence counts nor the whitespace between sentences (counted in a
+# collection's tokens, dropped by packing): it assumes one id per this many collection tokens,
+# i.e. packed = 1.2 x collection tokens (measured 1.16 on SEC 10-Q filings extracted from PDF,
+# 1.26 on the synthetic reports, whose sentences are shorter)
+MEAN_SENTENCE_TOKENS = 20
+PACK_SLACK = 1.01  # the strategy sizes groups this much below the room (tokens counted piecewise)
+# the map prompt's fixed part (system prompt, question frame, labels) besides the question,
+# which the frame repeats twice: 147 + 19 tokens with ctxroute's MAP_SYSTEM prompt (cl100k_base)
+MAP_PROMPT_TOKENS = 170
+REDUCE_PROMPT_TOKENS = 175  # the reduce prompt's fixed part, question excluded
+# an informative map note as the reduce prompt renders it (facts with ids, partial answer,
+# rationale, the cited sentences' quotes), as a share of the map answer's token cap: ~130 tokens
+# for 300-token answers in the scripted measurement (an assumption about real models' notes)
+NOTE_SHARE = 0.5
+GROUP_SLACK_TOKENS = 120  # room the strategy keeps per map call for labels and rounding
+
+
+def map_group_tokens(usable_window: int, overhead_tokens: int, map_max_tokens: int, notes_tokens: int = 0) -> int:
+    """Packed tokens (passages plus sentence ids) per map group: what is left of the usable window
+    after the prompt's fixed part (``overhead_tokens``), the answer and (chain mode) the previous
+    worker's notes, less :data:`PACK_SLACK`; at least 200."""
+    room = usable_window - overhead_tokens - map_max_tokens - notes_tokens
+    return max(200, int(room / PACK_SLACK))
+
+
+def greedy_groups(unit_tokens: Iterable[int], group_tokens: int) -> list[int]:
+    """Sizes (number of units) of the groups that units of ``unit_tokens`` tokens, in order, fall
+    into when a group is closed as soon as the next unit would take it over ``group_tokens`` (a
+    unit larger than that gets a group of its own)."""
+    sizes: list[int] = []
+    used = 0
+    for n in unit_tokens:
+        if sizes and sizes[-1] and used + n > group_tokens:
+            sizes.append(0)
+            used = 0
+        if not sizes:
+            sizes.append(0)
+        sizes[-1] += 1
+        used += n
+    return [k for k in sizes if k]
+
+
+def packed_tokens(text_tokens: int, n_sentences: int) -> int:
+    """Tokens a passage takes in a map prompt: its text plus one id per sentence."""
+    return int(text_tokens) + ID_TOKENS_PER_SENTENCE * int(n_sentences)
+
+
+def passage_units(doc_tokens: Sequence[int], passage_tokens: int) -> list[int]:
+    """Each document's tokens cut into passages of ``passage_tokens`` (the last one shorter),
+    as packed tokens with sentences of :data:`MEAN_SENTENCE_TOKENS`: the stand-in for real
+    passages when only sizes are known."""
+    size = max(1, int(passage_tokens))
+    out: list[int] = []
+    for t in doc_tokens:
+        whole, rest = divmod(int(t), size)
+        for n in [size] * whole + ([rest] if rest else []):
+            out.append(int(n + ID_TOKENS_PER_SENTENCE * n / MEAN_SENTENCE_TOKENS))
+    return out
+
+
+@dataclass(frozen=True)
+class MapReducePlan:
+    """Calls and prompt tokens a map-reduce run is expected to make."""
+
+    groups: int
+    map_prompt_tokens: int
+    collapse_calls: int
+    collapse_prompt_tokens: int
+    reduce_prompt_tokens: int
+
+    @property
+    def calls(self) -> int:
+        return self.groups + self.collapse_calls + 1
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.map_prompt_tokens + self.collapse_prompt_tokens + self.reduce_prompt_tokens
+
+
+def plan_map_reduce(
+    doc_tokens: Sequence[int],
+    question_tokens: int,
+    usable_window: int,
+    *,
+    passage_tokens: int = 256,
+    map_max_tokens: int = 300,
+    note_tokens: int = 300,
+    map_prompt_tokens: int = MAP_PROMPT_TOKENS,
+) -> MapReducePlan:
+    """The strategy's grouping replayed on sizes: groups of :func:`map_group_tokens` over
+    passages of ``passage_tokens`` (:func:`passage_units`), one map call per group, collapse
+    calls while the notes (``note_tokens`` each) exceed what one reduce prompt holds, one reduce."""
+    fixed = map_prompt_tokens + 2 * question_tokens
+    gtok = map_group_tokens(usable_window, fixed + GROUP_SLACK_TOKENS, map_max_tokens)
+    units = passage_units(doc_tokens, passage_tokens)
+    groups = max(1, len(greedy_groups(units, gtok)))
+    map_prompt = sum(units) + groups * fixed + DOC_HEADER_TOKENS * (groups + len(doc_tokens) - 1)
+    reduce_fixed = REDUCE_PROMPT_TOKENS + 2 * question_tokens
+    budget = max(note_tokens, usable_window - reduce_fixed - map_max_tokens - 100)
+    notes, collapse_calls, collapse_prompt = groups, 0, 0
+    for _ in range(3):  # the strategy's max_collapse_rounds
+        if notes * note_tokens <= budget or notes == 1:
+            break
+        per_call = max(2, budget // max(1, note_tokens))
+        calls = math.ceil(notes / per_call)
+        collapse_calls += calls
+        collapse_prompt += notes * note_tokens + calls * reduce_fixed
+        notes = calls
+    reduce_prompt = min(notes * note_tokens, budget) + reduce_fixed
+    return MapReducePlan(groups, map_prompt, collapse_calls, collapse_prompt, reduce_prompt)
+
+
 @dataclass(frozen=True)
 class EstimateSettings:
     """Prompt shapes assumed by the estimates (match the pipelines' defaults)."""
 
     rag_context_tokens: int = 3000
     answer_tokens: int = 300
-    map_overhead_tokens: int = 400
+    map_overhead_tokens: int = MAP_PROMPT_TOKENS  # fixed part of a map prompt besides the question
     prompt_overhead_tokens: int = 200  # instructions and formatting per call
 
 
@@ -37,7 +160,7 @@ def estimate_routes(
     *,
     rag_context_tokens: int = 3000,
     answer_tokens: int = 300,
-    map_overhead_tokens: int = 400,
+    map_overhead_tokens: int = MAP_PROMPT_TOKENS,
     prompt_overhead_tokens: int = 200,
 ) -> tuple[RouteEstimate, ...]:
     """Estimates for rag, lc, hybrid, mr and extractive, in that order."""
@@ -84,20 +207,18 @@ def estimate_routes(
         why = f"hybrid prompt {fmt_tokens(hyb_prompt)} tokens > context window {fmt_tokens(window)}"
     out.append(est(Route.HYBRID, hyb_prompt, answer_tokens, 1, why))
 
-    # MR: groups of the usable window, one map call each, then a reduce call
-    capacity = usable - q - map_overhead_tokens - answer_tokens
+    # MR: the strategy's grouping (plan_map_reduce), one map call per group, collapse, reduce
+    mean_passage = round(total / f.n_passages) if f.n_passages else f.passage_tokens
+    plan = plan_map_reduce((total,), f.question_tokens, usable, passage_tokens=mean_passage or 256,
+                           map_max_tokens=answer_tokens, note_tokens=max(1, int(answer_tokens * NOTE_SHARE)),
+                           map_prompt_tokens=map_overhead_tokens)
     why = ""
-    if capacity <= 0:
+    if usable - map_overhead_tokens - 2 * f.question_tokens - answer_tokens < 200:
         why = f"usable window {fmt_tokens(usable)} leaves no room for a map chunk"
-        groups = 1
-    else:
-        groups = max(1, math.ceil(total / capacity))
-    map_prompt = total + groups * (q + map_overhead_tokens)
-    reduce_prompt = groups * answer_tokens + q
-    if not why and reduce_prompt + answer_tokens > window:
-        why = f"reduce over {groups} map answers ({fmt_tokens(reduce_prompt)} tokens) > context window {fmt_tokens(window)}"
-    calls = groups + 1
-    out.append(est(Route.MR, map_prompt + reduce_prompt, calls * answer_tokens, calls, why))
+    elif plan.reduce_prompt_tokens + answer_tokens > window:
+        why = (f"reduce over {plan.groups} map answers ({fmt_tokens(plan.reduce_prompt_tokens)} tokens) > "
+               f"context window {fmt_tokens(window)}")
+    out.append(est(Route.MR, plan.prompt_tokens, plan.calls * answer_tokens, plan.calls, why))
 
     # EXTRACTIVE: sentences from the retrieved passages, no LLM call
     out.append(RouteEstimate(route=Route.EXTRACTIVE, prompt_tokens=0, cost=0.0, completion_tokens=0, calls=0))
