@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import pytest
 
 from ctxroute.api.settings import ApiSettings
+from ctxroute.errors import LLMServerError
 from ctxroute.pipelines.llm.base import LLMRequest, prompt_text
 from ctxroute.pipelines.llm.scripted import ScriptedLLM
 from ctxroute.retrievers.embedders import HashingEmbedder
@@ -72,7 +73,12 @@ def scripted_llm() -> ScriptedLLM:
     """The LLM of the page tests: deterministic, streamed in pieces, so the router has a real
     model profile to estimate routes against (the extractive reader makes no estimates)."""
     return ScriptedLLM(
-        rules=[(r"harbour master", quoting("Okafor")), (r"orchard planted", quoting("1952"))],
+        rules=[
+            # matched against the whole prompt: phrased as the questions are, not as the documents
+            (r"storm warning", LLMServerError("the LLM server answered 500 (scripted outage)")),
+            (r"Who is the harbour master", quoting("Okafor")), (r"When was the Greenvale orchard planted", quoting("1952")),
+            (r"When was the lighthouse on Cape Morrow built", quoting("1871")),
+        ],
         default="The documents do not say.", latency_s=0.05,
     )
 

@@ -247,6 +247,7 @@ def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, sh
         page.keyboard.type("When was the Greenvale orchard planted?")
         page.keyboard.press("Control+Enter")
         page.wait_for_selector("#answer[data-done='1']")
+        assert "planted by the Moretti family in 1952" in page.inner_text("#answer")
         # Tab from the last control before the chips reaches a citation chip; Enter opens it
         page.focus("#answer")
         chip = page.locator("#citations .chip").first
@@ -264,3 +265,97 @@ def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, sh
         page.screenshot(path=str(shots / "ui-5-zoom200.png"))
     finally:
         context.close()
+
+
+def _two_page_pdf() -> bytes:
+    import io
+
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    c.drawString(72, 720, "The Cape Morrow guide describes the northern coast.")
+    c.drawString(72, 700, "The village has one bakery and a small school.")
+    c.showPage()
+    c.drawString(72, 720, "The lighthouse on Cape Morrow was built in 1871.")
+    c.drawString(72, 700, "Its lamp can be seen from forty kilometres away.")
+    c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def test_pdf_citation_shows_its_page(page: Any, server: LiveServer, shots: Path) -> None:
+    with client(server, KEY_A) as a:
+        a.post("/v1/collections", json={"name": "guides"})
+    page.goto(server.url + "/ui/")
+    use_key(page, KEY_A)
+    page.click("#collection-list .pick:has-text('guides')")
+    page.wait_for_selector("#collection-list .pick[aria-pressed=true]:has-text('guides')")
+    page.set_input_files("#file-input", [file_payload("cape.pdf", _two_page_pdf(), "application/pdf")])
+    page.wait_for_selector("#upload-list li.ok[data-file='cape.pdf']")
+    page.wait_for_selector("#doc-list label:has-text('2 pages')")
+    page.fill("#question", "When was the lighthouse on Cape Morrow built?")
+    page.click("#ask-button")
+    page.wait_for_selector("#answer[data-done='1']")
+    chip = page.locator("#citations .chip").first
+    assert "page 2" in chip.inner_text()
+    chip.click()
+    page.wait_for_selector("#source-text mark.active")
+    doc_id, start, end = chip.get_attribute("data-doc"), int(chip.get_attribute("data-start")), int(chip.get_attribute("data-end"))
+    source = client(server, KEY_A).get(f"/v1/collections/guides/documents/{doc_id}/text").json()
+    assert len(source["page_starts"]) == 2 and start >= source["page_starts"][1]
+    highlighted = "".join(page.locator("#source-text mark.active").all_inner_texts())
+    assert highlighted == source["text"][start:end] and "1871" in highlighted
+    assert ", page 2" in page.inner_text("#source-meta")
+    # a page marker before the second page's text (CSS content: not part of the text itself)
+    assert page.locator("#source-text .pagebreak[data-page='2']").count() == 1
+    assert page.inner_text("#source-text").replace("\n", "") == source["text"].replace("\n", "")
+
+
+def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer, shots: Path) -> None:
+    with client(server, KEY_B) as b:
+        b.post("/v1/collections", json={"name": "ports"})
+        files = [("files", (n, t.encode(), "text/markdown")) for n, t in DOCS.items()]
+        added = b.post("/v1/collections/ports/files", files=files).json()["documents"]
+    harbour = next(d["id"] for d in added if d["title"] == "Port Ellis harbour rules")
+    page.goto(server.url + "/ui/")
+    use_key(page, KEY_B)
+    page.click("#collection-list .pick:has-text('ports')")
+    page.wait_for_selector(f"#doc-list input[value='{harbour}']")
+    page.check(f"#doc-list input[value='{harbour}']")
+    page.select_option("#route", "rag")
+    page.fill("#max-tokens", "5000")
+    page.fill("#question", "Who is the harbour master of Port Ellis?")
+    page.click("#ask-button")
+    page.wait_for_selector("#answer[data-done='1']")
+    assert page.inner_text("#decision-route") == "rag"
+    docs = {c.get_attribute("data-doc") for c in page.locator("#citations .chip").all()}
+    assert docs == {harbour}
+    assert "Ruth Okafor" in page.inner_text("#answer")
+
+    # the LLM fails: the engine falls back to the extractive reader, and the page says so
+    page.select_option("#route", "")
+    page.uncheck(f"#doc-list input[value='{harbour}']")
+    page.fill("#max-tokens", "")
+    page.fill("#question", "Is there a storm warning for Port Ellis harbour?")
+    page.click("#ask-button")
+    page.wait_for_selector("#answer[data-done='1']")
+    out = client(server, KEY_B).post("/v1/collections/ports/query",
+                                     json={"question": "Is there a storm warning for Port Ellis harbour?", "cache": False}).json()
+    assert out["fallbacks_taken"], out
+    notices = page.locator("#notices li").all_inner_texts()
+    for f in out["fallbacks_taken"]:
+        assert f"Fallback taken: {f}" in notices, notices
+    for w in out["warnings"]:
+        assert f"Warning: {w}" in notices, notices
+    page.locator("#ask").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "ui-7-fallback.png"))
+
+    # deleting asks for a second press, then the collection is gone
+    delete = page.locator("#collection-list li:has-text('ports') button.danger")
+    delete.click()
+    assert "Really delete ports?" in delete.inner_text()
+    assert client(server, KEY_B).get("/v1/collections/ports").status_code == 200
+    delete.click()
+    page.wait_for_function("!document.querySelector('#collection-list').textContent.includes('ports')")
+    assert client(server, KEY_B).get("/v1/collections/ports").status_code == 404
