@@ -373,7 +373,7 @@ class Collection:
             progress("dense", 1, 1)
 
         t0 = time.perf_counter()
-        graph = GraphIndex(st.graph.config, st.graph.graph.copy())
+        graph = st.graph.copy()
         for doc_id in removed:
             if doc_id in graph.doc_ids:
                 graph.remove(doc_id)

@@ -1,26 +1,29 @@
-"""Graph index over a collection (networkx) and a personalised-PageRank retriever.
+"""Graph index over a collection and a personalised-PageRank retriever.
 
-Nodes: document, section and passage chunks (attributes ``kind``, ``doc_id``, ``level``,
-``ordinal``, ``start``, ``end``) and key terms (``term:<normalised term>``). Edges:
-parent -> child, ``next`` (passage -> next passage, section -> next section, in document
-order) and passage -> term for each key term of the passage.
+The graph has document, section and passage chunks and key terms (``term:<normalised term>``)
+as nodes; its edges are parent -> child, ``next`` (passage -> next passage, section -> next
+section, in document order) and passage -> term for each key term of the passage. It is kept
+as arrays, not as objects per node: per document its chunk hierarchy and, per passage, the ids
+of its key terms. ``graph`` gives it as a networkx DiGraph (built on demand, for inspection).
 
-PageRank runs as scipy sparse power iteration on a matrix cached from the graph over
-passages, sections and terms (documents left out: they would be hubs). Terms found in
-only one passage (no bridge) or in too many (a hub) are left out of the matrix but kept
-in the graph, so adding a document can bring them back.
+PageRank runs as scipy sparse power iteration on a matrix built (vectorised) over passages,
+sections and terms (documents left out: they would be hubs). Terms found in only one passage
+(no bridge) or in too many (a hub) are left out of the matrix but kept in the index, so
+adding a document can bring them back.
+
+On disk: ``graph.json`` (format version, config, document order, the term vocabulary) and
+``graph.npz`` (CSR of passage -> term ids). The chunk hierarchy is the collection's own and
+is passed to ``load``.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import networkx as nx
 import numpy as np
 import scipy.sparse as sp
 
@@ -28,13 +31,16 @@ from ctxroute.errors import InputError, ManifestMismatch, NotFound
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.hybrid import rrf
 from ctxroute.retrievers.keyterms import extract_keyterms, query_ngrams
-from ctxroute.types import Chunk, Document, Level, ScoredChunk
+from ctxroute.types import Chunk, Document, ScoredChunk
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from ctxroute.retrievers.chunking import DocumentChunks
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 GRAPH_FILE = "graph.json"
+ARRAYS_FILE = "graph.npz"
 TERM_PREFIX = "term:"
 
 
@@ -68,21 +74,39 @@ class _Matrix:
     n_passages: int  # rows 0 .. n_passages-1 are the passages
 
 
+@dataclass(frozen=True)
+class _DocGraph:
+    """One document: its chunk hierarchy and the key-term ids of each of its passages."""
+
+    chunks: Any  # DocumentChunks (or anything with document/sections/passages)
+    terms: tuple[tuple[int, ...], ...]  # per passage, ids into GraphIndex._terms
+
+
 def _term_node(term: str) -> str:
     return TERM_PREFIX + term
+
+
+def _ordered(chunks: Sequence[Chunk]) -> list[Chunk]:
+    return sorted(chunks, key=lambda c: (c.start, c.ordinal))
 
 
 class GraphIndex:
     """Structure + key-term graph of a collection's passages; cheap to construct."""
 
-    def __init__(self, config: GraphConfig | None = None, graph: nx.DiGraph | None = None) -> None:
+    def __init__(self, config: GraphConfig | None = None) -> None:
         self.config = config or GraphConfig()
-        self.graph: nx.DiGraph = graph if graph is not None else nx.DiGraph()
-        self._by_doc: dict[str, set[str]] = {}
-        for node, data in self.graph.nodes(data=True):
-            if data.get("kind") != "term":
-                self._by_doc.setdefault(data["doc_id"], set()).add(node)
+        self._docs: dict[str, _DocGraph] = {}
+        self._terms: list[str] = []  # term id -> normalised term (ids are never reused while loaded)
+        self._term_id: dict[str, int] = {}
         self._matrix: _Matrix | None = None
+
+    def copy(self) -> "GraphIndex":
+        """A copy sharing the immutable per-document data (writers derive a new version)."""
+        other = GraphIndex(self.config)
+        other._docs = dict(self._docs)
+        other._terms = list(self._terms)
+        other._term_id = dict(self._term_id)
+        return other
 
     # --- building -------------------------------------------------------------------
     @classmethod
@@ -102,6 +126,17 @@ class GraphIndex:
             index.add(doc, doc_chunks)
         return index
 
+    def _ids(self, terms: Sequence[str]) -> tuple[int, ...]:
+        out: list[int] = []
+        for term in terms:
+            i = self._term_id.get(term)
+            if i is None:
+                i = self._term_id[term] = len(self._terms)
+                self._terms.append(term)
+            if i not in out:
+                out.append(i)
+        return tuple(out)
+
     def add(self, doc: Document, doc_chunks: DocumentChunks) -> None:
         """Add (or replace) one document's hierarchy and key-term edges."""
         if doc_chunks.document.doc_id != doc.id:
@@ -109,160 +144,195 @@ class GraphIndex:
                 f"chunks belong to document {doc_chunks.document.doc_id!r}, not {doc.id!r}; "
                 "chunk the document you add"
             )
-        if doc.id in self._by_doc:
-            self.remove(doc.id)
-        g = self.graph
-        nodes: set[str] = set()
-        for c in (doc_chunks.document, *doc_chunks.sections, *doc_chunks.passages):
-            g.add_node(
-                c.id,
-                kind=c.level.value,
-                doc_id=c.doc_id,
-                level=c.level.value,
-                ordinal=c.ordinal,
-                start=c.start,
-                end=c.end,
-            )
-            nodes.add(c.id)
-        for c in (*doc_chunks.sections, *doc_chunks.passages):
-            if c.parent_id is not None and c.parent_id in nodes:
-                g.add_edge(c.parent_id, c.id, kind="child")
-        for level in (doc_chunks.sections, doc_chunks.passages):
-            ordered = sorted(level, key=lambda c: (c.start, c.ordinal))
-            for a, b in zip(ordered, ordered[1:]):
-                g.add_edge(a.id, b.id, kind="next")
-        for p in doc_chunks.passages:
-            for term in extract_keyterms(p.text_of(doc), max_terms=self.config.max_terms_per_passage):
-                t = _term_node(term)
-                if t not in g:
-                    g.add_node(t, kind="term", term=term)
-                g.add_edge(p.id, t, kind="term")
-        self._by_doc[doc.id] = nodes
+        self._docs.pop(doc.id, None)
+        terms = tuple(
+            self._ids(extract_keyterms(p.text_of(doc), max_terms=self.config.max_terms_per_passage))
+            for p in doc_chunks.passages
+        )
+        self._docs[doc.id] = _DocGraph(doc_chunks, terms)
         self._matrix = None
 
     def remove(self, doc_id: str) -> None:
-        """Remove a document's nodes and any key term no other document still uses."""
-        nodes = self._by_doc.pop(doc_id, None)
-        if nodes is None:
-            raise NotFound(f"document {doc_id!r} is not in the graph index; known: {len(self._by_doc)} documents")
-        terms = {t for n in nodes for t in self.graph.successors(n) if t.startswith(TERM_PREFIX)}
-        self.graph.remove_nodes_from(nodes)
-        self.graph.remove_nodes_from([t for t in terms if self.graph.degree(t) == 0])
+        """Remove a document's nodes (a key term no other document uses goes with them)."""
+        if self._docs.pop(doc_id, None) is None:
+            raise NotFound(f"document {doc_id!r} is not in the graph index; known: {len(self._docs)} documents")
         self._matrix = None
 
     @property
     def doc_ids(self) -> list[str]:
-        return sorted(self._by_doc)
+        return sorted(self._docs)
 
     def passage_ids(self) -> list[str]:
-        return [n for n, d in self.graph.nodes(data=True) if d.get("kind") == Level.PASSAGE.value]
+        return [p.id for d in self._docs.values() for p in d.chunks.passages]
+
+    def _find_passage(self, passage_id: str) -> tuple[_DocGraph, int]:
+        doc_id = passage_id.rsplit(":", 1)[0]
+        for d in ([self._docs[doc_id]] if doc_id in self._docs else self._docs.values()):
+            for i, p in enumerate(d.chunks.passages):
+                if p.id == passage_id:
+                    return d, i
+        raise NotFound(f"passage {passage_id!r} is not in the graph index")
 
     def terms_of(self, passage_id: str) -> list[str]:
         """Key terms linked to a passage (normalised, without the ``term:`` prefix)."""
-        return sorted(t[len(TERM_PREFIX) :] for t in self.graph.successors(passage_id) if t.startswith(TERM_PREFIX))
+        d, i = self._find_passage(passage_id)
+        return sorted(self._terms[t] for t in d.terms[i])
+
+    @property
+    def graph(self) -> "nx.DiGraph":
+        """The index as a networkx DiGraph (node attributes ``kind``, ``doc_id``, ``level``,
+        ``ordinal``, ``start``, ``end``; edge attribute ``kind``). Built on each call."""
+        import networkx as nx
+
+        g = nx.DiGraph()
+        for d in self._docs.values():
+            dc = d.chunks
+            nodes = set()
+            for c in (dc.document, *dc.sections, *dc.passages):
+                g.add_node(c.id, kind=c.level.value, doc_id=c.doc_id, level=c.level.value, ordinal=c.ordinal,
+                           start=c.start, end=c.end)
+                nodes.add(c.id)
+            for c in (*dc.sections, *dc.passages):
+                if c.parent_id is not None and c.parent_id in nodes:
+                    g.add_edge(c.parent_id, c.id, kind="child")
+            for level in (dc.sections, dc.passages):
+                ordered = _ordered(level)
+                for a, b in zip(ordered, ordered[1:]):
+                    g.add_edge(a.id, b.id, kind="next")
+            for p, ids in zip(dc.passages, d.terms):
+                for t in ids:
+                    node = _term_node(self._terms[t])
+                    if node not in g:
+                        g.add_node(node, kind="term", term=self._terms[t])
+                    g.add_edge(p.id, node, kind="term")
+        return g
 
     # --- persistence ----------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Write ``graph.json`` (networkx node-link JSON) atomically into ``directory``."""
+        """Write ``graph.json`` and ``graph.npz`` (passage -> term CSR) into ``directory``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        data = nx.node_link_data(self.graph, edges="edges")
-        data["graph"] = {"format_version": FORMAT_VERSION, "config": asdict(self.config)}
-        fd, tmp = tempfile.mkstemp(prefix=".graph.", suffix=".json.tmp", dir=directory)
+        used = sorted({t for d in self._docs.values() for ids in d.terms for t in ids})
+        remap = np.full(len(self._terms), -1, dtype=np.int64)
+        remap[np.asarray(used, dtype=np.int64)] = np.arange(len(used))
+        lengths = [len(ids) for d in self._docs.values() for ids in d.terms]
+        flat = [t for d in self._docs.values() for ids in d.terms for t in ids]
+        indptr = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        term_ids = remap[np.asarray(flat, dtype=np.int64)].astype(np.int32) if flat else np.zeros(0, np.int32)
+        meta = {"format_version": FORMAT_VERSION, "config": asdict(self.config),
+                "docs": [[doc_id, len(d.chunks.passages)] for doc_id, d in self._docs.items()],
+                "terms": [self._terms[t] for t in used]}
+        fd, tmp = tempfile.mkstemp(prefix=".graph.", suffix=".npz.tmp", dir=directory)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, ensure_ascii=False, separators=(",", ":"))
-            os.replace(tmp, directory / GRAPH_FILE)
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, indptr=indptr, term_ids=term_ids)
+            os.replace(tmp, directory / ARRAYS_FILE)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        (directory / GRAPH_FILE).write_text(json.dumps(meta, ensure_ascii=False, separators=(",", ":")),
+                                            encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: Path) -> GraphIndex:
+    def load(cls, directory: Path, chunks: Mapping[str, DocumentChunks]) -> GraphIndex:
+        """Load a saved index; ``chunks`` maps each saved document id to its hierarchy."""
         path = Path(directory) / GRAPH_FILE
         if not path.is_file():
             raise NotFound(f"no graph index at {path}; build one with GraphIndex.build(...).save(dir)")
-        data = json.loads(path.read_text(encoding="utf-8"))
-        meta = data.get("graph", {})
-        if meta.get("format_version") != FORMAT_VERSION:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        found = meta.get("format_version", meta.get("graph", {}).get("format_version"))
+        if found != FORMAT_VERSION:
             raise ManifestMismatch(
-                f"{path} has graph format {meta.get('format_version')!r}, this code reads {FORMAT_VERSION}; "
+                f"{path} has graph format {found!r}, this code reads {FORMAT_VERSION}; "
                 "re-ingest the collection to rebuild it",
                 path=str(path),
             )
         known = GraphConfig.__dataclass_fields__
-        config = GraphConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known})
-        graph = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
-        graph.graph = {}
-        return cls(config, graph)
+        index = cls(GraphConfig(**{k: v for k, v in meta.get("config", {}).items() if k in known}))
+        index._terms = [str(t) for t in meta["terms"]]
+        index._term_id = {t: i for i, t in enumerate(index._terms)}
+        with np.load(Path(directory) / ARRAYS_FILE, allow_pickle=False) as arrays:
+            indptr = arrays["indptr"]
+            term_ids = arrays["term_ids"].tolist()
+        row = 0
+        for doc_id, n_passages in meta["docs"]:
+            dc = chunks.get(doc_id)
+            if dc is None or len(dc.passages) != n_passages:
+                raise ManifestMismatch(f"{path}: document {doc_id!r} does not match the collection's chunks; "
+                                       "re-ingest the collection")
+            terms = tuple(tuple(term_ids[indptr[r]:indptr[r + 1]]) for r in range(row, row + n_passages))
+            index._docs[doc_id] = _DocGraph(dc, terms)
+            row += n_passages
+        return index
 
     # --- queries --------------------------------------------------------------------
     def neighbours(self, passage_id: str, *, hops: int = 1) -> list[str]:
         """Passages up to ``hops`` steps before and after ``passage_id``, in document order."""
-        if passage_id not in self.graph:
-            raise NotFound(f"passage {passage_id!r} is not in the graph index")
-        before: list[str] = []
-        after: list[str] = []
-        node = passage_id
-        for _ in range(hops):
-            prev = [u for u, _, d in self.graph.in_edges(node, data=True) if d.get("kind") == "next"]
-            if not prev:
-                break
-            node = prev[0]
-            before.append(node)
-        node = passage_id
-        for _ in range(hops):
-            nxt = [v for _, v, d in self.graph.out_edges(node, data=True) if d.get("kind") == "next"]
-            if not nxt:
-                break
-            node = nxt[0]
-            after.append(node)
-        return before[::-1] + after
+        d, i = self._find_passage(passage_id)
+        ordered = _ordered(d.chunks.passages)
+        pos = next(j for j, p in enumerate(ordered) if p.id == passage_id)
+        return [p.id for p in ordered[max(0, pos - hops):pos]] + [p.id for p in ordered[pos + 1:pos + 1 + hops]]
 
     def _build_matrix(self) -> _Matrix:
         cfg = self.config
-        g = self.graph
-        data = g.nodes(data=True)
-        passages = [n for n, d in data if d.get("kind") == Level.PASSAGE.value]
-        sections = [n for n, d in data if d.get("kind") == Level.SECTION.value]
-        n_pass = len(passages)
+        docs = list(self._docs.values())
+        passages = [p.id for d in docs for p in d.chunks.passages]
+        sections = [s.id for d in docs for s in d.chunks.sections]
+        n_pass, n_sec = len(passages), len(sections)
+        lengths = np.asarray([len(ids) for d in docs for ids in d.terms], dtype=np.int64)
+        flat = np.asarray([t for d in docs for ids in d.terms for t in ids], dtype=np.int64)
+        df = np.bincount(flat, minlength=len(self._terms)) if flat.size else np.zeros(len(self._terms), np.int64)
         cap = max(cfg.min_df_cap, min(cfg.max_df, int(cfg.max_df_fraction * n_pass)))
-        terms = []
-        for n, d in data:
-            if d.get("kind") == "term":
-                df = g.in_degree(n)
-                if 2 <= df <= cap:
-                    terms.append(n)
-        nodes = passages + sections + terms
+        bridge = (df >= 2) & (df <= cap)
+        # terms in order of first use (as passages list them), like the node order of the graph
+        first_use = np.unique(flat, return_index=True) if flat.size else (np.zeros(0, np.int64),) * 2
+        kept = first_use[0][np.argsort(first_use[1], kind="stable")]
+        kept = kept[bridge[kept]]
+        row_of_term = np.full(len(self._terms), -1, dtype=np.int64)
+        row_of_term[kept] = n_pass + n_sec + np.arange(kept.size)
+        nodes = passages + sections + [_term_node(self._terms[t]) for t in kept]
         index = {n: i for i, n in enumerate(nodes)}
-        rows: list[int] = []
-        cols: list[int] = []
-        vals: list[float] = []
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
 
-        def link(a: int, b: int, w: float) -> None:
+        def link(a: np.ndarray, b: np.ndarray, w: np.ndarray | float) -> None:
+            w = np.broadcast_to(np.asarray(w, dtype=np.float64), a.shape)
             rows.extend((a, b))
             cols.extend((b, a))
             vals.extend((w, w))
 
-        for t in terms:
-            ti = index[t]
-            w = cfg.term_weight * math.log(1.0 + n_pass / g.in_degree(t))
-            for p in g.predecessors(t):
-                link(index[p], ti, w)
-        for u, v, d in g.edges(data=True):
-            kind = d.get("kind")
-            if u not in index or v not in index:
-                continue
-            if kind == "next":
-                is_passage = data[u].get("kind") == Level.PASSAGE.value
-                link(index[u], index[v], cfg.next_weight if is_passage else cfg.section_weight)
-            elif kind == "child" and data[u].get("kind") == Level.SECTION.value:
-                link(index[u], index[v], cfg.section_weight)
+        if flat.size:
+            prow = np.repeat(np.arange(n_pass, dtype=np.int64), lengths)
+            trow = row_of_term[flat]
+            keep = trow >= 0
+            weight = cfg.term_weight * np.log1p(n_pass / np.maximum(df[flat[keep]], 1))
+            link(prow[keep], trow[keep], weight)
+        a_list: list[int] = []
+        b_list: list[int] = []
+        w_list: list[float] = []
+        for d in docs:
+            dc = d.chunks
+            sec_ids = {s.id for s in dc.sections}
+            for level, weight in ((dc.sections, cfg.section_weight), (dc.passages, cfg.next_weight)):
+                ordered = _ordered(level)
+                for a, b in zip(ordered, ordered[1:]):
+                    a_list.append(index[a.id])
+                    b_list.append(index[b.id])
+                    w_list.append(weight)
+            for c in (*dc.sections, *dc.passages):
+                if c.parent_id in sec_ids:
+                    a_list.append(index[c.parent_id])
+                    b_list.append(index[c.id])
+                    w_list.append(cfg.section_weight)
+        if a_list:
+            link(np.asarray(a_list, dtype=np.int64), np.asarray(b_list, dtype=np.int64), np.asarray(w_list))
         n = len(nodes)
-        adj = sp.csr_matrix(
-            (np.asarray(vals, dtype=np.float64), (np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64))),
-            shape=(n, n),
-        )
+        if rows:
+            adj = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        else:
+            adj = sp.csr_matrix((n, n), dtype=np.float64)
         out = np.asarray(adj.sum(axis=1)).ravel()
         dangling = out == 0
         inv = np.where(dangling, 0.0, 1.0 / np.where(dangling, 1.0, out))
@@ -306,12 +376,17 @@ class GraphIndex:
             for _ in range(hops):
                 reach |= (transition @ reach.astype(np.float32)) > 0
             rows = np.flatnonzero(reach)
-            transition = transition[rows][:, rows]
             s = s[rows]
+        # The walk stays on ``rows``: their slice of the matrix times a full-length vector that
+        # is zero elsewhere equals ``transition[rows][:, rows] @ p`` without building that
+        # submatrix (which cost more than the walk itself).
+        sub = transition[rows] if rows.size < n else transition
+        full = np.zeros(n, dtype=np.float32)
         alpha = self.config.alpha
         p = s.copy()
         for _ in range(self.config.max_iter):
-            nxt = (1.0 - alpha) * (transition @ p)
+            full[rows] = p
+            nxt = (1.0 - alpha) * (sub @ full)
             nxt += (1.0 - float(nxt.sum())) * s  # restart, plus mass lost at dangling/boundary nodes
             delta = float(np.abs(nxt - p).sum())
             p = nxt
@@ -350,9 +425,9 @@ class GraphRetriever:
         rrf_k = self.index.config.seed_rrf_k
         for rank, hit in enumerate(hits, start=1):
             seeds[hit.chunk.id] = seeds.get(hit.chunk.id, 0.0) + 1.0 / (rrf_k + rank)
-        terms = self.index.query_term_nodes(query)
         share = self.index.config.query_term_share
-        if terms and share > 0:
+        terms = self.index.query_term_nodes(query) if share > 0 else []  # skip the lookup when unused
+        if terms:
             hit_mass = sum(seeds.values())
             each = (share * hit_mass / (1.0 - share) if hit_mass > 0 else 1.0) / len(terms)
             for t in terms:

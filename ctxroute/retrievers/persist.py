@@ -5,17 +5,24 @@ Layout of one collection (``<root>/<name>/``)::
     CURRENT                  name of the live version directory, replaced atomically
     .lock                    flock'ed by writers (processes and threads)
     versions/v000007/
-        manifest.json        format version, configs, embedder name/dim, per-document hashes
-        documents.jsonl      one Document per line (text included)
-        chunks.jsonl         one DocumentChunks per line
+        manifest.json        format version, configs, embedder, dense dtype, counts (no per-document bulk)
+        documents.jsonl.gz   one Document per line (text and content hash included), gzip'ed
+        chunks.npz/.json     the chunk hierarchy as integer columns + a string table (codec.py)
         sparse/              bm25s arrays (np.save, allow_pickle=False) + JSON
-        dense.faiss          faiss.write_index; vectors.npy (source of truth) + dense.json
-        graph.json           networkx node-link JSON
+        vectors.npy          the passage vectors, float16 (the only copy; the FAISS flat index is
+                             rebuilt from them at load) + dense.json; above the HNSW threshold
+                             dense.faiss holds them instead
+        graph.json/.npz      key-term vocabulary + passage -> term CSR (graph.py)
+
+Format 1 (JSONL chunks, float32 vectors stored twice, networkx JSON graph) is refused with
+an error naming both versions and the fix (re-ingest).
 
 A write builds a whole new version in ``versions/.tmp-*``, renames it into place and then
 replaces ``CURRENT``; a crash at any point leaves the previous version loadable.
 """
 from __future__ import annotations
+
+from collections import Counter
 
 import contextlib
 import hashlib
@@ -27,18 +34,19 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Mapping
 
 from ctxroute.errors import ManifestMismatch
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import DocumentChunks
+from ctxroute.retrievers.codec import DOCUMENTS_FILE, read_chunks, read_documents, write_chunks, write_documents
 from ctxroute.retrievers.collection_config import CollectionConfig
 from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.graph import GraphIndex
 from ctxroute.retrievers.sparse import SparseIndex
-from ctxroute.types import Chunk, Document, Level
+from ctxroute.types import Chunk, Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _KEEP_VERSIONS = 2  # the live one and its predecessor (a reader may still be loading it)
 
 
@@ -46,68 +54,12 @@ def _before_commit(tmp_dir: Path) -> None:
     """Test seam: called when a new version is fully written, just before it goes live."""
 
 
-# --- (de)serialisation ----------------------------------------------------------------
-def _chunk_to_json(c: Chunk) -> list[Any]:
-    return [c.id, c.level.value, c.start, c.end, c.parent_id, c.ordinal, c.n_tokens, c.heading]
-
-
-def _chunk_from_json(doc_id: str, row: Sequence[Any]) -> Chunk:
-    cid, level, start, end, parent, ordinal, n_tokens, heading = row
-    return Chunk(id=cid, doc_id=doc_id, level=Level(level), start=int(start), end=int(end),
-                 parent_id=parent, ordinal=int(ordinal), n_tokens=int(n_tokens), heading=heading)
-
-
-def _chunks_to_json(dc: DocumentChunks) -> dict[str, Any]:
-    return {
-        "doc_id": dc.document.doc_id,
-        "document": _chunk_to_json(dc.document),
-        "sections": [_chunk_to_json(c) for c in dc.sections],
-        "passages": [_chunk_to_json(c) for c in dc.passages],
-        "sentences": [_chunk_to_json(c) for c in dc.sentences],
-    }
-
-
-def _chunks_from_json(data: Mapping[str, Any]) -> DocumentChunks:
-    doc_id = str(data["doc_id"])
-    return DocumentChunks(
-        document=_chunk_from_json(doc_id, data["document"]),
-        sections=tuple(_chunk_from_json(doc_id, r) for r in data["sections"]),
-        passages=tuple(_chunk_from_json(doc_id, r) for r in data["passages"]),
-        sentences=tuple(_chunk_from_json(doc_id, r) for r in data["sentences"]),
-    )
-
-
-def _doc_to_json(d: Document) -> dict[str, Any]:
-    return {"id": d.id, "title": d.title, "source": d.source, "format": d.format,
-            "page_starts": list(d.page_starts), "metadata": dict(d.metadata), "text": d.text}
-
-
-def _doc_from_json(data: Mapping[str, Any]) -> Document:
-    return Document(id=str(data["id"]), text=str(data["text"]), title=str(data.get("title", "")),
-                    source=str(data.get("source", "")), metadata=dict(data.get("metadata", {})),
-                    page_starts=tuple(int(p) for p in data.get("page_starts", ())),
-                    format=str(data.get("format", "txt")))
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, ensure_ascii=False, indent=1), encoding="utf-8")
-
-
-def _write_jsonl(path: Path, rows: Iterable[Any]) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
-            fh.write("\n")
-
-
-def _read_jsonl(path: Path) -> Iterator[Any]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -159,13 +111,21 @@ def _read_current(path: Path) -> str | None:
     return value or None
 
 
+def document_table(docs: Iterable[Document], chunks: Mapping[str, DocumentChunks],
+                   hashes: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Per-document metadata (hash, title, counts): derived from the stored documents and
+    chunks on demand, no longer kept in ``manifest.json``."""
+    out = {}
+    for doc in docs:
+        dc = chunks[doc.id]
+        out[doc.id] = {"hash": hashes[doc.id], "title": doc.title, "source": doc.source, "format": doc.format,
+                       "extractor": doc.metadata.get("extractor", ""),
+                       "chars": len(doc.text), "tokens": int(dc.document.n_tokens),
+                       "sections": len(dc.sections), "passages": len(dc.passages), "sentences": len(dc.sentences)}
+    return out
+
+
 def _manifest(name: str, config: CollectionConfig, st: _State) -> dict[str, Any]:
-    docs = {}
-    for doc_id, doc in st.docs.items():
-        dc = st.chunks[doc_id]
-        docs[doc_id] = {"hash": st.hashes[doc_id], "title": doc.title, "source": doc.source, "format": doc.format,
-                        "chars": len(doc.text), "tokens": int(dc.document.n_tokens),
-                        "sections": len(dc.sections), "passages": len(dc.passages), "sentences": len(dc.sentences)}
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -174,9 +134,11 @@ def _manifest(name: str, config: CollectionConfig, st: _State) -> dict[str, Any]
         "updated_at": st.updated_at,
         "config": config.to_dict(),
         "embedder": {"name": config.embedder_name, "dim": config.embedder_dim},
+        # which PDF extractor (name and version) produced how many documents' text
+        "extractors": dict(Counter(str(d.metadata["extractor"]) for d in st.docs.values() if "extractor" in d.metadata)),
+        "dense": {"dtype": st.dense.storage_dtype, "kind": st.dense.kind},
         "counts": {"documents": len(st.docs), "passages": len(st.passages),
-                   "tokens": sum(d["tokens"] for d in docs.values())},
-        "documents": docs,
+                   "tokens": sum(int(st.chunks[d].document.n_tokens) for d in st.docs)},
     }
 
 
@@ -190,8 +152,8 @@ def _write_version(path: Path, name: str, config: CollectionConfig, st: _State) 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        _write_jsonl(tmp / "documents.jsonl", (_doc_to_json(d) for d in st.docs.values()))
-        _write_jsonl(tmp / "chunks.jsonl", (_chunks_to_json(st.chunks[d]) for d in st.docs))
+        write_documents(tmp / DOCUMENTS_FILE, st.docs.values(), st.hashes)
+        write_chunks(tmp, [st.chunks[d] for d in st.docs])
         st.sparse.save(tmp / "sparse")
         st.dense.save(tmp)
         st.graph.save(tmp)
@@ -235,7 +197,8 @@ def _read_manifest(path: Path, vname: str) -> dict[str, Any]:
     found = manifest.get("format_version")
     if found != FORMAT_VERSION:
         raise ManifestMismatch(
-            f"collection at {path} has format version {found!r} but this code reads {FORMAT_VERSION}; "
+            f"collection at {path} has format version {found!r} but this code reads {FORMAT_VERSION}"
+            f"{' (format 1 was written before the compact layout)' if found == 1 else ''}; "
             f"delete it with `ctxroute collections rm {path.name}` and ingest the documents again",
             found=found, expected=FORMAT_VERSION,
         )
@@ -245,15 +208,18 @@ def _read_manifest(path: Path, vname: str) -> dict[str, Any]:
 def _load_state(path: Path, vname: str, config: CollectionConfig) -> _State:
     manifest = _read_manifest(path, vname)
     vdir = path / "versions" / vname
-    docs = {d.id: d for d in (_doc_from_json(r) for r in _read_jsonl(vdir / "documents.jsonl"))}
-    chunks = {c.document.doc_id: c for c in (_chunks_from_json(r) for r in _read_jsonl(vdir / "chunks.jsonl"))}
-    hashes = {doc_id: str(meta["hash"]) for doc_id, meta in manifest["documents"].items()}
+    docs: dict[str, Document] = {}
+    hashes: dict[str, str] = {}
+    for doc, digest in read_documents(vdir / DOCUMENTS_FILE):
+        docs[doc.id] = doc
+        hashes[doc.id] = digest
+    chunks = read_chunks(vdir)
     if set(docs) != set(chunks) or set(docs) != set(hashes):
         raise ManifestMismatch(f"{vdir}: documents, chunks and manifest disagree; re-ingest the collection")
     passages = [p for d in docs for p in chunks[d].passages]
     sparse = SparseIndex.load(vdir / "sparse", config.sparse)
     dense = DenseIndex.load(vdir, dim=config.embedder_dim)
-    graph = GraphIndex.load(vdir)
+    graph = GraphIndex.load(vdir, chunks)
     if len(sparse) != len(passages) or len(dense) != len(passages):
         raise ManifestMismatch(
             f"{vdir}: {len(passages)} passages but sparse holds {len(sparse)} and dense {len(dense)}; "

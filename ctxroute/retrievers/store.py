@@ -13,8 +13,9 @@ from ctxroute.retrievers.collection_config import CollectionConfig, CollectionIn
 from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.embedders import make_embedder
 from ctxroute.retrievers.graph import GraphIndex
+from ctxroute.retrievers.codec import DOCUMENTS_FILE, read_chunks, read_documents
 from ctxroute.retrievers.persist import (
-    _check_embedder, _load_state, _now, _read_current, _read_manifest, _State, _version_of, _write_version,
+    document_table, _check_embedder, _load_state, _now, _read_current, _read_manifest, _State, _version_of, _write_version,
 )
 from ctxroute.retrievers.sparse import SparseIndex
 
@@ -123,12 +124,20 @@ class CollectionStore:
         return out
 
     def manifest(self, name: str) -> dict[str, Any]:
-        """The live manifest of a collection (no indexes loaded)."""
+        """The live manifest of a collection, with ``documents`` (per-document metadata)
+        filled in from the stored documents and chunks (no indexes loaded)."""
         path = self._path(name)
         vname = _read_current(path)
         if vname is None:
             raise CollectionNotFound(name)
-        return _read_manifest(path, vname)
+        manifest = _read_manifest(path, vname)
+        vdir = path / "versions" / vname
+        docs, hashes = [], {}
+        for doc, digest in read_documents(vdir / DOCUMENTS_FILE):
+            docs.append(doc)
+            hashes[doc.id] = digest
+        manifest["documents"] = document_table(docs, read_chunks(vdir), hashes)
+        return manifest
 
     def delete(self, name: str) -> None:
         path = self._path(name)

@@ -189,9 +189,15 @@ def test_manifest_mismatch_names_both_values(store: CollectionStore, emb: Counti
     assert store.open("m").embedder.name == "hashing-64"
     vdir = store.root / "m" / "versions" / (store.root / "m" / "CURRENT").read_text().strip()
     manifest = json.loads((vdir / "manifest.json").read_text())
+    manifest["format_version"] = 1  # a collection written before the compact layout
+    (vdir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestMismatch, match=r"format version 1 but this code reads 2 \(format 1 was written "
+                                               r"before the compact layout\); delete it with `ctxroute collections "
+                                               r"rm m` and ingest the documents again"):
+        store.open("m", emb)
     manifest["format_version"] = 999
     (vdir / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ManifestMismatch, match="format version 999 but this code reads 1"):
+    with pytest.raises(ManifestMismatch, match="format version 999 but this code reads 2"):
         store.open("m", emb)
 
 
@@ -394,3 +400,22 @@ def test_hnsw_above_threshold_survives_reload(store: CollectionStore, emb: Count
     reopened = store.open("hnsw", emb)
     assert reopened._state.dense.kind == "hnsw"
     assert [h.chunk.id for h in reopened.search(query, 20, "dense")] == [h.chunk.id for h in col.search(query, 20, "dense")]
+
+
+def test_compact_layout_one_vector_copy_and_slim_manifest(store: CollectionStore, emb: CountingEmbedder) -> None:
+    col = store.create("compact", _config(emb), emb)
+    col.add_documents(_docs())
+    vdir = col.path / "versions" / (col.path / "CURRENT").read_text().strip()
+    names = {p.name for p in vdir.iterdir()}
+    assert {"manifest.json", "documents.jsonl.gz", "chunks.npz", "chunks.json", "vectors.npy", "graph.npz"} <= names
+    assert not names & {"dense.faiss", "chunks.jsonl", "documents.jsonl"}  # one copy of the vectors, no JSONL
+    assert np.load(vdir / "vectors.npy", allow_pickle=False).dtype == np.float16
+    on_disk = json.loads((vdir / "manifest.json").read_text())
+    assert "documents" not in on_disk and on_disk["counts"]["documents"] == 3
+    table = store.manifest("compact")["documents"]  # per-document metadata, derived on demand
+    assert set(table) == {d.id for d in col.documents()}
+    assert all(row["passages"] == len(col.chunks(d).passages) and row["hash"] == col.content_hash(d)
+               for d, row in table.items())
+    reopened = store.open("compact", emb)
+    for d in col.documents():
+        assert reopened.chunks(d.id) == col.chunks(d.id) and reopened.document(d.id) == d

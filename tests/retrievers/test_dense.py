@@ -26,8 +26,31 @@ def test_flat_search_matches_bruteforce() -> None:
     expected = np.argsort(-(vecs @ q))[:5]
     hits = index.search(q, 5)
     assert [i for i, _ in hits] == [int(i) for i in expected]
-    assert hits[0][1] == pytest.approx(float(vecs[expected[0]] @ q), rel=1e-5)
+    # vectors are kept at float16 precision: scores agree with float32 to ~1e-3
+    assert hits[0][1] == pytest.approx(float(vecs[expected[0]] @ q), abs=2e-3)
     assert index.kind == "flat"
+
+
+def test_vectors_are_stored_once_as_float16(tmp_path: Path) -> None:
+    vecs = _unit(30, 16)
+    index = DenseIndex(16)
+    index.add(vecs)
+    index.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dense.json", "vectors.npy"]  # no dense.faiss copy
+    stored = np.load(tmp_path / "vectors.npy", allow_pickle=False)
+    assert stored.dtype == np.float16 and stored.shape == (30, 16)
+    loaded = DenseIndex.load(tmp_path, dim=16)
+    np.testing.assert_array_equal(loaded.vectors, index.vectors)  # what was searched before saving
+    q = _unit(1, 16, seed=4)[0]
+    assert loaded.search(q, 30) == index.search(q, 30)
+    np.testing.assert_allclose(loaded.vectors, vecs, atol=1e-3)
+
+
+def test_exact_search_breaks_ties_by_position() -> None:
+    index = DenseIndex(4)
+    index.add(np.asarray([[1, 0, 0, 0]] * 5 + [[0, 1, 0, 0]], dtype=np.float32))
+    hits = index.search(np.asarray([1, 0, 0, 0], dtype=np.float32), 3)
+    assert [i for i, _ in hits] == [0, 1, 2]
 
 
 def test_k_larger_than_n_never_yields_minus_one() -> None:
@@ -48,8 +71,10 @@ def test_hnsw_path_returns_no_padding(tmp_path: Path) -> None:
     hits = index.search(q, 100)
     assert hits[0][0] == 7 and all(0 <= i < 40 for i, _ in hits)
     index.save(tmp_path)
+    assert not (tmp_path / "vectors.npy").exists()  # the HNSW index file holds the only copy
     loaded = DenseIndex.load(tmp_path)
     assert loaded.kind == "hnsw" and loaded.search(q, 1)[0][0] == 7
+    np.testing.assert_array_equal(loaded.vectors, index.vectors)
 
 
 def test_crossing_threshold_switches_to_hnsw() -> None:
@@ -77,7 +102,7 @@ def test_remove_rebuilds_from_stored_vectors(tmp_path: Path) -> None:
     index.add(vecs)
     index.remove([1, 3])
     assert len(index) == 4
-    np.testing.assert_array_equal(index.vectors, vecs[[0, 2, 4, 5]])
+    np.testing.assert_array_equal(index.vectors, vecs[[0, 2, 4, 5]].astype(np.float16).astype(np.float32))
     assert index.search(vecs[4], 1)[0][0] == 2  # positions shift down
     index.save(tmp_path)
     assert np.load(tmp_path / "vectors.npy", allow_pickle=False).shape == (4, 8)

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ctxroute.errors import ManifestMismatch, NotFound
-from ctxroute.retrievers.graph import GRAPH_FILE, GraphConfig, GraphIndex, GraphRetriever
+from ctxroute.retrievers.graph import ARRAYS_FILE, GRAPH_FILE, GraphConfig, GraphIndex, GraphRetriever
 from ctxroute.types import Level, ScoredChunk
 
 from tests.retrievers._graph_fixtures import make_doc
@@ -48,13 +48,17 @@ def test_structure_nodes_and_edges() -> None:
     assert g.doc_ids == ["a", "b"]
 
 
-def test_save_load_round_trip_is_node_link_json(tmp_path: Path) -> None:
+CHUNKS = {"a": DOC_A[1], "b": DOC_B[1]}
+
+
+def test_save_load_round_trip_is_arrays_not_objects_per_node(tmp_path: Path) -> None:
     g = _index(GraphConfig(alpha=0.4))
     g.save(tmp_path)
     raw = json.loads((tmp_path / GRAPH_FILE).read_text())
-    assert {"nodes", "edges"} <= set(raw)
-    assert [p.name for p in tmp_path.iterdir()] == [GRAPH_FILE]  # no temp file left behind
-    loaded = GraphIndex.load(tmp_path)
+    assert set(raw) == {"format_version", "config", "docs", "terms"}  # no node or edge objects
+    assert "bob stone" in raw["terms"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([GRAPH_FILE, ARRAYS_FILE])  # no temp file left
+    loaded = GraphIndex.load(tmp_path, CHUNKS)
     assert _snapshot(loaded) == _snapshot(g)
     assert loaded.config == g.config
     assert loaded.doc_ids == g.doc_ids
@@ -64,14 +68,18 @@ def test_save_load_round_trip_is_node_link_json(tmp_path: Path) -> None:
 
 def test_load_refuses_other_format_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="no graph index"):
-        GraphIndex.load(tmp_path)
+        GraphIndex.load(tmp_path, CHUNKS)
     _index().save(tmp_path)
     path = tmp_path / GRAPH_FILE
     raw = json.loads(path.read_text())
-    raw["graph"]["format_version"] = 999
+    raw["format_version"] = 999
     path.write_text(json.dumps(raw))
     with pytest.raises(ManifestMismatch, match="re-ingest"):
-        GraphIndex.load(tmp_path)
+        GraphIndex.load(tmp_path, CHUNKS)
+    # a format-1 file (networkx node-link JSON) is refused the same way
+    path.write_text(json.dumps({"graph": {"format_version": 1}, "nodes": [], "edges": []}))
+    with pytest.raises(ManifestMismatch, match="graph format 1, this code reads 2"):
+        GraphIndex.load(tmp_path, CHUNKS)
 
 
 def test_add_then_remove_leaves_no_dangling_nodes() -> None:
@@ -184,4 +192,4 @@ def test_build_on_real_chunker_output(tmp_path: Path) -> None:
     company = " ".join(report.title.lower().split()[:2])
     assert any(company in t for p in chunks.passages for t in g.terms_of(p.id))
     g.save(tmp_path)
-    assert _snapshot(GraphIndex.load(tmp_path)) == _snapshot(g)
+    assert _snapshot(GraphIndex.load(tmp_path, {"r0": chunks})) == _snapshot(g)
