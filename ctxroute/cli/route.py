@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -82,58 +82,148 @@ def print_decision(decision: Any, *, show_features: bool = True) -> None:
         console.print(ft)
 
 
+class RoutingOnlyLLM:
+    """An ``LLMClient`` that knows its model profile and counts tokens like a real client, and
+    refuses to generate: ``ctxroute route`` decides with the engine's own code without a model."""
+
+    def __init__(self, profile: Any) -> None:
+        from ctxroute.pipelines.llm.openai import counter_for
+
+        self.profile = profile
+        self._counter = counter_for(profile)
+
+    def count_tokens(self, text: str) -> int:
+        return self._counter.count(text)
+
+    async def complete(self, request: Any) -> Any:
+        from ctxroute.errors import LLMError
+
+        raise LLMError("ctxroute route only decides; it calls no model")
+
+    def stream(self, request: Any) -> Any:
+        from ctxroute.errors import LLMError
+
+        raise LLMError("ctxroute route only decides; it calls no model")
+
+    async def aclose(self) -> None:
+        return None
+
+
+def route_engine(col: Any, profile: Any, *, policy: str | None = None, router_params: Path | None = None,
+                 k: int | None = None, retriever: str | None = None, prototypes: bool | None = None) -> Any:
+    """The Engine ``ctxroute ask`` would route with (same config defaults, same question typer),
+    over ``col``, with a model that only has ``profile``. Unset options keep EngineConfig's defaults."""
+    from dataclasses import replace
+
+    from ctxroute.pipelines.engine import Engine, EngineConfig
+
+    cfg = EngineConfig()
+    changes: dict[str, Any] = {}
+    if policy is not None:
+        changes["policy"] = policy
+    if router_params is not None:
+        changes["router_params"] = str(router_params)
+    if k is not None:
+        changes["probe_k"] = k
+    if retriever is not None:
+        changes["probe_retriever"] = retriever
+    if prototypes is not None:
+        changes["typer_embeddings"] = prototypes
+    return Engine({col.name: col}, RoutingOnlyLLM(profile), config=replace(cfg, **changes))
+
+
+def _no_probe_decision(engine: Any, col: Any, question: str, budget: Any) -> Any:
+    """The engine's pieces (its typer setting, sizes, estimate settings, policy) without the probe."""
+    from ctxroute.router import EstimateSettings, QuestionTyper, build_features, make_router
+    from ctxroute.router.features import CollectionStats
+
+    cfg, llm = engine.config, engine.llm
+    s = col.stats()
+    stats = CollectionStats(s.n_docs, s.total_tokens, tuple(s.doc_tokens), s.n_passages, s.n_sections, s.passage_tokens)
+    typer_obj = QuestionTyper(getattr(col, "embedder", None) if cfg.typer_embeddings else None)
+    feats = build_features(question, stats, llm.profile, question_profile=typer_obj.classify(question), budget=budget,
+                           count_tokens=llm.count_tokens)
+    settings = EstimateSettings(rag_context_tokens=cfg.rag.context_tokens, answer_tokens=cfg.rag.max_tokens)
+    router = make_router(cfg.policy, params_path=cfg.router_params, settings=settings)
+    return router.route(feats, llm.profile, budget)
+
+
+def scope_to_dict(col: Any, decision: Any) -> dict[str, Any]:
+    """Sizes the decision was made on (the scoped documents when ``--doc`` was given)."""
+    s = col.stats()
+    return {
+        "name": col.name,
+        "doc_ids": list(getattr(s, "doc_ids", ()) or ()),
+        "n_docs": int(s.n_docs),
+        "total_tokens": int(s.total_tokens),
+        "doc_tokens": [int(t) for t in s.doc_tokens],
+        "n_passages": int(s.n_passages),
+        "scoped": hasattr(col, "scope"),
+    }
+
+
 def register(app: typer.Typer, bench: typer.Typer) -> None:
     @app.command()
     def route(
         question: str = typer.Argument(..., help="the question to route"),
         collection: str = typer.Option(..., "--collection", "-c", help="collection name (see `ctxroute collections list`)"),
-        policy: str = typer.Option("rules", help="rules | self-route | learned | rag | lc | mr | hybrid | extractive"),
+        policy: Optional[str] = typer.Option(
+            None, help="router policy (default: the engine's, as `ctxroute ask` uses): rules | self-route | learned | "
+                       "rag | lc | mr | hybrid | extractive and any other name make_router knows"),
         router_params: Optional[Path] = typer.Option(None, "--router-params", help="fitted parameters for --policy learned"),
         profile: Optional[str] = typer.Option(None, help="model profile (default $CTXROUTE_LLM_PROFILE or smollm2-135m-instruct)"),
         budget_tokens: Optional[int] = typer.Option(None, min=1, help="token budget (prompt + completion, all calls)"),
         budget_cost: Optional[float] = typer.Option(None, min=0.0, help="cost budget in USD"),
-        retriever: str = typer.Option("hybrid", help="retriever for the probe: hybrid | dense | bm25 | graph"),
-        k: int = typer.Option(10, min=1, help="probe depth"),
+        retriever: Optional[str] = typer.Option(None, help="retriever for the probe: hybrid | dense | bm25 | graph (default: the engine's)"),
+        k: Optional[int] = typer.Option(None, min=1, help="probe depth (default: the engine's)"),
         no_probe: bool = typer.Option(False, "--no-probe", help="route without the retrieval probe"),
-        prototypes: bool = typer.Option(False, "--prototypes/--no-prototypes",
-                                        help="blend question-type prototypes embedded with the collection's embedder (off: on LaRA they did not beat the cues)"),
+        prototypes: Optional[bool] = typer.Option(
+            None, "--prototypes/--no-prototypes",
+            help="blend question-type prototypes embedded with the collection's embedder (default: as the engine does)"),
+        doc: Optional[List[str]] = typer.Option(
+            None, "--doc", help="route over this document id only (repeatable; as `ctxroute ask --doc`): sizes and probe "
+                                "see only these documents"),
         as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
         features: bool = typer.Option(False, "--features", help="also print the feature table"),
     ) -> None:
-        """Show how a question would be routed: route, fallbacks, reasons, estimates. Calls no LLM."""
+        """Show how a question would be routed: route, fallbacks, reasons, estimates. Calls no LLM.
+
+        Decides with the engine's own code (the same question typer, sizes, probe and policy as
+        `ctxroute ask`), so both give the same decision for the same question and profile."""
+        import asyncio
+
         from ctxroute.errors import CtxrouteError
+        from ctxroute.pipelines.result import scoped
         from ctxroute.retrievers.collection import CollectionStore
-        from ctxroute.retrievers.tokens import get_counter
-        from ctxroute.router import QuestionTyper, build_features, collection_signals, make_router
-        from ctxroute.router.features import CollectionStats
         from ctxroute.types import Budget
 
         try:
             prof = resolve_profile(profile)
-            router_obj = make_router(policy, params_path=router_params)
             budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
             col = CollectionStore(data_dir() / "collections").open(collection)
+            engine = route_engine(col, prof, policy=policy, router_params=router_params, k=k, retriever=retriever,
+                                  prototypes=prototypes)
+            view = scoped(col, list(doc) if doc else None)
             if no_probe:
-                s = col.stats()
-                stats = CollectionStats(s.n_docs, s.total_tokens, tuple(s.doc_tokens), s.n_passages, s.n_sections,
-                                        s.passage_tokens)
-                probe = None
+                decision = _no_probe_decision(engine, view, question.strip(), budget)
             else:
-                stats, _, probe = collection_signals(col, question, k=k, retriever=retriever)
-            typer_obj = QuestionTyper(col.embedder if prototypes else None)
-            counter = get_counter(prof.tokenizer if prof.tokenizer in ("cl100k_base", "o200k_base") else "cl100k_base")
-            feats = build_features(question, stats, prof, question_profile=typer_obj.classify(question), probe=probe,
-                                   budget=budget, count_tokens=counter.count)
-            decision = router_obj.route(feats, prof, budget)
+                decision = asyncio.run(engine.decide(question, collection, budget=budget,
+                                                     docs=list(doc) if doc else None))
+            scope = scope_to_dict(view, decision)
         except CtxrouteError as exc:
             err_console.print(f"[red]error:[/red] {exc.message}")
             raise typer.Exit(2) from None
         if as_json:
-            typer.echo(json.dumps(decision_to_dict(decision), indent=2))
+            data = decision_to_dict(decision)
+            data["collection"] = scope
+            data["model"] = {"profile": prof.name, "context_window": prof.context_window,
+                             "usable_window": prof.usable_window, "size_class": prof.size_class}
+            typer.echo(json.dumps(data, indent=2))
         else:
+            where = f"{scope['n_docs']} of the collection's docs (--doc)" if scope["scoped"] else f"{scope['n_docs']} docs"
             console.print(f"[dim]model {prof.name} (usable window {prof.usable_window:,} of {prof.context_window:,}; "
-                          f"{prof.size_class}); collection {collection}: {stats.n_docs} docs, "
-                          f"{stats.total_tokens:,} tokens[/dim]")
+                          f"{prof.size_class}); collection {collection}: {where}, "
+                          f"{scope['total_tokens']:,} tokens[/dim]")
             print_decision(decision, show_features=features)
 
     @bench.command("router")

@@ -35,7 +35,7 @@ def _run(*args: str):
 
 def test_route_json(home):
     r = _run("How many times did the harbour master record ships?", "--collection", "harbour", "--profile", "gpt-4o",
-             "--json")
+             "--policy", "rules", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["route"] in {"rag", "lc", "hybrid", "mr"} and d["policy"] == "rules"
@@ -55,8 +55,12 @@ def test_route_table_budget_and_policy(home):
 def test_route_errors_name_the_fix(home):
     r = _run("Who?", "--collection", "nope")
     assert r.exit_code == 2 and "ctxroute ingest" in r.output
-    r = _run("Who?", "--collection", "harbour", "--policy", "learned")
-    assert r.exit_code == 2 and "--router-params" in r.output
+    r = _run("Who?", "--collection", "harbour", "--policy", "learned", "--router-params", "absent-router.json")
+    assert r.exit_code == 2 and "absent-router.json" in r.output
+    r = _run("Who?", "--collection", "harbour", "--profile", "gpt-4")
+    assert r.exit_code == 2 and "unknown model profile 'gpt-4'" in r.output and "CTXROUTE_LLM_PROFILE=generic" in r.output
+    r = _run("Who?", "--collection", "harbour", "--doc", "no-such-doc")
+    assert r.exit_code == 2 and "no-such-doc" in r.output and "docs list" in r.output
     r = _run("Who?", "--collection", "harbour", "--budget-tokens", "10")
     assert r.exit_code == 2 and "no route fits the budget" in r.output
 
@@ -79,3 +83,81 @@ def test_route_learned_policy_from_params_file(home, tmp_path):
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["policy"] == "learned" and d["reasons"][0].startswith("learned: ")
+
+
+SECOND = "\n\n".join(
+    f"Part {i}\n\nThe orchard keeper counted {3 * i} apple trees. The cooperative sold cider in {1990 + i}."
+    for i in range(25)
+)
+
+
+@pytest.fixture()
+def two_docs(home):
+    store = CollectionStore(home / "collections")
+    col = store.create("two", embedder=HashingEmbedder(dim=64))
+    col.add_documents([document_from_text(TEXT, source="harbour.txt", doc_id="harbour"),
+                       document_from_text(SECOND, source="orchard.txt", doc_id="orchard")])
+    return store
+
+
+def test_route_doc_scopes_sizes_and_probe(two_docs):
+    whole = json.loads(_run("How many apple trees did the keeper count?", "-c", "two", "--profile", "gpt-4o",
+                            "--json").output)
+    r = _run("How many apple trees did the keeper count?", "-c", "two", "--profile", "gpt-4o", "--doc", "orchard",
+             "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    stats = two_docs.open("two").stats()
+    orchard = stats.doc_tokens[list(stats.doc_ids).index("orchard")]
+    assert d["collection"]["doc_ids"] == ["orchard"] and d["collection"]["scoped"]
+    assert (d["collection"]["n_docs"], d["collection"]["total_tokens"]) == (1, orchard)
+    assert whole["collection"]["n_docs"] == 2 and whole["collection"]["total_tokens"] == stats.total_tokens
+    # the decision was made on the scoped sizes and probe
+    assert d["features"]["total_tokens"] == orchard and d["features"]["n_docs"] == 1
+    assert d["features"]["n_docs_in_top"] == 1.0 and whole["features"]["n_docs_in_top"] == 2.0
+    lc = {e["route"]: e for e in d["estimates"]}["lc"]
+    assert orchard < lc["prompt_tokens"] < orchard + 400
+    assert d["route"] and d["fallbacks"] and d["estimates"] and d["model"]["profile"] == "gpt-4o"
+    # repeatable: both documents again give the whole collection's sizes
+    both = json.loads(_run("How many apple trees?", "-c", "two", "--doc", "orchard", "--doc", "harbour", "--json").output)
+    assert both["collection"]["total_tokens"] == stats.total_tokens
+
+
+QUESTIONS = (
+    "How many apple trees did the keeper count?",
+    "Summarize what the two documents say about the harbour and the orchard.",
+    "Who paid rent for year 2005?",
+    "Compare the cider sales with the number of ships recorded.",
+    "What does clause 7 require of the licensee?",
+    "Is there any mention of a lighthouse fire?",
+)
+
+
+@pytest.mark.parametrize("profile", ["gpt-4o", "smollm2-135m-instruct"])
+def test_cli_and_engine_decide_identically(two_docs, profile):
+    """`ctxroute route` and the engine (`ctxroute ask`) type, size, probe and route alike."""
+    import asyncio
+
+    from ctxroute.pipelines.engine import Engine
+    from ctxroute.pipelines.llm.scripted import ScriptedLLM
+    from ctxroute.profiles import get_profile
+    from ctxroute.router import QuestionTyper
+
+    col = two_docs.open("two")
+    engine = Engine(two_docs, ScriptedLLM(profile=get_profile(profile)))
+    blended = QuestionTyper(col.embedder)
+    differs = 0
+    for i, q in enumerate(QUESTIONS):
+        docs = ["orchard"] if i % 3 == 2 else None
+        args = [q, "-c", "two", "--profile", profile, "--json"] + (["--doc", "orchard"] if docs else [])
+        r = _run(*args)
+        assert r.exit_code == 0, r.output
+        cli = json.loads(r.output)
+        ref = asyncio.run(engine.decide(q, "two", docs=docs))
+        assert cli["route"] == ref.route.value and cli["fallbacks"] == [f.value for f in ref.fallbacks], q
+        assert cli["reasons"] == list(ref.reasons) and cli["policy"] == ref.policy, q
+        assert cli["features"] == pytest.approx(dict(ref.features)), q
+        # the engine blends embedding prototypes into the question type: so does the CLI now
+        assert cli["features"]["qtype"] == blended.classify(q).qtype.value
+        differs += QuestionTyper().classify(q).scores != blended.classify(q).scores
+    assert differs  # without prototypes (the CLI before) the type scores were different
