@@ -131,3 +131,5 @@ def page(browser: Any, server: LiveServer) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert outside == [], f"the page tried to load from elsewhere: {outside}"

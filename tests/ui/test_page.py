@@ -153,11 +153,19 @@ def test_bad_upload_shows_the_api_error(page: Any, server: LiveServer, shots: Pa
     use_key(page, KEY_A)
     page.click("#collection-list .pick:has-text('uploads')")
     page.wait_for_selector("#collection-list .pick[aria-pressed=true]:has-text('uploads')")
-    page.set_input_files("#file-input", [
-        file_payload("broken.pdf", b"this is not a pdf", "application/pdf"),
-        file_payload("tool.exe", b"MZ\x00\x01", "application/octet-stream"),
-        file_payload("orchard.md", DOCS["orchard.md"].encode()),
-    ])
+    # dropped together onto the drop zone, as a drag from the file manager delivers them
+    page.evaluate(
+        """(files) => {
+            const dt = new DataTransfer();
+            for (const [name, type, text] of files) dt.items.add(new File([text], name, {type}));
+            const drop = document.getElementById('drop');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                drop.dispatchEvent(new DragEvent(type, {dataTransfer: dt, bubbles: true, cancelable: true}));
+            }
+        }""",
+        [["broken.pdf", "application/pdf", "this is not a pdf"], ["tool.exe", "application/octet-stream", "MZ"],
+         ["orchard.md", "text/markdown", DOCS["orchard.md"]]],
+    )
     page.wait_for_function("document.querySelectorAll('#upload-list li.ok, #upload-list li.failed').length === 3")
     jobs = {j["errors"][0]["file"]: j for j in client(server, KEY_A).get("/v1/jobs").json()["jobs"]
             if j["collection"] == "uploads" and j["errors"]}
