@@ -367,3 +367,28 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     delete.click()
     page.wait_for_function("!document.querySelector('#collection-list').textContent.includes('ports')")
     assert client(server, KEY_B).get("/v1/collections/ports").status_code == 404
+
+
+def test_development_mode_needs_no_key(browser: Any, tmp_path: Path) -> None:
+    from ctxroute.api.settings import ApiSettings
+    from ctxroute.retrievers.embedders import HashingEmbedder
+
+    settings = ApiSettings(home=tmp_path / "home", embedder="hashing", reader="extractive", rate_limit_per_min=0)
+    server = LiveServer(settings, embedder=HashingEmbedder()).start()
+    context = browser.new_context(bypass_csp=True)
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(server.url + "/ui/")
+        page.wait_for_selector("#collections-empty", state="visible")
+        page.fill("#new-name", "notes")
+        page.click("#create-form button[type=submit]")
+        page.wait_for_selector("#collection-list .pick[aria-pressed=true]:has-text('notes')")
+        assert page.locator("#alert").is_hidden() and page.inner_text("#key-state") == "no key"
+        assert errors == []
+        headers = httpx.get(server.url + "/ui/").headers
+        assert "default-src 'self'" in headers["content-security-policy"]  # the browser loads nothing from elsewhere
+    finally:
+        context.close()
+        server.stop()

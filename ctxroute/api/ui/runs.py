@@ -50,7 +50,7 @@ def runs_root() -> Path | None:
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.is_file() and _FILE.match(p.name))
+    return sorted(p.name for p in folder.iterdir() if p.is_file() and not p.is_symlink() and _FILE.match(p.name))
 
 
 def list_runs(root: Path) -> list[RunOut]:
@@ -100,7 +100,7 @@ def runs_router(principal: Callable[..., Any]) -> APIRouter:
         folder = run_folder(root, run_id)
         m = _FILE.match(file_name)
         path = (folder / file_name).resolve()
-        if m is None or not path.is_file() or not path.is_relative_to(root) or path.parent != folder:
+        if m is None or (folder / file_name).is_symlink() or not path.is_file() or path.parent != folder:
             raise NotFound(f"run {run_id!r} has no file {file_name!r}", run=run_id, file=file_name)
         return FileResponse(path, media_type=_MEDIA[m.group(1)], headers={"X-Content-Type-Options": "nosniff"})
 
