@@ -1,228 +1,103 @@
 """Recall@k of gold evidence for bm25, dense, graph and hybrid retrieval on real QA sets.
 
-Data (read-only, never copied): ``../shared/data`` (see its README.md).
-- LooGLE sample (shortdep_qa + longdep_qa): each question's ``S`` evidence sentence(s),
-  located in the article by normalised matching.
-- L-Eval legal contracts: each gold answer is a verbatim clause of its contract.
+Data (read-only, never copied): ``../shared/data`` (see its README.md); loaders in
+``benchmarks/quality_data.py``: LooGLE (evidence sentences), L-Eval contracts (verbatim
+clauses), LaRA 32k location questions (gold slice) and the SEC 10-Q filings (the answer's
+numbers found in the retrieved passages).
 
 One index per document (questions ask about their own document). A question's recall@k is
-the share of its located evidence items that some top-k passage overlaps (character spans);
-the table averages it over questions with at least one located item.
+the share of its gold units (located evidence items, or the answer's numbers) that some top-k
+passage covers; the table averages it over questions with at least one gold unit.
+``--dump FILE`` writes every retriever's top-50 list per question (chunk id, score, covered
+units) for offline fusion tuning (``benchmarks/fusion_tuning.py``). ``--cache DIR`` keeps the
+built collections (embedding the PDFs is slow on a CPU); delete it after changing the code.
 
-Run: ``python benchmarks/retrieval_quality.py [--data ../shared/data] [--k 1,5,10]
-[--embedder minilm|hashing] [--limit-docs N] [--out quality.json]`` or ``ctxroute bench quality``.
+Run: ``python benchmarks/retrieval_quality.py [--data ../shared/data] [--k 1,5,10,20]
+[--embedder minilm|hashing] [--datasets loogle,leval_contracts,lara,sec] [--limit-docs N]
+[--out quality.json]`` or ``ctxroute bench quality``.
 """
 from __future__ import annotations
 
 import argparse
-import ast
+import importlib.util
 import json
 import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 if __package__ in (None, ""):  # run as a script from anywhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctxroute.types import Document, ScoredChunk
+from ctxroute.types import Document, ScoredChunk  # noqa: E402
 
+
+def _sibling(name: str) -> ModuleType:
+    key = f"ctxroute_benchmarks_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+_data = _sibling("quality_data")
+EvidenceLocator = _data.EvidenceLocator
+QADoc = _data.QADoc
+QAItem = _data.QAItem
+numbers_in = _data.numbers_in
 Span = tuple[int, int]
-RETRIEVERS = ("bm25", "dense", "graph", "bm25+dense", "hybrid", "hybrid-tuned")
+RETRIEVERS = ("bm25", "dense", "graph", "bm25+dense", "hybrid")
+DATASETS = ("loogle", "leval_contracts", "lara", "sec")
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-# --- locating evidence ------------------------------------------------------------------
-_CITATION = re.compile(r"\[\s*(?:\d+|[a-z]{1,3}|citation needed|note \d+)\s*\]", re.IGNORECASE)
-_LIST_NUMBER = re.compile(r"^\s*\d{1,2}\.(?=\D)")
-_PIECE_BREAK = re.compile(r"\.{3,}|…|\n+|(?<=[.!?;:])\s+")
-
-
-def _normalise(text: str) -> tuple[str, list[int]]:
-    """ASCII letters and digits only, lowercased, citation markers dropped; with the
-    original offset of every kept character (so a match maps back to a span)."""
-    masked = bytearray(len(text))
-    for m in _CITATION.finditer(text):
-        masked[m.start() : m.end()] = b"\x01" * (m.end() - m.start())
-    chars: list[str] = []
-    offsets: list[int] = []
-    for i, ch in enumerate(text):
-        if not masked[i] and ch.isascii() and ch.isalnum():
-            chars.append(ch.lower())
-            offsets.append(i)
-    return "".join(chars), offsets
-
-
-class EvidenceLocator:
-    """Finds evidence strings in one document despite lost accents, dropped citation
-    markers, re-wrapped lines and '......' elisions."""
-
-    def __init__(self, text: str, min_piece: int = 20) -> None:
-        self.norm, self.offsets = _normalise(text)
-        self.min_piece = min_piece
-
-    def _index(self, piece: str, after: int) -> int:
-        i = self.norm.find(piece, after)
-        return self.norm.find(piece) if i < 0 and after else i
-
-    def _find(self, piece: str, after: int) -> tuple[int, Span] | None:
-        i = self._index(piece, after)
-        if i < 0:
-            return None
-        return i + len(piece), (self.offsets[i], self.offsets[i + len(piece) - 1] + 1)
-
-    def _find_anchored(self, piece: str, after: int, n: int = 16) -> tuple[int, Span] | None:
-        """A piece with small inner differences: ``n``-character anchors taken every ``n``
-        characters; the largest group that agrees on where the piece starts, if it holds
-        at least 40% of the anchors, gives the span."""
-        if len(piece) < 2 * n:
-            return None
-        found: list[tuple[int, int]] = []  # (estimated piece start, anchor position)
-        anchors = range(0, len(piece) - n + 1, n)
-        for a in anchors:
-            i = self._index(piece[a : a + n], after)
-            if i >= 0:
-                found.append((i - a, i))
-        if not found:
-            return None
-        slack = max(n, len(piece) // 4)
-        best = max(
-            ([f for f in found if abs(f[0] - est) <= slack] for est, _ in found),
-            key=len,
-        )
-        if len(best) < max(2, 0.4 * len(anchors)):
-            return None
-        lo = min(i for _, i in best)
-        hi = max(i for _, i in best) + n
-        return hi, (self.offsets[lo], self.offsets[hi - 1] + 1)
-
-    def locate(self, evidence: str) -> list[Span]:
-        """Spans of ``evidence`` in the text; ``[]`` when less than half of it is found."""
-        evidence = _LIST_NUMBER.sub("", evidence)
-        whole, _ = _normalise(evidence)
-        if not whole:
-            return []
-        exact = self._find(whole, 0)
-        if exact is not None:
-            return [exact[1]]
-        spans: list[Span] = []
-        found = 0
-        total = 0
-        after = 0
-        for raw in _PIECE_BREAK.split(evidence):
-            piece, _ = _normalise(_LIST_NUMBER.sub("", raw))
-            if len(piece) < self.min_piece:
-                continue
-            total += len(piece)
-            hit = self._find(piece, after) or self._find_anchored(piece, after)
-            if hit is not None:
-                after, span = hit
-                spans.append(span)
-                found += len(piece)
-        if total == 0 or found * 2 < total:
-            return []
-        return sorted(spans)
-
-
-# --- data sets ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QAItem:
-    question: str
-    evidence: tuple[tuple[Span, ...], ...]  # per located evidence item, its spans
-    n_unlocated: int = 0
-
-
-@dataclass(frozen=True)
-class QADoc:
-    dataset: str
-    doc: Document
-    items: tuple[QAItem, ...]
-
-    @property
-    def n_evidence(self) -> int:
-        return sum(len(i.evidence) + i.n_unlocated for i in self.items)
-
-    @property
-    def n_unlocated(self) -> int:
-        return sum(i.n_unlocated for i in self.items)
-
-
-def _item(locator: EvidenceLocator, question: str, evidence: Iterable[str]) -> QAItem:
-    located: list[tuple[Span, ...]] = []
-    missing = 0
-    for ev in evidence:
-        spans = locator.locate(ev)
-        if spans:
-            located.append(tuple(spans))
-        else:
-            missing += 1
-    return QAItem(question=question.strip(), evidence=tuple(located), n_unlocated=missing)
-
-
-def load_loogle(data: Path, *, limit_docs: int | None = None) -> list[QADoc]:
-    """LooGLE shortdep_qa + longdep_qa, one QADoc per article (files sharing an article merge)."""
-    folder = data / "LooGLE" / "LooGLE-testdata"
-    by_title: dict[str, tuple[str, list[tuple[str, list[str]]]]] = {}
-    for name in ("shortdep_qa.jsonl", "longdep_qa.jsonl"):
-        for line in (folder / name).read_text(encoding="utf-8").splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            text, pairs = by_title.setdefault(row["title"], (row["input"], []))
-            for pair in ast.literal_eval(row["qa_pairs"]):
-                ev = pair.get("S", [])
-                pairs.append((pair["Q"], [ev] if isinstance(ev, str) else list(ev)))
-    out: list[QADoc] = []
-    for title, (text, pairs) in list(by_title.items())[:limit_docs]:
-        doc = Document(id=f"loogle:{len(out)}", text=text, title=title, source="LooGLE")
-        loc = EvidenceLocator(text)
-        out.append(QADoc("loogle", doc, tuple(_item(loc, q, ev) for q, ev in pairs)))
-    return out
-
-
-def load_leval_contracts(data: Path, *, limit_docs: int | None = None) -> list[QADoc]:
-    """L-Eval legal_contract_qa: questions from ``instructions``, evidence = gold ``outputs``."""
-    path = data / "L-Eval" / "LEval-data" / "Open-ended-tasks" / "legal_contract_qa.jsonl"
-    out: list[QADoc] = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        if limit_docs is not None and len(out) >= limit_docs:
-            break
-        row = json.loads(line)
-        text = row["input"]
-        doc = Document(id=f"leval:{len(out)}", text=text, title=f"contract {len(out)}", source="L-Eval")
-        loc = EvidenceLocator(text)
-        items = tuple(_item(loc, q, [a]) for q, a in zip(row["instructions"], row["outputs"]))
-        out.append(QADoc("leval_contracts", doc, items))
-    return out
+DUMP_DEPTH = 50
 
 
 # --- retrieval ----------------------------------------------------------------------------
 def build_retrievers(doc: Document, embedder: object, root: Path) -> dict[str, object]:
-    """Ingest one document into a fresh collection under ``root``; its retrievers by name,
-    plus ``bm25+dense`` (the hybrid without the graph) and ``hybrid-tuned`` (RRF with
-    ``TUNED_RRF_K`` and ``TUNED_WEIGHTS``) for comparison."""
+    """Ingest one document into a collection under ``root`` (reused when it is already
+    there); its retrievers by name, plus ``bm25+dense`` (the hybrid without the graph)."""
     from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
-    from ctxroute.retrievers.hybrid import TUNED_RRF_K, TUNED_WEIGHTS, HybridRetriever
+    from ctxroute.retrievers.hybrid import HybridRetriever
 
-    config = CollectionConfig.for_embedder(embedder)
-    coll = CollectionStore(root).create(re.sub(r"[^A-Za-z0-9_.-]", "_", doc.id), config, embedder)
-    coll.add_documents([doc])
-    out: dict[str, object] = {name: coll.retriever(name) for name in ("bm25", "dense", "graph", "hybrid")}
+    store = CollectionStore(root)
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", doc.id)
+    if store.exists(name):
+        coll = store.open(name, embedder)
+    else:
+        coll = store.create(name, CollectionConfig.for_embedder(embedder), embedder)
+        coll.add_documents([doc])
+    config = coll.config
+    out: dict[str, object] = {n: coll.retriever(n) for n in ("bm25", "dense", "graph", "hybrid")}
     weights = {k: v for k, v in config.fusion_weights.items() if k in ("bm25", "dense")}
-    out["bm25+dense"] = HybridRetriever({"bm25": out["bm25"], "dense": out["dense"]}, weights=weights)
-    out["hybrid-tuned"] = HybridRetriever(
-        {"bm25": out["bm25"], "dense": out["dense"], "graph": out["graph"]}, weights=TUNED_WEIGHTS, rrf_k=TUNED_RRF_K
-    )
+    out["bm25+dense"] = HybridRetriever({"bm25": out["bm25"], "dense": out["dense"]}, weights=weights,
+                                        rrf_k=config.fusion_rrf_k)
     out["_passages"] = len(coll.passages())
+    out["_collection"] = coll
+    out["_doc"] = coll.documents()[0]
     return out
 
 
-def _overlaps(hits: Sequence[ScoredChunk], spans: Sequence[Span]) -> bool:
-    return any(h.chunk.start < e and s < h.chunk.end for h in hits for s, e in spans)
+def covered(item: QAItem, doc: Document, hit: ScoredChunk) -> set[int]:
+    """Indexes of the item's gold units that this hit covers."""
+    c = hit.chunk
+    if item.numbers:
+        have = numbers_in(doc.text[c.start : c.end])
+        return {i for i, n in enumerate(item.numbers) if n in have}
+    return {i for i, spans in enumerate(item.evidence) if any(c.start < e and s < c.end for s, e in spans)}
+
+
+def recall_at(cover_lists: Sequence[set[int]], n_units: int, k: int) -> float:
+    got: set[int] = set()
+    for c in cover_lists[:k]:
+        got |= c
+    return len(got) / n_units
 
 
 @dataclass
@@ -230,25 +105,17 @@ class DatasetResult:
     dataset: str
     documents: int = 0
     questions: int = 0
-    scored_questions: int = 0  # with at least one located evidence item
+    scored_questions: int = 0  # with at least one gold unit
     evidence: int = 0
     unlocated: int = 0
     passages: int = 0
     recall: dict[str, dict[int, float]] = field(default_factory=dict)  # retriever -> k -> mean
+    # SEC: share of table questions with every gold number in the top 10
+    all_numbers_at_10: dict[str, float] = field(default_factory=dict)
+    # SEC, with --reader: the extractive reader's answers holding a gold number / questions
+    reader_correct: int = 0
+    reader_questions: int = 0
     seconds: float = 0.0
-
-
-def _score(
-    item: QAItem, retrievers: Mapping[str, object], names: Sequence[str], ks: Sequence[int]
-) -> dict[str, dict[int, float]]:
-    """Per retriever and k: the share of the item's evidence that the top k overlap."""
-    out: dict[str, dict[int, float]] = {}
-    for name in names:
-        hits = retrievers[name].retrieve(item.question, max(ks))  # type: ignore[attr-defined]
-        out[name] = {
-            k: sum(_overlaps(hits[:k], spans) for spans in item.evidence) / len(item.evidence) for k in ks
-        }
-    return out
 
 
 def evaluate(
@@ -258,29 +125,56 @@ def evaluate(
     *,
     retrievers: Sequence[str] = RETRIEVERS,
     progress: Callable[[int, int], None] | None = None,
+    cache: Path | None = None,
+    dump: list[dict] | None = None,
+    reader: bool = False,
 ) -> list[DatasetResult]:
-    """Recall@k per data set and retriever. ``progress(done_questions, total_questions)``."""
+    """Recall@k per data set and retriever. ``progress(done_questions, total_questions)``;
+    ``dump`` (a list) receives each question's ranked lists for offline fusion tuning;
+    ``reader`` also runs the extractive reader on questions with gold numbers (SEC)."""
+    from ctxroute.pipelines.extractive import ExtractiveReader
+
     total = sum(len(d.items) for d in qadocs)
     done = 0
     sums: dict[str, dict[str, dict[int, float]]] = {}
+    full10: dict[str, dict[str, list[int]]] = {}
     results: dict[str, DatasetResult] = {}
+    depth = max(max(ks), DUMP_DEPTH if dump is not None else 0)
     with tempfile.TemporaryDirectory(prefix="ctxroute-quality-") as tmp:
+        root = cache if cache is not None else Path(tmp)
         for qd in qadocs:
             t0 = time.perf_counter()
             res = results.setdefault(qd.dataset, DatasetResult(qd.dataset))
             acc = sums.setdefault(qd.dataset, {r: {k: 0.0 for k in ks} for r in retrievers})
-            built = build_retrievers(qd.doc, embedder, Path(tmp))
+            f10 = full10.setdefault(qd.dataset, {r: [0, 0] for r in retrievers})
+            built = build_retrievers(qd.doc, embedder, root)
+            doc: Document = built["_doc"]  # type: ignore[assignment]
             res.documents += 1
             res.passages += int(built["_passages"])  # type: ignore[call-overload]
             res.evidence += qd.n_evidence
             res.unlocated += qd.n_unlocated
-            for item in qd.items:
+            for qi, item in enumerate(qd.items):
                 res.questions += 1
-                if item.evidence:
+                if item.n_units:
                     res.scored_questions += 1
-                    for name, per_k in _score(item, built, retrievers, ks).items():
-                        for k, v in per_k.items():
-                            acc[name][k] += v
+                    record: dict = {"dataset": qd.dataset, "doc": qd.doc.id, "q": qi, "units": item.n_units,
+                                    "kind": item.kind, "lists": {}}
+                    for name in retrievers:
+                        hits = built[name].retrieve(item.question, depth)  # type: ignore[attr-defined]
+                        cov = [covered(item, doc, h) for h in hits]
+                        for k in ks:
+                            acc[name][k] += recall_at(cov, item.n_units, k)
+                        if item.numbers and item.kind == "Table":
+                            f10[name][0] += recall_at(cov, item.n_units, 10) == 1.0
+                            f10[name][1] += 1
+                        if name in ("bm25", "dense", "graph"):
+                            record["lists"][name] = [[h.chunk.id, round(h.score, 6), sorted(c)] for h, c in zip(hits, cov)]
+                    if dump is not None:
+                        dump.append(record)
+                    if reader and item.numbers:
+                        answer = ExtractiveReader().run(item.question, built["_collection"])
+                        res.reader_questions += 1
+                        res.reader_correct += bool(numbers_in(answer.text) & set(item.numbers))
                 done += 1
                 if progress is not None:
                     progress(done, total)
@@ -288,6 +182,7 @@ def evaluate(
     for name, res in results.items():
         n = max(res.scored_questions, 1)
         res.recall = {r: {k: sums[name][r][k] / n for k in ks} for r in retrievers}
+        res.all_numbers_at_10 = {r: v[0] / v[1] for r, v in full10[name].items() if v[1]}
     return list(results.values())
 
 
@@ -313,10 +208,31 @@ def markdown_table(results: Sequence[DatasetResult], ks: Sequence[int]) -> str:
     for res in results:
         lines.append(
             f"- {res.dataset}: {res.documents} documents, {res.passages} passages, {res.questions} questions "
-            f"({res.scored_questions} with located evidence); {res.unlocated} of {res.evidence} evidence "
+            f"({res.scored_questions} with gold units); {res.unlocated} of {res.evidence} evidence "
             f"items could not be located; {res.seconds:.1f} s"
         )
+        if res.all_numbers_at_10:
+            shares = ", ".join(f"{r} {v:.2f}" for r, v in res.all_numbers_at_10.items())
+            lines.append(f"  - table questions with every answer number in the top 10: {shares}")
+        if res.reader_questions:
+            lines.append(f"  - extractive reader: answer holds a gold number for {res.reader_correct} of "
+                         f"{res.reader_questions} questions ({res.reader_correct / res.reader_questions:.2f})")
     return "\n".join(lines)
+
+
+def load(data: Path, datasets: Sequence[str], limit_docs: int | None = None, lara_docs: int = 4) -> list[QADoc]:
+    qadocs: list[QADoc] = []
+    if "loogle" in datasets and (data / "LooGLE").is_dir():
+        qadocs += _data.load_loogle(data, limit_docs=limit_docs)
+    if "leval_contracts" in datasets and (data / "L-Eval").is_dir():
+        qadocs += _data.load_leval_contracts(data, limit_docs=limit_docs)
+    if "lara" in datasets and (data / "LaRA").is_dir():
+        qadocs += _data.load_lara(data, limit_docs=min(lara_docs, limit_docs or lara_docs))
+    if "sec" in datasets and (data / _data.SEC_DIR).is_dir():
+        qadocs += _data.load_sec(data, limit_docs=limit_docs)
+    if not qadocs:
+        raise FileNotFoundError(f"none of {list(datasets)} found under {data}; see ../shared/data/README.md")
+    return qadocs
 
 
 def run(
@@ -327,15 +243,16 @@ def run(
     limit_docs: int | None = None,
     datasets: Sequence[str] = ("loogle", "leval_contracts"),
     progress: Callable[[int, int], None] | None = None,
+    bf16: bool = False,
+    cache: Path | None = None,
+    dump: list[dict] | None = None,
+    lara_docs: int = 4,
+    reader: bool = False,
 ) -> list[DatasetResult]:
-    qadocs: list[QADoc] = []
-    if "loogle" in datasets and (data / "LooGLE").is_dir():
-        qadocs += load_loogle(data, limit_docs=limit_docs)
-    if "leval_contracts" in datasets and (data / "L-Eval").is_dir():
-        qadocs += load_leval_contracts(data, limit_docs=limit_docs)
-    if not qadocs:
-        raise FileNotFoundError(f"no LooGLE/ or L-Eval/ data under {data}; see ../shared/data/README.md")
-    return evaluate(qadocs, make_embedder(embedder_kind), ks, progress=progress)
+    """``lara_docs``: LaRA documents per domain (book, financial, paper); embedding all is slow."""
+    qadocs = load(data, datasets, limit_docs, lara_docs)
+    return evaluate(qadocs, make_embedder(embedder_kind, bf16=bf16), ks, progress=progress, cache=cache, dump=dump,
+                    reader=reader)
 
 
 def parse_ks(text: str) -> list[int]:
@@ -348,6 +265,14 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
+def parse_datasets(text: str) -> list[str]:
+    names = [d.strip() for d in text.split(",") if d.strip()]
+    unknown = sorted(set(names) - set(DATASETS))
+    if unknown or not names:
+        raise SystemExit(f"unknown data sets {unknown}; use some of {', '.join(DATASETS)}")
+    return names
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     import os
 
@@ -355,25 +280,34 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    ap.add_argument("--k", default="1,5,10")
+    ap.add_argument("--k", default="1,5,10,20")
     ap.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"])
+    ap.add_argument("--bf16", action="store_true")
     ap.add_argument("--limit-docs", type=int, default=None)
     ap.add_argument("--datasets", default="loogle,leval_contracts")
+    ap.add_argument("--lara-docs", type=int, default=4, help="LaRA documents per domain")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--dump", type=Path, default=None)
+    ap.add_argument("--reader", action="store_true", help="also score the extractive reader on the SEC set")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     ks = parse_ks(args.k)
     from rich.progress import Progress
 
+    dump: list[dict] | None = [] if args.dump else None
     with Progress(transient=True) as bar:
         task = bar.add_task("questions", total=None)
         results = run(
-            args.data, ks, args.embedder, limit_docs=args.limit_docs,
-            datasets=[d.strip() for d in args.datasets.split(",")],
+            args.data, ks, args.embedder, limit_docs=args.limit_docs, datasets=parse_datasets(args.datasets),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            bf16=args.bf16, cache=args.cache, dump=dump, lara_docs=args.lara_docs,
+            reader=args.reader,
         )
     print(markdown_table(results, ks))
     if args.out:
         args.out.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    if args.dump and dump is not None:
+        args.dump.write_text("\n".join(json.dumps(r) for r in dump) + "\n")
 
 
 if __name__ == "__main__":

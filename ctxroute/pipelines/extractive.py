@@ -1,13 +1,18 @@
 """Extractive reader (no LLM): the best-supported source sentences, quoted with citations.
 
-Candidates are the sentences of the top retrieved passages; each is scored against the
-question by a BM25-style overlap (idf over the candidate sentences, stemmed content tokens)
-and, when the collection has an embedder, the cosine between question and sentence. Used
-when no LLM is configured, as the fallback when the LLM fails, and as an evaluation baseline.
+Candidates are the sentences of the top retrieved passages (page furniture is not a sentence:
+the chunker excludes it), deduplicated by text; headings and fragments are skipped. Each is
+scored against the question by a BM25-style overlap (idf over the candidate sentences, stemmed
+content tokens) and, when the collection has an embedder, the cosine between question and
+sentence; then weighted by whether it holds what the question asks for (a number for "how
+much"/"how many"/"what was the revenue", a date for "when") and how many of the question's
+key terms (names, multi-word terms, numbers) it contains. Used when no LLM is configured, as
+the fallback when the LLM fails, and as an evaluation baseline.
 """
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,6 +23,7 @@ from ctxroute.pipelines.citations import content_tokens
 from ctxroute.pipelines.packing import SentenceMap, SentenceRef
 from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult
 from ctxroute.retrievers.base import Embedder
+from ctxroute.retrievers.keyterms import STOPWORDS, extract_keyterms, normalise_term
 from ctxroute.types import Chunk, Citation, Route, ScoredChunk
 
 
@@ -31,6 +37,8 @@ class ExtractiveConfig:
     retriever: str = "hybrid"
     k1: float = 1.2
     b: float = 0.75
+    missing_type_factor: float = 0.6  # score kept by a sentence without the asked-for type
+    keyterm_weight: float = 0.3  # bonus for the share of the question's key terms present
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,58 @@ class ScoredSentence:
     score: float
     lexical: float
     cosine: float
+
+
+_ASKS_NUMBER = re.compile(
+    r"\bhow\s+(?:much|many|large|big|high|low)\b|\bwhat\s+(?:percentage|proportion|share|amount|number|portion|"
+    r"fraction|ratio|rate|price|value|total)\b|\b(?:what|which)\s+(?:was|were|is|are)\s+(?:the\s+)?(?:\w+\W+){0,4}?"
+    r"(?:revenue|revenues|sales|income|expenses?|margin|cash|costs?|price|earnings|eps|dividends?|debt|assets|"
+    r"liabilities|amount|total|figures?|balance|profit|loss|spending|capex|value)\b",
+    re.IGNORECASE,
+)
+_ASKS_DATE = re.compile(r"^\s*when\b|\bwhat\s+(?:date|year|day|month|time)\b|\bin\s+which\s+year\b", re.IGNORECASE)
+_HAS_NUMBER = re.compile(r"\d")
+_HAS_DATE = re.compile(
+    r"\b(?:1[5-9]\d\d|20\d\d)\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b|"
+    r"\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b",
+    re.IGNORECASE,
+)
+
+
+def asked_type(question: str) -> str:
+    """``"date"``, ``"number"`` or ``""``: what kind of value the question asks for."""
+    if _ASKS_DATE.search(question):
+        return "date"
+    if _ASKS_NUMBER.search(question):
+        return "number"
+    return ""
+
+
+def has_type(text: str, kind: str) -> bool:
+    if kind == "date":
+        return bool(_HAS_DATE.search(text))
+    if kind == "number":
+        return bool(_HAS_NUMBER.search(text))
+    return True
+
+
+def question_keyterms(question: str) -> list[str]:
+    """The question's key terms that are worth requiring: capitalised names and phrases,
+    numbers, and multi-word terms (normalised like the graph index's key terms)."""
+    terms: list[str] = []
+    for t in extract_keyterms(question, max_terms=12):
+        t = re.sub(r"'s\b", "", t).strip()
+        if len(t) > 2 and not re.fullmatch(r"(?:1[5-9]|20)\d\ds?", t) and t not in terms:
+            terms.append(t)  # years are left out: a table row rarely repeats its column's year
+    words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z-]+", question)]
+    for a, b in zip(words, words[1:]):
+        if a not in STOPWORDS and b not in STOPWORDS and len(a) > 2 and len(b) > 2 and f"{a} {b}" not in terms:
+            terms.append(f"{a} {b}")
+    return terms
+
+
+def _norm(text: str) -> str:
+    return normalise_term(text)
 
 
 def _bm25_scores(question: list[str], sentences: list[list[str]], k1: float, b: float) -> np.ndarray:
@@ -68,6 +128,7 @@ class ExtractiveReader:
     def score(self, question: str, corpus: Corpus, hits: list[ScoredChunk]) -> list[ScoredSentence]:
         """Candidate sentences of the hits' passages, best first."""
         seen: set[tuple[str, int]] = set()
+        seen_text: set[str] = set()
         cands: list[Chunk] = []
         texts: list[str] = []
         toks: list[list[str]] = []
@@ -77,6 +138,10 @@ class ExtractiveReader:
                 if s.end > h.chunk.start and s.start < h.chunk.end and (s.doc_id, s.start) not in seen:
                     seen.add((s.doc_id, s.start))
                     text = s.text_of(doc)
+                    key = " ".join(text.lower().split())
+                    if key in seen_text:
+                        continue  # the same words twice (a running header, a repeated line) are one candidate
+                    seen_text.add(key)
                     tokens = content_tokens(text)
                     # headings and fragments are not answers
                     if text.lstrip().startswith("#") or text.strip("#*| \t") == s.heading or len(tokens) < 3:
@@ -93,7 +158,14 @@ class ExtractiveReader:
         recall = np.array([len(qset & set(t)) / len(qset) if qset else 0.0 for t in toks])
         lexical = 0.5 * (bm / bm.max() if bm.max() > 0 else bm) * recall + 0.5 * recall
         embedder = self.embedder or getattr(corpus.collection, "embedder", None)
-        if embedder is not None:
+        sentence_vectors = getattr(corpus.collection, "sentence_vectors", None)
+        if self.embedder is None and sentence_vectors is not None:
+            # the collection's cached, torch-free encoders: the question vector is the one
+            # retrieval just made, a sentence read before is not embedded again
+            qvec = np.asarray(corpus.collection.query_embedder.embed([question]), dtype=np.float32)[0]
+            cos = np.clip(np.asarray(sentence_vectors(texts), dtype=np.float32) @ qvec, 0.0, 1.0)
+            w = self.config.lexical_weight
+        elif embedder is not None:
             vecs = np.asarray(embedder.embed([question] + texts), dtype=np.float32)
             cos = np.clip(vecs[1:] @ vecs[0], 0.0, 1.0)
             w = self.config.lexical_weight
@@ -101,6 +173,14 @@ class ExtractiveReader:
             cos = np.zeros(len(cands))
             w = 1.0
         score = w * lexical + (1 - w) * cos
+        kind = asked_type(question)
+        if kind:
+            score = score * np.array([1.0 if has_type(t, kind) else self.config.missing_type_factor for t in texts])
+        terms = question_keyterms(question)
+        if terms and self.config.keyterm_weight:
+            normed = [_norm(t) for t in texts]
+            share = np.array([sum(term in n for term in terms) / len(terms) for n in normed])
+            score = score * (1.0 + self.config.keyterm_weight * share) / (1.0 + self.config.keyterm_weight)
         order = np.argsort(-score, kind="stable")
         return [ScoredSentence(cands[i], float(score[i]), float(lexical[i]), float(cos[i])) for i in order]
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Iterator, Mapping
 
 from ctxroute.errors import InputError
+from ctxroute.retrievers.furniture import furniture_spans, split_around
 from ctxroute.retrievers.tokens import TokenCounter, get_counter
 from ctxroute.types import Chunk, Document, Level
 
@@ -125,12 +126,24 @@ _WRAP_FRACTION = 0.6
 
 
 _COLUMN_GAP = re.compile(r"\S(?: {3,}|\t)\S")
+# a row of a table as PDF extractors write it: a label, then two or more amounts
+# ("Net product sales $ 59,340 $ 63,171", "Interest expense (617) (806)", "Gross margin 43.3 % 42.3 %")
+_NUMERIC_ROW = re.compile(r"(?:^|.*?\s)(?>[$€£(\-—–]*\s*\d[\d,]*+(?:\.\d+)?\s*\)?\s*%?\s*){2,}$|.*?(?:\s+[-—–]){2,}\s*$")
+_MAX_ROW_CHARS = 400
+
+
+def is_table_row(line: str) -> bool:
+    """A markdown table row or a line ending in two or more amounts (a PDF table row)."""
+    if _TABLE_ROW.match(line):
+        return True
+    line = line.strip()
+    return len(line) <= _MAX_ROW_CHARS and bool(_NUMERIC_ROW.fullmatch(line))
 
 
 def _is_special_line(line: str) -> bool:
-    """List items, table rows (markdown or space-aligned columns) and headings stand alone."""
+    """List items, table rows (markdown, space-aligned columns or label + amounts) and headings stand alone."""
     return bool(
-        _LIST_ITEM.match(line) or _TABLE_ROW.match(line) or _MD_HEADING_LINE.match(line) or _COLUMN_GAP.search(line)
+        _LIST_ITEM.match(line) or _MD_HEADING_LINE.match(line) or _COLUMN_GAP.search(line) or is_table_row(line)
     )
 
 
@@ -318,8 +331,10 @@ def _md_heading_lines(text: str) -> list[tuple[int, int, str]]:
 
 
 def _looks_like_heading(line: str) -> bool:
-    if len(line) > _MAX_HEADING_CHARS or line[-1] in ".,;:!\"'”’)":
+    if len(line) > _MAX_HEADING_CHARS or line[-1] in ".,;:!\"'”’)|":
         return False
+    if "|" in line or "\t" in line or _COLUMN_GAP.search(line) or is_table_row(line):
+        return False  # a table's header or row, not a heading
     words = line.split()
     if not words or len(words) > _MAX_HEADING_WORDS:
         return False
@@ -445,16 +460,79 @@ def _paragraph_groups(
     return [(gs, ge, f"{label} ({i}/{n_groups})") for i, (gs, ge) in enumerate(groups, start=1)]
 
 
-def _sections(doc: Document, config: ChunkingConfig, counter: TokenCounter) -> list[tuple[int, int, str]]:
+_PDF_PART = re.compile(r"part\s+[ivx\d]+\b.*", re.IGNORECASE)
+_PDF_ITEM = re.compile(r"(?:item|article|chapter)\s+\d+[a-z]?\b.*", re.IGNORECASE)
+_PDF_NOTE = re.compile(r"(?:note|section)\s+\d+\b.*", re.IGNORECASE)
+_MAX_PDF_HEADING_CHARS = 120
+_TOP_LINES = 4
+_COLUMN_HEADER = re.compile(
+    r"\b(?:months|weeks|quarters?|years?|periods?)\s+ended\b|\bas\s+of\b|^(?:total|increase|decrease|change)\b", re.I
+)
+
+
+def pdf_heading_level(line: str) -> int:
+    """1 (part), 2 (item/article/chapter), 3 (other heading) or 0 (not a heading) for a PDF line."""
+    if len(line) > _MAX_PDF_HEADING_CHARS or is_table_row(line) or line.startswith(("#", "//", "/*")):
+        return 0
+    if _PDF_PART.fullmatch(line) and len(line.split()) <= 8:
+        return 1
+    if _PDF_ITEM.fullmatch(line):
+        return 2
+    if _PDF_NOTE.fullmatch(line):
+        return 3
+    if (
+        len(line) <= _MAX_HEADING_CHARS
+        and _looks_like_heading(line)
+        and sum(c.isalpha() for c in line) >= 8
+        and len(line.split()) >= 2
+        and len(re.findall(r"\d+", line)) < 2
+        and not _COLUMN_HEADER.search(line)
+        and next(c for c in line if c.isalpha()).isupper()
+        and not re.search(r"[☒☐]|\.\s", line)
+    ):
+        return 3
+    return 0
+
+
+def _pdf_sections(doc: Document, furniture: list[tuple[int, int]]) -> list[tuple[int, int, str]]:
+    """One section per page; its heading is the section path in force (part > item > heading) and the page."""
+    text = doc.text
+    starts = list(doc.page_starts) + [len(text)]
+    skip = set(furniture)
+    path: dict[int, str] = {}
+    out = []
+    for i in range(len(doc.page_starts)):
+        ps, pe = max(0, starts[i]), min(len(text), max(starts[i], starts[i + 1]))
+        s, e = _strip(text, ps, pe)
+        if s >= e:
+            continue
+        first: dict[int, str] | None = None  # the path for the page: after a heading near its top
+        seen = 0
+        for ls, le in _lines(text, s, e):
+            a, b = _strip(text, ls, le)
+            if a == b or (a, b) in skip:
+                continue
+            seen += 1
+            level = pdf_heading_level(text[a:b])
+            if level:
+                path = {k: v for k, v in path.items() if k < level}
+                path[level] = " ".join(text[a:b].split())
+                if seen <= _TOP_LINES:  # headings at the top of the page name it
+                    first = dict(path)
+            if first is None and seen == _TOP_LINES:
+                first = dict(path)
+        shown = first if first is not None else path
+        trail = " > ".join(shown[k] for k in sorted(shown))
+        out.append((s, e, f"{trail} (page {i + 1})" if trail else f"Page {i + 1}"))
+    return out
+
+
+def _sections(
+    doc: Document, config: ChunkingConfig, counter: TokenCounter, furniture: list[tuple[int, int]] = ()
+) -> list[tuple[int, int, str]]:
     text = doc.text
     if doc.format == "pdf" and doc.page_starts:
-        starts = list(doc.page_starts) + [len(text)]
-        out = []
-        for i in range(len(doc.page_starts)):
-            s, e = _strip(text, max(0, starts[i]), min(len(text), max(starts[i], starts[i + 1])))
-            if s < e:
-                out.append((s, e, f"Page {i + 1}"))
-        return out
+        return _pdf_sections(doc, list(furniture))
     if doc.format in ("md", "html"):
         return _sections_from_headings(text, _md_heading_lines(text), doc.title)
     sections = _sections_from_headings(text, _text_heading_lines(text), doc.title)
@@ -468,13 +546,27 @@ def _sections(doc: Document, config: ChunkingConfig, counter: TokenCounter) -> l
 
 
 # --- passages ---------------------------------------------------------------------
-def _pack(tokens: list[int], gaps: list[int], budget: int, overlap: int) -> list[tuple[int, int]]:
+def _pack(
+    tokens: list[int], gaps: list[int], budget: int, overlap: int, table: list[int] | None = None
+) -> list[tuple[int, int]]:
     """Index ranges [i, j) of sentences per passage: greedy up to ``budget`` with overlap.
 
-    ``gaps[k]`` is the token count of the whitespace between sentence k-1 and k.
+    ``gaps[k]`` is the token count of the whitespace between sentence k-1 and k. ``table[k]``
+    numbers the table sentence k belongs to (-1: none): a table that fits in ``budget`` is
+    never cut; a passage ends before it instead, and the table starts the next one (no overlap).
     """
     out: list[tuple[int, int]] = []
     n = len(tokens)
+    table = table if table is not None else [-1] * n
+    first: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for k, t in enumerate(table):
+        if t >= 0:
+            if t not in first:
+                first[t] = k
+                size[t] = tokens[k]
+            else:
+                size[t] += gaps[k] + tokens[k]
     i = 0
     while i < n:
         j = i + 1
@@ -482,10 +574,64 @@ def _pack(tokens: list[int], gaps: list[int], budget: int, overlap: int) -> list
         while j < n and total + gaps[j] + tokens[j] <= budget:
             total += gaps[j] + tokens[j]
             j += 1
+        if j < n and table[j] >= 0 and table[j] == table[j - 1]:
+            b = first[table[j]]
+            if b > i and size[table[j]] <= budget:
+                j = b  # end before the table rather than cut it
         out.append((i, j))
         if j >= n:
             break
-        i = max(i + 1, j - overlap)
+        i = j if (table[j] >= 0 and first[table[j]] == j) else max(i + 1, j - overlap)
+    return out
+
+
+def _table_header(text: str, spans: list[tuple[int, int, int]], table: list[int], t: int) -> str:
+    """The header lines of table ``t``: its leading lines up to its first labelled row (at most 5)."""
+    lines: list[str] = []
+    for k, tk in enumerate(table):
+        if tk != t:
+            continue
+        line = " ".join(text[spans[k][0]:spans[k][1]].split())
+        if is_table_row(line) and re.search(r"[A-Za-z]{3,}", line) and not _TABLE_ROW.match(line):
+            break
+        lines.append(line)
+        if len(lines) >= 5:
+            break
+    return " ".join(lines)[:200]
+
+
+def _tables(text: str, spans: list[tuple[int, int, int]]) -> list[int]:
+    """Table number of each sentence span (-1: none): runs of >= 2 table rows, with up to
+    two short non-row lines right before a run (its column headers) joining the table."""
+    rows = [is_table_row(text[a:b]) for a, b, _ in spans]
+    out = [-1] * len(spans)
+    t = -1
+    k = 0
+    while k < len(spans):
+        if not rows[k]:
+            k += 1
+            continue
+        m = k
+        while m < len(spans):
+            if rows[m]:
+                m += 1
+                continue
+            # up to two short label lines ("Operating expenses:") inside a table keep it going
+            gap = m
+            while gap < len(spans) and gap - m < 2 and not rows[gap] and len(text[spans[gap][0]:spans[gap][1]]) <= 80:
+                gap += 1
+            if gap < len(spans) and gap > m and rows[gap]:
+                m = gap
+                continue
+            break
+        if m - k >= 2:
+            t += 1
+            h = k
+            while h > 0 and k - h < 2 and not rows[h - 1] and out[h - 1] < 0 and len(text[spans[h - 1][0]:spans[h - 1][1]]) <= 80:
+                h -= 1
+            for x in range(h, m):
+                out[x] = t
+        k = m
     return out
 
 
@@ -508,7 +654,15 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
     sections: list[Chunk] = []
     passages: list[Chunk] = []
     sentences: list[Chunk] = []
-    for s_ord, (ss, se, heading) in enumerate(_sections(doc, config, counter)):
+    furniture = furniture_spans(doc) if doc.page_starts else []
+    s_ord = 0
+    for ss, se, heading in _sections(doc, config, counter, furniture):
+        spans: list[tuple[int, int, int]] = []
+        for ps_, pe_ in split_around(ss, se, furniture) if furniture else [(ss, se)]:
+            for a, b in split_sentences(text, ps_, pe_):
+                spans.extend(_split_long(text, a, b, max_sentence, counter))
+        if not spans:
+            continue  # a page of furniture only
         section = Chunk(
             id=f"{doc.id}:s{s_ord}",
             doc_id=doc.id,
@@ -520,10 +674,8 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
             n_tokens=counter.count(text[ss:se]),
             heading=heading,
         )
+        s_ord += 1
         sections.append(section)
-        spans: list[tuple[int, int, int]] = []
-        for a, b in split_sentences(text, ss, se):
-            spans.extend(_split_long(text, a, b, max_sentence, counter))
         for a, b, n in spans:
             sentences.append(
                 Chunk(
@@ -539,8 +691,14 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
                 )
             )
         gaps = [0] + [counter.count(text[a[1] : b[0]]) for a, b in zip(spans, spans[1:])]
-        for i, j in _pack([n for _, _, n in spans], gaps, config.passage_tokens, config.overlap_sentences):
+        table = _tables(text, spans)
+        for i, j in _pack([n for _, _, n in spans], gaps, config.passage_tokens, config.overlap_sentences, table):
             ps, pe = spans[i][0], spans[j - 1][1]
+            p_heading = heading
+            if table[i] >= 0 and i > 0 and table[i - 1] == table[i]:  # a table cut by rows: repeat its header
+                header = _table_header(text, spans, table, table[i])
+                if header:
+                    p_heading = f"{heading} | {header}"
             passages.append(
                 Chunk(
                     id=f"{doc.id}:p{len(passages)}",
@@ -551,7 +709,7 @@ def chunk_document(doc: Document, config: ChunkingConfig = ChunkingConfig()) -> 
                     parent_id=section.id,
                     ordinal=len(passages),
                     n_tokens=counter.count(text[ps:pe]),
-                    heading=heading,
+                    heading=p_heading,
                 )
             )
     return DocumentChunks(document, tuple(sections), tuple(passages), tuple(sentences))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Mapping
 
 from ctxroute.errors import InputError
@@ -129,9 +130,14 @@ def content_hash(text: str) -> str:
 
 
 def index_text(doc: Document, passage: Chunk) -> str:
-    """What the sparse and dense indexes see for a passage: a short title/heading header
-    (context the passage itself may lack) followed by the passage text."""
+    """What the sparse and dense indexes see for a passage: a short header (context the
+    passage itself may lack: document title, the source file's name when the title lacks it,
+    and the section path, which for PDFs ends with the page and, in a table cut by rows, the
+    table's header rows) followed by the passage text."""
     parts = [doc.title] if doc.title else []
+    stem = PurePath(doc.source).stem if PurePath(doc.source).suffix else ""
+    if stem and stem.lower() not in doc.title.lower():
+        parts.append(stem)
     if passage.heading and passage.heading != doc.title:
         parts.append(passage.heading)
     header = " / ".join(parts)

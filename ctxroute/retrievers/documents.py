@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import io
 import json
 import re
 from dataclasses import dataclass
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from ctxroute.errors import DocumentError
+from ctxroute.retrievers.extract_pdf import pdf_extract, pdf_to_text  # noqa: F401 - pdf_to_text: old API
+from ctxroute.retrievers.furniture import furniture_spans
 from ctxroute.types import Document
 
 SUPPORTED_SUFFIXES = (".txt", ".md", ".markdown", ".pdf", ".html", ".htm", ".jsonl")
@@ -47,10 +48,33 @@ def content_id(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
+_FENCE_BLOCK = re.compile(r"^[ ]{0,3}(```|~~~).*?(?:^[ ]{0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
+
+
 def first_heading(text: str) -> str:
-    """The first markdown heading's title, or ``""``."""
-    m = _MD_HEADING.search(text)
-    return m.group(2).strip() if m else ""
+    """The first markdown heading's title outside fenced code blocks, or ``""``."""
+    fences = [(m.start(), m.end()) for m in _FENCE_BLOCK.finditer(text)]
+    for m in _MD_HEADING.finditer(text):
+        if not any(s <= m.start() < e for s, e in fences):
+            return m.group(2).strip()
+    return ""
+
+
+def pdf_heading_title(text: str, page_starts: tuple[int, ...], pages: int = 2) -> str:
+    """The first heading-like line of a PDF's first pages, page furniture and code skipped, or ``""``."""
+    from ctxroute.retrievers.chunking import pdf_heading_level
+
+    end = page_starts[pages] if len(page_starts) > pages else len(text)
+    probe = Document(id="probe", text=text, page_starts=page_starts, format="pdf")
+    skip = {(s, e) for s, e in furniture_spans(probe) if s < end}
+    pos = 0
+    for line in text[:end].split("\n"):
+        s = pos + len(line) - len(line.lstrip())
+        e = pos + len(line.rstrip())
+        pos += len(line) + 1
+        if s < e and (s, e) not in skip and pdf_heading_level(text[s:e]):
+            return " ".join(text[s:e].split())
+    return ""
 
 
 def _check_text(text: str, where: str) -> None:
@@ -136,6 +160,31 @@ _HTML_BLOCK = frozenset(
     }
 )
 _HTML_HEADINGS = {f"h{i}": i for i in range(1, 7)}
+# page chrome, not content: site header/footer/sidebar (outside <article>/<main>), ARIA
+# landmarks for navigation, and elements whose class or id names a menu, footer or the like
+_HTML_CHROME = frozenset({"header", "footer", "aside", "menu"})
+_HTML_CHROME_ROLES = frozenset({"navigation", "banner", "contentinfo", "menu", "menubar", "search", "complementary"})
+_HTML_CHROME_NAME = re.compile(
+    r"(?:^|[-_\s])(?:nav|navbar|navigation|menu|menubar|breadcrumbs?|footer|site-?footer|sidebar|cookies?|"
+    r"cookie-?banner|skip-?link|toc|pagination|share|social)(?:$|[-_\s])",
+    re.IGNORECASE,
+)
+
+
+def _is_chrome(tag: object) -> bool:
+    """An element that is page navigation or chrome rather than content."""
+    name = tag.name.lower()  # type: ignore[attr-defined]
+    attrs = getattr(tag, "attrs", None) or {}
+    role = str(attrs.get("role", "")).lower()
+    if role in _HTML_CHROME_ROLES or attrs.get("aria-hidden") == "true":
+        return True
+    if name in _HTML_CHROME and tag.find_parent(["article", "main"]) is None:  # type: ignore[attr-defined]
+        return True
+    if name in ("main", "article", "body", "html"):
+        return False
+    classes = attrs.get("class") or []
+    label = " ".join(classes if isinstance(classes, list) else [str(classes)]) + " " + str(attrs.get("id", ""))
+    return bool(_HTML_CHROME_NAME.search(label))
 _SPACES = re.compile(r"[^\S\n]+")
 
 
@@ -162,7 +211,7 @@ def _html_render(node: object, out: list[str], xml: bool = False) -> None:
         if not isinstance(child, Tag):
             continue
         name = child.name.lower()
-        if name in _HTML_DROP:
+        if name in _HTML_DROP or (not xml and _is_chrome(child)):
             continue
         if name in _HTML_HEADINGS:
             title = _html_inline(child)
@@ -177,8 +226,10 @@ def _html_render(node: object, out: list[str], xml: bool = False) -> None:
             cells = [_html_inline(c) for c in child.find_all(["td", "th"], recursive=False)]
             if any(cells):
                 out.append("\n| " + " | ".join(cells) + " |")
-        elif name == "pre":
-            out.append("\n\n" + child.get_text() + "\n\n")
+        elif name == "pre":  # fenced, so a "# comment" in code is never a heading or the title
+            code = child.get_text().strip("\n")
+            fence = "````" if "```" in code else "```"
+            out.append(f"\n\n{fence}\n{code}\n{fence}\n\n")
         elif name in _HTML_BLOCK or xml:  # XML has no inline elements we know of
             out.append("\n\n")
             _html_render(child, out, xml)
@@ -207,52 +258,6 @@ def html_to_text(html: bytes | str) -> tuple[str, str]:
     lines = [" ".join(line.split()) for line in "".join(out).split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return text, title
-
-
-# --- PDF -------------------------------------------------------------------------
-def pdf_to_text(data: bytes, where: str) -> tuple[str, tuple[int, ...], str]:
-    """(text, page_starts, metadata title) of a PDF; pages are joined by a blank line."""
-    from pypdf import PdfReader
-    from pypdf.errors import DependencyError, PdfReadError
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            try:
-                opened = bool(reader.decrypt(""))
-                why = "it needs a password"
-            except DependencyError as exc:
-                opened, why = False, f"{exc} (pip install cryptography)"
-            except Exception as exc:  # noqa: BLE001 - pypdf raises several types for unsupported crypto
-                opened, why = False, f"cannot decrypt it ({exc})"
-            if not opened:
-                raise DocumentError(where, f"encrypted PDF: {why}; decrypt it first (e.g. `qpdf --decrypt`)")
-        pages = [(page.extract_text() or "") for page in reader.pages]
-        meta_title = ""
-        try:
-            if reader.metadata is not None and reader.metadata.title:
-                meta_title = str(reader.metadata.title).strip()
-                if meta_title.lower() in {"untitled", "untitled document", "(anonymous)"}:
-                    meta_title = ""
-        except PdfReadError:
-            meta_title = ""
-    except DocumentError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - malformed PDFs make pypdf raise many kinds of error
-        raise DocumentError(where, f"unreadable PDF: {type(exc).__name__}: {exc}") from exc
-    if not pages:
-        raise DocumentError(where, "PDF has no pages")
-    texts = [p.replace("\x00", "").strip() for p in pages]
-    if not any(texts):
-        raise DocumentError(where, "no extractable text (scanned PDF?); run OCR on it first")
-    starts: list[int] = []
-    pos = 0
-    for i, t in enumerate(texts):
-        if i:
-            pos += 2  # the "\n\n" between pages
-        starts.append(pos)
-        pos += len(t)
-    return "\n\n".join(texts), tuple(starts), meta_title
 
 
 # --- JSON Lines ------------------------------------------------------------------
@@ -322,9 +327,11 @@ def _load(data: bytes, name: str, where: str) -> tuple[list[Document], list[Docu
     if fmt == "pdf":
         if not data.startswith(b"%PDF"):
             raise DocumentError(where, "not a PDF: the file does not start with %PDF")
-        text, starts, meta_title = pdf_to_text(data, where)
+        pdf = pdf_extract(data, where)
+        title = pdf.title or pdf_heading_title(pdf.text, pdf.page_starts)
         doc = document_from_text(
-            text, title=meta_title, source=where, format="pdf", page_starts=starts, metadata={"pages": str(len(starts))}
+            pdf.text, title=title, source=where, format="pdf", page_starts=pdf.page_starts,
+            metadata={"pages": str(len(pdf.page_starts)), "extractor": pdf.extractor},
         )
         return [doc], []
     if fmt == "html":

@@ -21,6 +21,16 @@ from ctxroute.errors import InputError, ManifestMismatch
 from ctxroute.types import Chunk, ScoredChunk
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+_NUMBER = re.compile(r"(?<![\w.,])(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?![\w]|[.,]\d)")
+
+
+def _canonical_number(m: re.Match[str]) -> str:
+    """``1,577.0`` -> ``1577``; ``2.50`` -> ``2_5`` (one token; "_" is a word character)."""
+    t = m.group().replace(",", "")
+    if "." in t:
+        t = t.rstrip("0").rstrip(".")
+    t = t.lstrip("0") or "0"
+    return t.replace(".", "_") if not t.startswith(".") else "0" + t.replace(".", "_")
 _METHODS = ("robertson", "lucene", "atire")
 _CONFIG_FILE = "sparse_config.json"
 
@@ -35,6 +45,9 @@ class SparseConfig:
     k1: float = 1.5
     b: float = 0.75
     method: str = "lucene"
+    # numbers as one canonical token: "$1,577", "1577" and "1,577.0" -> "1577", "2.29" -> "2_29";
+    # indexes saved before this setting existed read as False (their tokens split "1,577" in two)
+    numbers: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in _METHODS:
@@ -57,7 +70,9 @@ class SparseConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SparseConfig":
-        return cls(**{k: data[k] for k in ("stemmer", "stopwords", "k1", "b", "method") if k in data})
+        kwargs = {k: data[k] for k in ("stemmer", "stopwords", "k1", "b", "method", "numbers") if k in data}
+        kwargs.setdefault("numbers", False)  # saved before number tokens existed
+        return cls(**kwargs)
 
 
 def _stopword_list(name: str) -> frozenset[str]:
@@ -89,6 +104,8 @@ class Tokenizer:
         return Stemmer.Stemmer(self.config.stemmer)
 
     def __call__(self, text: str) -> list[str]:
+        if self.config.numbers:
+            text = _NUMBER.sub(_canonical_number, text)
         words = [w for w in _TOKEN.findall(text.lower()) if w not in self._stop]
         if self._stemmer is not None:
             words = self._stemmer.stemWords(words)
@@ -116,6 +133,9 @@ class SparseIndex:
         import bm25s
 
         corpus = [self.tokenize(t) for t in texts]
+        if not any(corpus):  # only stop words (e.g. "a"): no vocabulary, every score is 0
+            self._bm25 = None
+            return self
         bm25 = bm25s.BM25(k1=self.config.k1, b=self.config.b, method=self.config.method)
         bm25.index(corpus, show_progress=False)
         self._bm25 = bm25
@@ -124,7 +144,7 @@ class SparseIndex:
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every indexed text for ``query`` (zeros when no query term is known)."""
         if self._bm25 is None:
-            return np.zeros(0, dtype=np.float32)
+            return np.zeros(self._n, dtype=np.float32)
         vocab = self._bm25.vocab_dict
         ids = [vocab[t] for t in self.tokenize(query) if t in vocab and t != ""]
         if not ids:
@@ -143,7 +163,7 @@ class SparseIndex:
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"config": self.config.to_dict(), "n": self._n}
+        meta = {"config": self.config.to_dict(), "n": self._n, "vocab": self._bm25 is not None}
         if self._bm25 is not None:
             self._bm25.save(str(directory), allow_pickle=False, show_progress=False)
         (directory / _CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -163,7 +183,7 @@ class SparseIndex:
             )
         index = cls(saved)
         index._n = int(meta["n"])
-        if index._n:
+        if index._n and meta.get("vocab", True):
             import bm25s
 
             index._bm25 = bm25s.BM25.load(str(directory), mmap=False, allow_pickle=False, show_progress=False)

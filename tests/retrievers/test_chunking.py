@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from ctxroute.errors import InputError
 from ctxroute.retrievers.chunking import ChunkingConfig, DocumentChunks, chunk_document, split_sentences
 from ctxroute.retrievers.documents import document_from_text, load_path
+from ctxroute.retrievers.furniture import furniture_spans, split_around
 from ctxroute.retrievers.tokens import get_counter
 from ctxroute.types import Document, Level
 
@@ -34,17 +36,25 @@ def check_invariants(doc: Document, chunks: DocumentChunks, config: ChunkingConf
         assert 0 <= c.start <= c.end <= len(text)
         assert c.text_of(doc) == text[c.start : c.end]
         assert c.doc_id == doc.id
-    # sections: in order, stripped, non-empty, only whitespace between and around them
+    # sections: in order, stripped, non-empty, only whitespace (or page furniture) between and around them
+    furniture = furniture_spans(doc)
+
+    def blank(a: int, b: int) -> bool:
+        return all(not text[x:y].strip() for x, y in split_around(a, b, furniture))
+
     prev_end = 0
     for i, sec in enumerate(chunks.sections):
         assert sec.level is Level.SECTION and sec.parent_id == chunks.document.id and sec.ordinal == i
         body = sec.text_of(doc)
         assert body and body == body.strip()
-        assert text[prev_end : sec.start].strip() == ""
+        assert blank(prev_end, sec.start)
         prev_end = sec.end
-    assert text[prev_end:].strip() == ""
-    if text.strip():
+    assert blank(prev_end, len(text))
+    if not blank(0, len(text)):
         assert chunks.sections and chunks.sentences and chunks.passages
+    # no sentence holds page furniture
+    for s in chunks.sentences:
+        assert not any(a < s.end and s.start < b for a, b in furniture)
     # sentences and passages: non-empty, stripped, inside their section, in order
     for level_chunks in (chunks.sentences, chunks.passages):
         prev_start = -1
@@ -54,7 +64,10 @@ def check_invariants(doc: Document, chunks: DocumentChunks, config: ChunkingConf
             parent = by_id[c.parent_id]
             assert parent.level is Level.SECTION
             assert parent.start <= c.start and c.end <= parent.end
-            assert c.heading == parent.heading
+            if c.level is Level.PASSAGE and c.heading != parent.heading:  # a table cut by rows repeats its header
+                assert c.heading.startswith(parent.heading + " | ")
+            else:
+                assert c.heading == parent.heading
             assert c.ordinal == i
             assert c.start >= prev_start
             prev_start = c.start
@@ -149,7 +162,13 @@ def test_pdf_pages_become_sections(pages: list[str], config: ChunkingConfig) -> 
     doc = make_doc("\n\n".join(pages), "pdf", tuple(starts))
     chunks = chunk_document(doc, config)
     check_invariants(doc, chunks, config)
-    assert [s.heading for s in chunks.sections] == [f"Page {i}" for i in range(1, len(pages) + 1) if pages[i - 1].strip()]
+    pages_seen = []
+    for sec in chunks.sections:  # "Page 3", or a section path ending in "(page 3)"
+        m = re.fullmatch(r"Page (\d+)|.+ \(page (\d+)\)", sec.heading)
+        assert m is not None
+        assert int(m.group(1) or m.group(2)) == doc.page_at(sec.start)
+        pages_seen.append(doc.page_at(sec.start))
+    assert pages_seen == sorted(set(pages_seen))
     for s in chunks.sentences:
         assert doc.page_at(s.start) == doc.page_at(s.end - 1)
 
@@ -390,3 +409,54 @@ def test_regrouped_plain_text_keeps_table_pipes_inside_sections() -> None:
     doc = make_doc(text, "txt")
     config = ChunkingConfig(section_tokens=64)
     check_invariants(doc, chunk_document(doc, config), config)
+
+
+# --- tables -------------------------------------------------------------------------
+TABLE = (
+    "Three Months Ended\nSeptember 30,\n2022 2023\n"
+    + "\n".join(f"Line item number {i} $ {1000 + i:,} $ {2000 + i:,}" for i in range(12))
+)
+
+
+def test_plain_text_table_header_is_not_a_heading() -> None:
+    text = "Intro line of prose here.\n\n| Name | Value |\n|---|---|\n| a | 1 |\n\nYear   Revenue   Margin\n2021   10   2\n"
+    doc = make_doc(text, "txt")
+    assert [s.heading for s in chunk_document(doc).sections] == ["T"]
+
+
+def test_pdf_table_rows_are_sentences_and_a_fitting_table_stays_whole() -> None:
+    prose = " ".join(f"Sentence {w} of the discussion runs on." for w in "abcdefghij")
+    doc = make_doc(f"{prose}\n{TABLE}\nAfter the table.", "pdf", (0,))
+    chunks = chunk_document(doc, ChunkingConfig(passage_tokens=240, overlap_sentences=1))  # table 205 tokens, prose 80
+    texts = [s.text_of(doc) for s in chunks.sentences]
+    assert "Line item number 3 $ 1,003 $ 2,003" in texts
+    holding = [p for p in chunks.passages if "Line item number 0 " in p.text_of(doc)]
+    assert len(holding) == 1 and "Line item number 11 " in holding[0].text_of(doc)
+    assert holding[0].text_of(doc).startswith("Three Months Ended")
+
+
+def test_a_table_cut_by_rows_repeats_its_header_in_the_heading() -> None:
+    doc = make_doc(TABLE, "pdf", (0,))
+    chunks = chunk_document(doc, ChunkingConfig(passage_tokens=60, overlap_sentences=0))
+    assert len(chunks.passages) > 1
+    first, *rest = chunks.passages
+    assert first.heading == "Page 1"
+    for p in rest:
+        assert p.heading == "Page 1 | Three Months Ended September 30, 2022 2023"
+        assert doc.text[p.start:p.end] == p.text_of(doc)
+
+
+def test_pdf_sections_carry_the_section_path() -> None:
+    pages = ["PART I. FINANCIAL INFORMATION\nItem 1. Financial Statements\nBody one.",
+             "More body two.", "Item 2. Management Discussion\nBody three."]
+    starts, pos = [], 0
+    for i, p in enumerate(pages):
+        pos += 2 if i else 0
+        starts.append(pos)
+        pos += len(p)
+    doc = make_doc("\n\n".join(pages), "pdf", tuple(starts))
+    assert [s.heading for s in chunk_document(doc).sections] == [
+        "PART I. FINANCIAL INFORMATION > Item 1. Financial Statements (page 1)",
+        "PART I. FINANCIAL INFORMATION > Item 1. Financial Statements (page 2)",
+        "PART I. FINANCIAL INFORMATION > Item 2. Management Discussion (page 3)",
+    ]

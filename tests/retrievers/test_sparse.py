@@ -124,3 +124,21 @@ def test_sparse_retriever_returns_scored_passages() -> None:
     assert hits[0].retriever == "bm25" and hits[0].ranks == {"bm25": 1} and hits[0].scores["bm25"] == hits[0].score
     with pytest.raises(InputError, match="passages"):
         SparseRetriever(SparseIndex().build(texts), passages[:2])
+
+
+# --- numbers ------------------------------------------------------------------------
+def test_numbers_match_across_formats() -> None:
+    tok = Tokenizer(SparseConfig())
+    assert tok("$1,577") == tok("1577") == tok("1,577.0") == tok("1577.00") == ["1577"]
+    assert tok("margin 2.29 %") == tok("margin 2.290%") == ["margin", "2_29"]
+    assert tok("Net sales $ 118,573 $ 141,915") == ["net", "sale", "118573", "141915"]
+    index = SparseIndex().build(["Net product sales were $1,577 million.", "Other text about 1,578 things."])
+    assert index.search("1577", 2)[0][0] == 0 and index.search("1,577.0", 1)[0][0] == 0
+
+
+def test_indexes_saved_before_number_tokens_keep_their_tokenizer(tmp_path: Path) -> None:
+    old = SparseConfig.from_dict({"stemmer": "english", "stopwords": "en", "k1": 1.5, "b": 0.75, "method": "lucene"})
+    assert old.numbers is False and Tokenizer(old)("$1,577") == ["1", "577"]
+    assert SparseConfig().numbers is True
+    SparseIndex(old).build(["a 1,577 b"]).save(tmp_path)
+    assert SparseIndex.load(tmp_path).config.numbers is False
