@@ -116,11 +116,13 @@ class TenantStore:
     # --- authentication ----------------------------------------------------------
     def authenticate(self, key: str) -> Principal | None:
         digest = self.hash(key)
-        if self._admin_hash and hmac.compare_digest(digest, self._admin_hash):
-            return Principal(tenant=None, admin=True, key_id="admin")
         found: Principal | None = None
-        for stored, tenant in self._static:  # check all, so timing does not tell which matched
-            if hmac.compare_digest(digest, stored):
+        # compare with the admin key and every static key, always (timing tells nothing about
+        # which matched, or whether one did), each with hmac.compare_digest
+        if hmac.compare_digest(digest, self._admin_hash or "0" * 64):
+            found = Principal(tenant=None, admin=True, key_id="admin") if self._admin_hash else None
+        for stored, tenant in self._static:
+            if hmac.compare_digest(digest, stored) and found is None:
                 found = Principal(tenant=tenant, key_id="static")
         if found:
             return found
@@ -139,6 +141,13 @@ class TenantStore:
 
     def create_tenant(self, name: str) -> TenantInfo:
         check_tenant_name(name)
+        if name == DEV_TENANT:
+            raise Conflict(
+                f"tenant name {DEV_TENANT!r} is reserved (development mode's tenant, whose collections are the CLI's); "
+                "pick another name", tenant=name)
+        if name in self.static_tenants():
+            raise Conflict(
+                f"tenant name {name!r} is taken by a static key in CTXROUTE_API_KEYS; pick another name", tenant=name)
         now = time.time()
         with self._lock:
             try:
@@ -160,6 +169,9 @@ class TenantStore:
             return self._db.execute("SELECT 1 FROM tenants WHERE name = ?", (name,)).fetchone() is not None
 
     def delete_tenant(self, name: str) -> None:
+        if name == DEV_TENANT or name in self.static_tenants():
+            raise Conflict(f"tenant {name!r} is not a managed tenant (reserved or static); it cannot be deleted here",
+                           tenant=name)
         with self._lock:
             cur = self._db.execute("DELETE FROM tenants WHERE name = ?", (name,))
             if cur.rowcount == 0:
@@ -181,6 +193,8 @@ class TenantStore:
         return NewKey(key=key, info=KeyInfo(key_id, tenant, now, label))
 
     def keys(self, tenant: str) -> list[KeyInfo]:
+        if not self.tenant_exists(tenant):
+            raise NotFound(f"tenant {tenant!r} does not exist; list tenants with GET /v1/admin/tenants", tenant=tenant)
         with self._lock:
             rows = self._db.execute(
                 "SELECT key_id, tenant, created_at, label FROM keys WHERE tenant = ? ORDER BY created_at", (tenant,)

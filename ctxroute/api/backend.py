@@ -16,11 +16,12 @@ from ctxroute.api import models as M
 from ctxroute.api.auth import DEV_TENANT
 from ctxroute.api.jobs import JobHandle
 from ctxroute.api.settings import ApiSettings
-from ctxroute.errors import CollectionNotFound
+from ctxroute.errors import CollectionNotFound, Conflict
 from ctxroute.pipelines.engine import Engine, EngineConfig
 from ctxroute.pipelines.llm.base import LLMClient
 from ctxroute.retrievers.collection import Collection, CollectionConfig, CollectionStore
-from ctxroute.retrievers.documents import document_from_text, load_bytes_report
+from ctxroute.api.uploads import UploadLimits, parse_file
+from ctxroute.retrievers.documents import document_from_text
 from ctxroute.retrievers.embedders import make_embedder
 from ctxroute.types import Answer, Budget, Document, RoutingDecision
 
@@ -241,10 +242,13 @@ class Backend:
         self._store(tenant).delete(name)
 
     def purge_tenant(self, tenant: str) -> None:
+        """Delete a managed tenant's folder (collections and jobs). Never the development
+        tenant's: its collections are the CLI's."""
+        if tenant == DEV_TENANT:
+            raise Conflict(f"tenant {DEV_TENANT!r} is reserved; its collections are the CLI's and are never purged")
         with self._lock:
             for key in [k for k in self._open if k[0] == tenant]:
                 del self._open[key]
-        shutil.rmtree(self.tenant_root(tenant), ignore_errors=True)
         shutil.rmtree(self.settings.home / "tenants" / tenant, ignore_errors=True)
 
     # --- documents ------------------------------------------------------------------
@@ -262,11 +266,6 @@ class Backend:
     def document_from_in(d: M.DocumentIn) -> Document:
         return document_from_text(d.text, title=d.title, source=d.source or d.title, doc_id=d.id, format=d.format)
 
-    @staticmethod
-    def load_upload(data: bytes, filename: str) -> tuple[list[Document], list[M.FileErrorOut]]:
-        name = Path(filename).name or "upload.txt"
-        report = load_bytes_report(data, name)
-        return list(report.documents), [M.FileErrorOut(file=name, message=e.reason) for e in report.errors]
 
     def add_documents(self, tenant: str, name: str, docs: list[Document], errors: list[M.FileErrorOut]) -> M.IngestOut:
         col = self.collection(tenant, name)
@@ -278,13 +277,14 @@ class Backend:
         return M.IngestOut(collection=name, version=stats.version,
                            documents=[document_out(d) for d in docs if d.id in added], errors=errors)
 
-    def ingest_job(self, tenant: str, name: str, h: JobHandle) -> None:
-        """Body of a background upload job: load every file (errors per file), then index."""
+    def ingest_job(self, tenant: str, name: str, h: JobHandle, limits: UploadLimits) -> None:
+        """Body of a background upload job: load every file (errors per file, caps as for a
+        synchronous upload), then index."""
         docs: list[Document] = []
         n = len(h.files)
         for i, (fname, path) in enumerate(h.files, start=1):
             try:
-                loaded, errs = self.load_upload(path.read_bytes(), fname)
+                loaded, errs, _ = parse_file(path.read_bytes(), fname, limits)
             except OSError as exc:
                 loaded, errs = [], [M.FileErrorOut(file=fname, message=f"unreadable upload: {exc.strerror}")]
             docs.extend(loaded)
@@ -328,18 +328,30 @@ class Backend:
         events = self.engine_for(opts.top_k).answer_stream(
             question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
         )
+        streamed = False  # a delta was sent for the current attempt
+        held: list[dict[str, Any]] = []  # citations of an attempt that sent no delta (extractive)
         try:
             async for ev in events:
                 if ev.kind == "decision":
                     yield "decision", decision_out(ev.data).model_dump()
                 elif ev.kind == "delta":
+                    streamed = True
                     yield "delta", {"text": ev.data}
                 elif ev.kind == "fallback":
+                    streamed, held = False, []
                     yield "fallback", {"route": ev.data, "discard_deltas": True}
                 elif ev.kind == "citations":
-                    for c in ev.data:
-                        yield "citation", citation_out(c).model_dump()
+                    cites = [citation_out(c).model_dump() for c in ev.data]
+                    if streamed:
+                        for c in cites:
+                            yield "citation", c
+                    else:
+                        held.extend(cites)
                 elif ev.kind == "final":
+                    if not streamed:  # readers that write no tokens (extractive) still send the text as a delta
+                        yield "delta", {"text": ev.data.text}
+                        for c in held:
+                            yield "citation", c
                     yield "done", answer_out(ev.data, col.version)
         finally:
             await events.aclose()

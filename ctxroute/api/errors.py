@@ -140,6 +140,18 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route accepts for this path (Starlette names only the first route's)."""
+    from starlette.routing import Match
+
+    methods = []
+    for method in ("DELETE", "GET", "PATCH", "POST", "PUT"):
+        scope = dict(request.scope, method=method)
+        if any(route.matches(scope)[0] == Match.FULL for route in request.app.router.routes):
+            methods.append(method)
+    return ", ".join(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that give every error the same shape."""
 
@@ -159,7 +171,12 @@ def install(app: FastAPI) -> None:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
-        return error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), message)
+        response = error_response(request, exc.status_code, codes.get(exc.status_code, "http_error"), message)
+        for name, value in (exc.headers or {}).items():  # e.g. Allow on a 405
+            response.headers[name] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request) or response.headers.get("Allow", "")
+        return response
 
     @app.exception_handler(Exception)
     async def _unknown(request: Request, exc: Exception) -> JSONResponse:

@@ -163,7 +163,21 @@ class JobManager:
         path = self._dir(tenant) / f"{job_id}.json"
         if not job_id.startswith("job_") or "/" in job_id or not path.is_file():
             raise NotFound(f"job {job_id!r} does not exist; list jobs with GET /v1/jobs", job=job_id)
-        return JobState.from_json(json.loads(path.read_text()))
+        state = JobState.from_json(json.loads(path.read_text()))
+        if state.status not in TERMINAL and not _alive(state.pid):
+            state = self._interrupt(state)  # its worker process died (another worker of this home)
+        return state
+
+    def _interrupt(self, state: JobState) -> JobState:
+        """Record a job whose process is gone as interrupted (its progress stays as last written)."""
+        state = replace(
+            state, status="interrupted", stage="done", finished_at=time.time(),
+            errors=state.errors + (FileError("*", "the server process running this job stopped during ingestion; "
+                                                  "upload the files again"),),
+        )
+        self._save(state)
+        shutil.rmtree(self.spool_dir(state.tenant, state.id), ignore_errors=True)
+        return state
 
     def list(self, tenant: str) -> list[JobState]:
         d = self._dir(tenant)
@@ -179,11 +193,7 @@ class JobManager:
             except (ValueError, TypeError):
                 continue
             if state.status not in TERMINAL and not _alive(state.pid):
-                self._save(replace(
-                    state, status="interrupted", finished_at=time.time(),
-                    errors=state.errors + (FileError("*", "the server restarted during ingestion; upload the files again"),),
-                ))
-                shutil.rmtree(self.spool_dir(state.tenant, state.id), ignore_errors=True)
+                self._interrupt(state)
                 n += 1
         return n
 

@@ -85,3 +85,22 @@ class Limits:
         if self.tokens_per_day <= 0 or tokens <= 0:
             return
         await self._add(f"tokens:{tenant}", int(time.time() // 86400), tokens, 2 * 86400)
+
+    # --- failed authentication (per client address) ------------------------------------
+    async def check_auth_failures(self, client: str, limit: int) -> None:
+        """429 once ``client`` failed to authenticate ``limit`` times this minute (0: off),
+        before its key is even looked at, so guessing keys gets nowhere."""
+        if limit <= 0:
+            return
+        now = time.time()
+        window = int(now // 60)
+        if await self._add(f"authfail:{client}", window, 0, 120) >= limit:
+            retry = max(1, math.ceil((window + 1) * 60 - now))
+            raise RateLimited(
+                f"too many failed authentications from {client} this minute; retry in {retry} s with a valid key "
+                "(CTXROUTE_AUTH_FAILURES_PER_MIN)",
+                retry_after=retry,
+            )
+
+    async def record_auth_failure(self, client: str) -> None:
+        await self._add(f"authfail:{client}", int(time.time() // 60), 1, 120)

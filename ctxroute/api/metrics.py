@@ -1,6 +1,8 @@
 """Prometheus metrics of one app instance (own registry, so several apps can coexist)."""
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -26,6 +28,18 @@ class Metrics:
         )
         self.redis_failures = Counter("ctxroute_redis_failures", "Redis calls that fell back to in-process", registry=r)
         self.jobs = Gauge("ctxroute_jobs_running", "Ingestion jobs running", registry=r)
+
+    def observe(self, scope: Any, status: int, seconds: float) -> None:
+        """Count one request under its route template (``/v1/collections/{name}``); a request
+        served by a mounted app counts under ``<mount>/*``; no match at all is ``unmatched``."""
+        route = scope.get("route")
+        path = getattr(route, "path", None)
+        if path is None:
+            root = scope.get("root_path") or ""
+            path = f"{root}/*" if root and scope.get("endpoint") is not None else "unmatched"
+        method = scope.get("method", "")
+        self.requests.labels(method, path, str(status)).inc()
+        self.latency.labels(method, path).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,11 +2,21 @@
 dataclasses so the wire format can stay stable while the library evolves."""
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # collection names and document ids
+DOC_ID_RE = re.compile(NAME_PATTERN)
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+KEY_ID_PATTERN = r"^[0-9a-f]{12}$"
+JOB_ID_PATTERN = r"^job_[0-9a-f]{16}$"
+# Text a document may hold: no C0/C1 control characters except tab, newlines and form feeds,
+# no lone surrogates, and at least one non-blank character (what the loader accepts).
+_TEXT_CHAR = r"[^\x00-\x08\x0e-\x1f\x7f-\x9f]"
+TEXT_PATTERN = rf"^{_TEXT_CHAR}*[^\s\x00-\x08\x0e-\x1f\x7f-\x9f]{_TEXT_CHAR}*$"
+NONBLANK_PATTERN = r"\S"
 RouteName = Literal["rag", "lc", "mr", "hybrid", "extractive"]
 
 
@@ -40,7 +50,9 @@ class CollectionList(BaseModel):
 
 
 class DocumentIn(_In):
-    text: str = Field(min_length=1, description="the document's text, kept verbatim")
+    text: str = Field(min_length=1, pattern=TEXT_PATTERN,
+                      description="the document's text, kept verbatim (no control characters but tab, newlines, "
+                                  "form feed; not blank)")
     title: str = Field(default="", max_length=500)
     source: str = Field(default="", max_length=1000)
     id: str | None = Field(default=None, pattern=NAME_PATTERN, description="defaults to a content hash")
@@ -108,7 +120,8 @@ class BudgetIn(_In):
 
 
 class QueryIn(_In):
-    question: str = Field(min_length=1, description="the question; length limited by CTXROUTE_MAX_QUESTION_CHARS")
+    question: str = Field(min_length=1, pattern=NONBLANK_PATTERN,
+                          description="the question; length limited by CTXROUTE_MAX_QUESTION_CHARS")
     route: RouteName | None = Field(default=None, description="override the router")
     budget: BudgetIn | None = None
     top_k: int = Field(default=8, ge=1, le=100)
@@ -119,7 +132,7 @@ class QueryIn(_In):
 
 
 class RouteIn(_In):
-    question: str = Field(min_length=1)
+    question: str = Field(min_length=1, pattern=NONBLANK_PATTERN)
     route: RouteName | None = None
     budget: BudgetIn | None = None
     top_k: int = Field(default=8, ge=1, le=100)
@@ -195,7 +208,8 @@ class RouteOut(BaseModel):
 
 # --- admin -------------------------------------------------------------------------
 class TenantCreate(_In):
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    name: str = Field(pattern=TENANT_PATTERN, description="lowercase letters, digits, '-' or '_'; 'default' and "
+                                                          "static tenants' names are taken")
 
 
 class TenantOut(BaseModel):

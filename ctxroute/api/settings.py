@@ -29,8 +29,15 @@ ENV_VARS: dict[str, str] = {
     "CTXROUTE_CACHE_TTL_S": "answer cache lifetime in seconds, default 86400 (0 disables the cache)",
     "CTXROUTE_CACHE_SIZE": "entries of the in-process answer cache, default 2048",
     "CTXROUTE_DEMO": "1 loads the demo collection for tenant 'default' (as `ctxroute serve --demo`)",
+    "CTXROUTE_MAX_PDF_PAGES": "most pages of an uploaded PDF, default 2000",
+    "CTXROUTE_MAX_PDF_CONTENT_MB": "most decompressed page content of an uploaded PDF, default 64",
+    "CTXROUTE_MAX_PDF_RATIO": "most decompressed/compressed size of an uploaded PDF's content (bomb guard), default 100",
+    "CTXROUTE_MAX_DOCUMENT_CHARS": "most characters extracted from one uploaded file, default 2000000",
+    "CTXROUTE_PARSE_WORKERS": "worker threads that parse uploads (off the event loop), default 2",
+    "CTXROUTE_AUTH_FAILURES_PER_MIN": "failed authentications per client address per minute before 429, default 30 (0 = off)",
 }
 
+MIN_KEY_CHARS = 16
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -52,13 +59,20 @@ def parse_api_keys(spec: str) -> dict[str, str]:
         if not item:
             continue
         tenant, sep, key = item.partition("=")
-        if not sep or not tenant.strip() or len(key.strip()) < 16:
+        if not sep or not tenant.strip() or len(key.strip()) < MIN_KEY_CHARS:
             raise InputError(
                 f"bad CTXROUTE_API_KEYS entry {item.split('=')[0]!r}=...: write 'tenant=key' with a key "
-                "of at least 16 characters, entries separated by commas",
+                f"of at least {MIN_KEY_CHARS} characters, entries separated by commas",
                 entry=tenant,
             )
-        keys[key.strip()] = tenant.strip()
+        key, tenant = key.strip(), tenant.strip()
+        if key in keys and keys[key] != tenant:
+            raise InputError(
+                f"CTXROUTE_API_KEYS lists one key for two tenants ({keys[key]!r} and {tenant!r}); "
+                "give each tenant its own key",
+                entry=tenant,
+            )
+        keys[key] = tenant
     return keys
 
 
@@ -85,6 +99,23 @@ class ApiSettings:
     cache_size: int = 2048
     llm_env: Mapping[str, str] = field(default_factory=dict)  # CTXROUTE_* handed to LLMConfig.from_env
     demo: bool = False
+    max_pdf_pages: int = 2000
+    max_pdf_content_bytes: int = 64 * 1024 * 1024
+    max_pdf_ratio: float = 100.0
+    max_document_chars: int = 2_000_000
+    parse_workers: int = 2
+    auth_failures_per_min: int = 30
+
+    def __post_init__(self) -> None:
+        if self.admin_key and len(self.admin_key) < MIN_KEY_CHARS:
+            raise InputError(
+                f"CTXROUTE_ADMIN_KEY has {len(self.admin_key)} characters; use at least {MIN_KEY_CHARS} "
+                "(e.g. `openssl rand -hex 24`)",
+                name="CTXROUTE_ADMIN_KEY",
+            )
+        if self.admin_key and self.admin_key in self.api_keys:
+            raise InputError("CTXROUTE_ADMIN_KEY is also a tenant key in CTXROUTE_API_KEYS; give the admin its own key",
+                             name="CTXROUTE_ADMIN_KEY")
 
     @property
     def auth_enabled(self) -> bool:
@@ -146,4 +177,10 @@ class ApiSettings:
             cache_size=int(num("CTXROUTE_CACHE_SIZE", 2048)),
             llm_env={k: v for k, v in env.items() if k.startswith("CTXROUTE_")},
             demo=env.get("CTXROUTE_DEMO", "").strip().lower() in ("1", "true", "yes"),
+            max_pdf_pages=int(num("CTXROUTE_MAX_PDF_PAGES", 2000)),
+            max_pdf_content_bytes=int(num("CTXROUTE_MAX_PDF_CONTENT_MB", 64, float) * 1024 * 1024),
+            max_pdf_ratio=float(num("CTXROUTE_MAX_PDF_RATIO", 100.0, float)),
+            max_document_chars=int(num("CTXROUTE_MAX_DOCUMENT_CHARS", 2_000_000)),
+            parse_workers=max(1, int(num("CTXROUTE_PARSE_WORKERS", 2))),
+            auth_failures_per_min=int(num("CTXROUTE_AUTH_FAILURES_PER_MIN", 30)),
         )

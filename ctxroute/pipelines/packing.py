@@ -4,8 +4,9 @@ Every sentence placed in a prompt carries an id such as ``[S12]``; the ``Sentenc
 maps the id back to ``(doc_id, start, end)`` so citations can be checked against the
 source. Passages are merged (each sentence appears once) and laid out in document order
 (by document, then offset), not score order. Text inside ``<document>`` tags is data: any
-literal ``<document``/``</document`` in the source is neutralised so a document cannot
-close its own delimiter.
+literal ``<document``/``</document`` in the source (also spaced, or with full-width brackets)
+is neutralised so a document cannot close its own delimiter, and a literal ``[S99]`` becomes
+``(S99]`` so it cannot pass for a sentence id.
 """
 from __future__ import annotations
 
@@ -18,7 +19,10 @@ from ctxroute.errors import InputError
 from ctxroute.types import Chunk, Document
 
 _WS = re.compile(r"\s+")
-_TAG = re.compile(r"<(/?)(document)", re.IGNORECASE)
+# "<document", "</document", "< / document", "＜／document" (full-width), "﹤/document" (small form)
+_TAG = re.compile(r"([<\uff1c\ufe64])(\s*[/\uff0f]?\s*)(d)(ocument)", re.IGNORECASE)
+# a literal sentence marker in the source ("[S99]", "[ s3, S7 ]"): the model would take it for an id
+_SID = re.compile(r"\[(?=\s*[Ss]\s*\d)")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,8 @@ class PackedContext:
 def clean_sentence(text: str) -> str:
     """One line per sentence; document delimiters inside the data are neutralised."""
     text = _WS.sub(" ", text).strip()
-    return _TAG.sub(lambda m: f"<{m.group(1)}doc\u200bument", text)
+    text = _TAG.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}oc\u200bument", text)
+    return _SID.sub("(", text)
 
 
 def _attr(value: str) -> str:

@@ -79,3 +79,37 @@ def test_tenant_errors(store):
     for bad in ("", "Team", "../x", "a" * 64, "-x"):
         with pytest.raises(InputError):
             check_tenant_name(bad)
+
+
+def test_every_key_is_compared_in_constant_time(tmp_path, monkeypatch):
+    """The admin key and every static key are compared with hmac.compare_digest on every
+    call, whichever matches (so timing tells nothing), and stored keys are too."""
+    import hmac
+
+    from ctxroute.api import auth
+
+    statics = {f"static-key-{i}-0123456789abcdef": f"team-{i}" for i in range(3)}
+    s = TenantStore(tmp_path, pepper=b"p", admin_key=ADMIN, static_keys=statics)
+    s.create_tenant("team-db")
+    stored = s.create_key("team-db").key
+    calls: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def spy(a, b):  # type: ignore[no-untyped-def]
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    counts = {}
+    for label, key in [("admin", ADMIN), ("first", "static-key-0-0123456789abcdef"),
+                       ("last", "static-key-2-0123456789abcdef"), ("unknown", "no-such-key-0123456789abcdef")]:
+        calls.clear()
+        p = s.authenticate(key)
+        assert (p is not None) == (label != "unknown")
+        counts[label] = len(calls)
+        assert all(len(a) == len(b) == 64 for a, b in calls)  # digests, never the plaintext
+    assert counts == {"admin": 4, "first": 4, "last": 4, "unknown": 4}, counts
+    calls.clear()
+    assert s.authenticate(stored).tenant == "team-db"
+    assert len(calls) == 5  # admin + 3 static + the stored key's hash
+    s.close()

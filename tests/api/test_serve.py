@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -102,3 +103,61 @@ def test_serve_demo_process(tmp_path):
         if proc.stdout:
             proc.stdout.close()
     assert (tmp_path / "collections" / "demo" / "CURRENT").exists()
+
+
+def _outside_address() -> str | None:
+    """This machine's address on its outbound interface (not loopback), if it has one."""
+    import socket
+
+    from ctxroute.api.settings import is_loopback
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))  # no packet is sent: this only picks the interface
+            addr = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if is_loopback(addr) else addr
+
+
+def _start(args: list[str], env: dict[str, str], url: str) -> subprocess.Popen:
+    proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while True:
+        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.2)
+
+
+def test_factory_bound_to_all_interfaces_refuses_remote_clients_without_keys(tmp_path):
+    """`uvicorn --factory ctxroute.api.app:app_from_env --host 0.0.0.0` never reads
+    CTXROUTE_HOST: the guard looks at the connection itself. Before: a remote POST created a
+    collection (201)."""
+    outside = _outside_address()
+    if outside is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXROUTE_")}
+    env.update(CTXROUTE_HOME=str(tmp_path), CTXROUTE_EMBEDDER="hashing", CTXROUTE_READER="extractive",
+               HF_HUB_OFFLINE="1")
+    proc = _start([sys.executable, "-m", "uvicorn", "--factory", "ctxroute.api.app:app_from_env", "--host", "0.0.0.0",
+                   "--port", str(port), "--log-level", "warning"], env, f"http://127.0.0.1:{port}")
+    try:
+        remote = httpx.post(f"http://{outside}:{port}/v1/collections", json={"name": "pwned"}, timeout=10)
+        assert remote.status_code == 403, remote.text
+        assert "loopback" in remote.json()["message"] and "CTXROUTE_ADMIN_KEY" in remote.json()["message"]
+        assert httpx.get(f"http://{outside}:{port}/v1/collections", timeout=10).status_code == 403
+        assert httpx.get(f"http://{outside}:{port}/healthz", timeout=10).status_code == 200  # probes stay open
+        local = httpx.post(f"http://127.0.0.1:{port}/v1/collections", json={"name": "mine"}, timeout=10)
+        assert local.status_code == 201, local.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        if proc.stdout:
+            proc.stdout.close()
+    assert not (tmp_path / "collections" / "pwned").exists()
