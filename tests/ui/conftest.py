@@ -97,11 +97,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         s.stop()
 
 
+class Shots:
+    """Where screenshots go; ``save(page, name)`` writes a 256-colour PNG (small enough for docs/)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def save(self, page: Any, name: str) -> Path:
+        import io
+
+        from PIL import Image
+
+        path = self.folder / name
+        image = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        return path
+
+
 @pytest.fixture()
-def shots(tmp_path: Path) -> Path:
+def shots(tmp_path: Path) -> Shots:
     target = ROOT / "docs" if os.environ.get("CTXROUTE_UI_SCREENSHOTS") == "docs" else tmp_path
     target.mkdir(parents=True, exist_ok=True)
-    return target
+    return Shots(target)
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.api.conftest import DOCS, LiveServer
-from tests.ui.conftest import KEY_A, KEY_B
+from tests.ui.conftest import KEY_A, KEY_B, Shots
 
 ROUTES = {"rag", "lc", "mr", "hybrid", "extractive"}
 
@@ -48,7 +48,7 @@ def file_payload(name: str, data: bytes, mime: str = "text/markdown") -> dict[st
     return {"name": name, "mimeType": mime, "buffer": data}
 
 
-def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shots: Path) -> None:
+def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shots: Shots) -> None:
     page.add_init_script(OBSERVER)
     page.goto(server.url + "/ui")
     use_key(page, KEY_A)
@@ -64,7 +64,7 @@ def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shot
         assert row.locator("progress").evaluate("p => p.value") == 1
     page.wait_for_selector("#collection-list .pick:has-text('3 documents')")
     assert page.locator("#doc-list input[type=checkbox]").count() == 3
-    page.screenshot(path=str(shots / "ui-1-upload.png"))
+    shots.save(page, "ui-1-upload.png")
 
     question = "Who is the harbour master of Port Ellis?"
     page.fill("#question", question)
@@ -89,7 +89,7 @@ def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shot
     api = client(server, KEY_A).post("/v1/collections/handbook/query", json={"question": question}).json()
     chips = page.locator("#citations .chip")
     assert chips.count() == len(api["citations"]) >= 1
-    page.screenshot(path=str(shots / "ui-2-answer.png"))
+    shots.save(page, "ui-2-answer.png")
 
     chip = chips.first
     doc_id, start, end = chip.get_attribute("data-doc"), int(chip.get_attribute("data-start")), int(chip.get_attribute("data-end"))
@@ -105,12 +105,12 @@ def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shot
     # the opened sentence is in view and has the focus
     assert page.evaluate("document.activeElement.matches('#source-text mark.active')")
     assert page.locator("#source-text mark.active").first.is_visible()
-    page.screenshot(path=str(shots / "ui-3-source.png"))
+    shots.save(page, "ui-3-source.png")
 
     assert page.outside == [] and page.js_errors == []  # type: ignore[attr-defined]
 
 
-def test_401_without_key_and_tenant_isolation(page: Any, server: LiveServer, shots: Path) -> None:
+def test_401_without_key_and_tenant_isolation(page: Any, server: LiveServer, shots: Shots) -> None:
     with client(server, KEY_A) as a:
         r = a.post("/v1/collections", json={"name": "team-a-secret"})
         assert r.status_code in (201, 409)
@@ -123,7 +123,7 @@ def test_401_without_key_and_tenant_isolation(page: Any, server: LiveServer, sho
     assert page.evaluate("document.activeElement.id") == "api-key"
     assert page.inner_text("#key-state") == "this server needs a key"
     assert page.locator("#collections-empty").is_hidden()  # not "no collections": we could not list them
-    page.screenshot(path=str(shots / "ui-0-key-401.png"))
+    shots.save(page, "ui-0-key-401.png")
 
     use_key(page, "ui-wrong-key-0123456789")
     page.wait_for_selector("#alert[data-status='401']")
@@ -146,7 +146,7 @@ def test_401_without_key_and_tenant_isolation(page: Any, server: LiveServer, sho
     assert page.js_errors == []  # type: ignore[attr-defined]
 
 
-def test_bad_upload_shows_the_api_error(page: Any, server: LiveServer, shots: Path) -> None:
+def test_bad_upload_shows_the_api_error(page: Any, server: LiveServer, shots: Shots) -> None:
     with client(server, KEY_A) as a:
         a.post("/v1/collections", json={"name": "uploads"})
     page.goto(server.url + "/ui/")
@@ -177,7 +177,7 @@ def test_bad_upload_shows_the_api_error(page: Any, server: LiveServer, shots: Pa
     assert "not a PDF" in page.inner_text("#upload-list li[data-file='broken.pdf']")
     ok = page.locator("#upload-list li[data-file='orchard.md']")
     assert "ok" in (ok.get_attribute("class") or "")
-    page.screenshot(path=str(shots / "ui-4-bad-upload.png"))
+    shots.save(page, "ui-4-bad-upload.png")
 
 
 def _records() -> list[dict[str, Any]]:
@@ -193,7 +193,7 @@ def _records() -> list[dict[str, Any]]:
     return recs
 
 
-def test_evaluation_report_view(page: Any, server: LiveServer, shots: Path, tmp_path: Path,
+def test_evaluation_report_view(page: Any, server: LiveServer, shots: Shots, tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from ctxroute.eval.report import write_report
 
@@ -215,7 +215,7 @@ def test_evaluation_report_view(page: Any, server: LiveServer, shots: Path, tmp_
     assert page.locator("#run-plots figcaption").first.inner_text() == "pareto"
     page.locator("#eval").scroll_into_view_if_needed()
     page.evaluate("document.getElementById('eval').scrollIntoView()")
-    page.screenshot(path=str(shots / "ui-6-eval.png"))
+    shots.save(page, "ui-6-eval.png")
     # the server serves nothing outside the runs directory
     with client(server, KEY_B) as b:
         for bad in ("/v1/runs/..%2Fsecret.md", "/v1/runs/toy/report/files/..%2F..%2F..%2Fsecret.md",
@@ -229,7 +229,7 @@ def test_evaluation_report_view(page: Any, server: LiveServer, shots: Path, tmp_
     assert httpx.get(server.url + "/v1/runs").status_code == 401
 
 
-def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, shots: Path) -> None:
+def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, shots: Shots) -> None:
     with client(server, KEY_A) as a:
         a.post("/v1/collections", json={"name": "keyboard"})
         files = [("files", (n, t.encode(), "text/markdown")) for n, t in DOCS.items()]
@@ -270,7 +270,7 @@ def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, sh
         # nothing wider than the window at 200%: no horizontal scrolling
         assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth + 1")
         assert page.evaluate("parseFloat(getComputedStyle(document.querySelector('#answer')).fontSize)") >= 14
-        page.screenshot(path=str(shots / "ui-5-zoom200.png"))
+        shots.save(page, "ui-5-zoom200.png")
     finally:
         context.close()
 
@@ -292,7 +292,7 @@ def _two_page_pdf() -> bytes:
     return buf.getvalue()
 
 
-def test_pdf_citation_shows_its_page(page: Any, server: LiveServer, shots: Path) -> None:
+def test_pdf_citation_shows_its_page(page: Any, server: LiveServer, shots: Shots) -> None:
     with client(server, KEY_A) as a:
         a.post("/v1/collections", json={"name": "guides"})
     page.goto(server.url + "/ui/")
@@ -320,7 +320,7 @@ def test_pdf_citation_shows_its_page(page: Any, server: LiveServer, shots: Path)
     assert page.inner_text("#source-text").replace("\n", "") == source["text"].replace("\n", "")
 
 
-def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer, shots: Path) -> None:
+def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer, shots: Shots) -> None:
     with client(server, KEY_B) as b:
         b.post("/v1/collections", json={"name": "ports"})
         files = [("files", (n, t.encode(), "text/markdown")) for n, t in DOCS.items()]
@@ -341,6 +341,21 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     assert docs == {harbour}
     assert "Ruth Okafor" in page.inner_text("#answer")
 
+    # an answer citing two sentences of one document: both are highlighted, the opened one is active
+    page.select_option("#route", "extractive")
+    page.click("#ask-button")
+    page.wait_for_selector("#answer[data-done='1'][data-route='extractive']")
+    chips = page.locator("#citations .chip")
+    spans = [(c.get_attribute("data-doc"), int(c.get_attribute("data-start")), int(c.get_attribute("data-end")))
+             for c in chips.all()]
+    assert len(spans) == 2 and {d for d, _, _ in spans} == {harbour}, spans
+    chips.nth(1).click()
+    page.wait_for_selector("#source-text mark.active")
+    text = client(server, KEY_B).get(f"/v1/collections/ports/documents/{harbour}/text").json()["text"]
+    marks = page.locator("#source-text mark")
+    assert sorted(marks.all_inner_texts()) == sorted(text[s:e] for _, s, e in spans)
+    assert page.locator("#source-text mark.active").all_inner_texts() == [text[spans[1][1]:spans[1][2]]]
+
     # the LLM fails: the engine falls back to the extractive reader, and the page says so
     page.select_option("#route", "")
     page.uncheck(f"#doc-list input[value='{harbour}']")
@@ -357,7 +372,7 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     for w in out["warnings"]:
         assert f"Warning: {w}" in notices, notices
     page.locator("#ask").scroll_into_view_if_needed()
-    page.screenshot(path=str(shots / "ui-7-fallback.png"))
+    shots.save(page, "ui-7-fallback.png")
 
     # deleting asks for a second press, then the collection is gone
     delete = page.locator("#collection-list li:has-text('ports') button.danger")

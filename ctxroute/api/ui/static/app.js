@@ -174,6 +174,7 @@ function resetResult() {
   $("decision-fallbacks").textContent = "";
   $("answer").replaceChildren();
   $("answer").dataset.done = "";
+  $("answer").dataset.route = "";
   $("notices").replaceChildren();
   $("citations").replaceChildren();
   $("citations-empty").hidden = false;
@@ -236,6 +237,7 @@ function renderFinalAnswer(out) {
   }
   box.append(out.answer.slice(last));
   box.dataset.done = "1";
+  box.dataset.route = out.route_taken;
 }
 
 async function ask(ev) {
