@@ -24,7 +24,8 @@ from ctxroute.retrievers.collection_config import (
     IngestStats, content_hash, index_text,
 )
 from ctxroute.retrievers.dense import DenseIndex, DenseRetriever
-from ctxroute.retrievers.graph import GraphIndex, GraphRetriever
+from ctxroute.retrievers.embedders import CachedEmbedder, query_embedder
+from ctxroute.retrievers.graph import GraphRetriever
 from ctxroute.retrievers.hybrid import HybridRetriever
 from ctxroute.retrievers.persist import (
     FORMAT_VERSION, _load_state, _now, _read_current, _State, _version_of, _write_version,
@@ -33,6 +34,7 @@ from ctxroute.retrievers.sparse import SparseIndex, SparseRetriever
 from ctxroute.types import Chunk, Document, ScoredChunk
 
 EMBED_BATCH = 64
+SENTENCE_CACHE_ENTRIES = 65_536  # ~100 MB of MiniLM sentence vectors at most
 
 Progress = Callable[[str, int, int], None]
 
@@ -50,6 +52,11 @@ class Collection:
         self.name = name
         self.config = config
         self.embedder = embedder
+        # questions: LRU-cached, torch-free (ONNX) where the model allows; vectors agree with
+        # the ingestion embedder's (cosine ~0.9996 for MiniLM, benchmarks/bench_retrieval.py)
+        self.query_embedder = query_embedder(embedder)
+        self._sentence_embedder = CachedEmbedder(getattr(self.query_embedder, "inner", self.query_embedder),
+                                                 max_entries=SENTENCE_CACHE_ENTRIES)
         self._state = state
         self._lock = threading.RLock()
 
@@ -113,6 +120,14 @@ class Collection:
         """Sentences of ``chunk``'s document that lie inside its span."""
         return [s for s in self.chunks(chunk.doc_id).sentences if s.start >= chunk.start and s.end <= chunk.end]
 
+    def sentence_vectors(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors of sentence texts for readers that score sentences against a question
+        (``query_embedder.embed([question])``): the query-side encoder (torch-free where
+        available), each distinct text embedded once and kept in a bounded LRU cache, so a
+        passage read again costs no embedding. Not stored on disk: storing the vectors of
+        every sentence would take ~3x the text they embed."""
+        return self._sentence_embedder.embed(texts)
+
     def stats(self) -> CollectionStats:
         st = self._state
         doc_tokens = tuple(self._doc_tokens(st.chunks[d]) for d in st.docs)
@@ -148,7 +163,7 @@ class Collection:
         if name == "bm25":
             made: Retriever = SparseRetriever(st.sparse, st.passages)
         elif name == "dense":
-            made = DenseRetriever(st.dense, self.embedder, st.passages)
+            made = DenseRetriever(st.dense, self.query_embedder, st.passages)
         elif name == "graph":
             made = GraphRetriever(st.graph, st.passage_by_id,
                                   [self._retriever_for(st, "bm25"), self._retriever_for(st, "dense")])
@@ -246,7 +261,7 @@ class Collection:
 
             t0 = time.perf_counter()
             texts = [index_text(d, p) for d, dc in zip(new_docs, new_chunks) for p in dc.passages]
-            vectors = self._embed(texts, progress)
+            vectors = self._embed(texts, progress, st)
             seconds["embed"] = time.perf_counter() - t0
 
             docs_map = {k: v for k, v in st.docs.items() if k not in batch_ids}
@@ -259,6 +274,10 @@ class Collection:
             state = self._derive(st, docs_map, chunks_map, hashes, removed=set(replaced),
                                  added=list(zip(new_docs, new_chunks)), new_vectors=vectors,
                                  progress=progress, seconds=seconds)
+            state.embedding = {
+                "dtypes": sorted(set(st.embedding.get("dtypes", [])) | {str(getattr(self.embedder, "dtype", "float32"))}),
+                "long_text": str(getattr(self.embedder, "long_text", st.embedding.get("long_text", "n/a"))),
+            }
             self._commit(state, progress, seconds)
             return IngestStats(
                 added=tuple(d.id for d in new_docs),
@@ -287,6 +306,7 @@ class Collection:
             state = self._derive(st, docs_map, chunks_map, hashes, removed={doc_id}, added=[],
                                  new_vectors=np.zeros((0, self.config.embedder_dim), dtype=np.float32),
                                  progress=None, seconds=seconds)
+            state.embedding = dict(st.embedding)
             self._commit(state, None, seconds)
 
     def refresh(self) -> bool:
@@ -326,21 +346,38 @@ class Collection:
                 finally:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def _embed(self, texts: Sequence[str], progress: Progress | None) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], progress: Progress | None, st: _State | None = None) -> np.ndarray:
+        """Vectors of ``texts``. Each distinct text (by content hash) is embedded once, and not
+        at all when a stored passage already has that text; the rest go to the embedder
+        longest first, so every batch holds texts of similar length (less padding)."""
         dim = self.config.embedder_dim
-        parts: list[np.ndarray] = []
-        for start in range(0, len(texts), EMBED_BATCH):
-            batch = texts[start : start + EMBED_BATCH]
-            vec = np.asarray(self.embedder.embed(batch), dtype=np.float32)
-            if vec.shape != (len(batch), dim):
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        rows_of: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            rows_of.setdefault(content_hash(text), []).append(i)
+        if st is not None and st.passages and len(st.dense) == len(st.passages):
+            vectors = st.dense.vectors
+            for j, p in enumerate(st.passages):
+                rows = rows_of.pop(content_hash(index_text(st.docs[p.doc_id], p)), None)
+                if rows is not None:
+                    out[rows] = vectors[j]
+                    if not rows_of:
+                        break
+        todo = sorted(rows_of.values(), key=lambda rows: len(texts[rows[0]]), reverse=True)
+        step = EMBED_BATCH * 4
+        for start in range(0, len(todo), step):
+            group = todo[start:start + step]
+            vec = np.asarray(self.embedder.embed([texts[rows[0]] for rows in group]), dtype=np.float32)
+            if vec.shape != (len(group), dim):
                 raise ManifestMismatch(
                     f"embedder {self.embedder.name!r} returned shape {vec.shape}, collection {self.name!r} "
                     f"expects (n, {dim}); use the embedder the collection was created with",
                 )
-            parts.append(vec)
+            for rows, v in zip(group, vec):
+                out[rows] = v
             if progress:
-                progress("embed", min(start + EMBED_BATCH, len(texts)), len(texts))
-        return np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+                progress("embed", min(start + step, len(todo)), len(todo))
+        return out
 
     def _derive(
         self,

@@ -89,6 +89,8 @@ class _State:
     updated_at: str
     passage_by_id: dict[str, Chunk] = field(default_factory=dict)
     retrievers: dict[str, Retriever] = field(default_factory=dict)
+    # how the vectors were made: {"dtypes": [...every dtype that embedded some], "long_text": policy}
+    embedding: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.passage_by_id = {p.id: p for p in self.passages}
@@ -137,6 +139,7 @@ def _manifest(name: str, config: CollectionConfig, st: _State) -> dict[str, Any]
         # which PDF extractor (name and version) produced how many documents' text
         "extractors": dict(Counter(str(d.metadata["extractor"]) for d in st.docs.values() if "extractor" in d.metadata)),
         "dense": {"dtype": st.dense.storage_dtype, "kind": st.dense.kind},
+        "embedding": dict(st.embedding),
         "counts": {"documents": len(st.docs), "passages": len(st.passages),
                    "tokens": sum(int(st.chunks[d].document.n_tokens) for d in st.docs)},
     }
@@ -225,7 +228,8 @@ def _load_state(path: Path, vname: str, config: CollectionConfig) -> _State:
             f"{vdir}: {len(passages)} passages but sparse holds {len(sparse)} and dense {len(dense)}; "
             "re-ingest the collection"
         )
-    return _State(docs=docs, chunks=chunks, hashes=hashes, passages=passages, sparse=sparse, dense=dense,
+    return _State(embedding=dict(manifest.get("embedding", {})),
+                  docs=docs, chunks=chunks, hashes=hashes, passages=passages, sparse=sparse, dense=dense,
                   graph=graph, version=str(manifest["version"]), version_dir=vname,
                   created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")))
 
