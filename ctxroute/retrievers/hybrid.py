@@ -28,12 +28,14 @@ def rrf(
     rrf_k: int = DEFAULT_RRF_K,
     *,
     name: str = "hybrid",
+    limit: int | None = None,
 ) -> list[ScoredChunk]:
     """Weighted reciprocal rank fusion: ``score(c) = sum_r w_r / (rrf_k + rank_r(c))``.
 
     Ranks are 1-based positions in each list (a chunk seen twice in one list keeps its best
     rank). Each fused hit keeps every list's rank and score in ``ranks``/``scores``; ties
-    break by best single rank, then chunk id, so the order is deterministic.
+    break by best single rank, then chunk id, so the order is deterministic. ``limit``
+    returns only the first ``limit`` hits (the same as slicing, without building the rest).
     """
     if rrf_k < 0:
         raise InputError(f"rrf_k must be >= 0, got {rrf_k}; the usual value is 60", rrf_k=rrf_k)
@@ -57,6 +59,8 @@ def rrf(
             chunks[cid] = hit.chunk
             fused[cid] = fused.get(cid, 0.0) + w / (rrf_k + rank)
     order = sorted(fused, key=lambda c: (-fused[c], min(ranks[c].values()), c))
+    if limit is not None:
+        order = order[: max(0, limit)]
     return [
         ScoredChunk(chunk=chunks[c], score=fused[c], retriever=name, ranks=ranks[c], scores=scores[c])
         for c in order
@@ -103,10 +107,10 @@ class HybridRetriever:
         depth = max(k, self.per_retriever_k)
         lists: dict[str, list[ScoredChunk]] = {n: r.retrieve(query, depth) for n, r in self._first.items()}
         if self._rerankers:
-            seeds = rrf(lists, self.weights, self.rrf_k)[:depth]
+            seeds = rrf(lists, self.weights, self.rrf_k, limit=depth)
             for n, reranker in self._rerankers.items():
                 lists[n] = reranker.rerank(query, seeds, depth)  # type: ignore[attr-defined]
-        return rrf(lists, self.weights, self.rrf_k, name=self.name)[:k]
+        return rrf(lists, self.weights, self.rrf_k, name=self.name, limit=k)
 
 
 # --- hierarchical expansion -------------------------------------------------------------

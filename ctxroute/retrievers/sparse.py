@@ -157,7 +157,14 @@ class SparseIndex:
         scores = self.scores(query)
         if scores.size == 0:
             return []
-        order = np.argsort(-scores, kind="stable")[: min(k, scores.size)]
+        k = min(k, scores.size)
+        if k < scores.size:  # top k without sorting every score; ties at the cut all kept, so
+            top = np.argpartition(-scores, k - 1)[:k]  # the order equals a stable full sort's
+            cut = scores[top].min()
+            top = np.flatnonzero(scores >= cut) if cut > 0 else np.flatnonzero(scores > 0)
+        else:
+            top = np.arange(scores.size)
+        order = top[np.lexsort((top, -scores[top]))][:k]
         return [(int(i), float(scores[i])) for i in order if scores[i] > 0]
 
     def save(self, directory: Path) -> None:
