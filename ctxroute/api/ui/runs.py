@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path as PathParam
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
@@ -21,6 +21,9 @@ from ctxroute.errors import NotFound
 RUNS_ENV = "CTXROUTE_RUNS_DIR"
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\.(md|json|png)$")
+_RUN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,127}){0,3}$"
+RunId = Annotated[str, PathParam(pattern=_RUN_PATTERN, description="a report folder, relative to CTXROUTE_RUNS_DIR")]
+FileName = Annotated[str, PathParam(pattern=_FILE.pattern, description="a .md, .json or .png file of the folder")]
 _MEDIA = {"md": "text/markdown; charset=utf-8", "json": "application/json", "png": "image/png"}
 _MAX_DEPTH = 4
 _SUMMARIES = ("summary.md", "summary.json")
@@ -94,7 +97,7 @@ def runs_router(principal: Callable[..., Any]) -> APIRouter:
         return RunList(configured=root is not None, runs=list_runs(root) if root else [])
 
     @router.get("/v1/runs/{run_id:path}/files/{file_name}", response_class=FileResponse)
-    async def run_file(run_id: str, file_name: str) -> FileResponse:
+    async def run_file(run_id: RunId, file_name: FileName) -> FileResponse:
         """One ``.md``, ``.json`` or ``.png`` file of a report folder."""
         root = _root_or_404()
         folder = run_folder(root, run_id)
@@ -105,7 +108,7 @@ def runs_router(principal: Callable[..., Any]) -> APIRouter:
         return FileResponse(path, media_type=_MEDIA[m.group(1)], headers={"X-Content-Type-Options": "nosniff"})
 
     @router.get("/v1/runs/{run_id:path}", response_model=RunDetail)
-    async def run(run_id: str) -> RunDetail:
+    async def run(run_id: RunId) -> RunDetail:
         """A report folder: its files, summary.md and summary.json."""
         folder = run_folder(_root_or_404(), run_id)
         md = folder / "summary.md"

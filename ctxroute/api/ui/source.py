@@ -7,7 +7,7 @@ closure variables, not strings.)"""
 import asyncio
 from typing import Annotated, Any, Callable
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 
 from ctxroute.api import models as M
@@ -19,12 +19,17 @@ class DocumentText(M.DocumentOut):
     page_starts: list[int] = Field(default=[], description="character offset of each page (PDFs; empty otherwise)")
 
 
+# path parameters carry their patterns into the OpenAPI schema, as the other routes' do
+Name = Annotated[str, Path(pattern=M.NAME_PATTERN, description="collection name")]
+DocId = Annotated[str, Path(pattern=M.NAME_PATTERN, description="document id")]
+
+
 def source_router(services: Callable[..., Any], tenant: Callable[..., Any]) -> APIRouter:
     router = APIRouter(tags=["documents"])
 
     @router.get("/v1/collections/{name}/documents/{doc_id}/text", response_model=DocumentText)
     async def document_text(
-        name: str, doc_id: str,
+        name: Name, doc_id: DocId,
         svc: Annotated[Any, Depends(services)], t: Annotated[str, Depends(tenant)],
     ) -> DocumentText:
         """The document's text with its page offsets (read-only; the caller's own collections only)."""
