@@ -339,7 +339,9 @@ class Engine:
         return self.router
 
     def _typer(self, coll: CollectionLike) -> QuestionTyper:
-        embedder = getattr(coll, "embedder", None) if self.config.typer_embeddings else None
+        # the collection's query-side encoder (LRU-cached, torch-free where available) when it has one
+        embedder = (getattr(coll, "query_embedder", None) or getattr(coll, "embedder", None)
+                    if self.config.typer_embeddings else None)
         key = getattr(embedder, "name", "none")
         if key not in self._typers:
             self._typers[key] = QuestionTyper(embedder)
