@@ -11,7 +11,6 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +25,7 @@ from ctxroute.api.jobs import JobManager
 from ctxroute.api.limits import Limits
 from ctxroute.api.metrics import CONTENT_TYPE_LATEST, Metrics
 from ctxroute.api.redis_link import RedisLink
+from ctxroute.api.schema import build_openapi
 from ctxroute.api.settings import ApiSettings
 from ctxroute.api.ui import mount_ui
 from ctxroute.api.uploads import UploadParser
@@ -172,18 +172,6 @@ def create_app(
     return app
 
 
-def _openapi(app: FastAPI, settings: ApiSettings) -> dict[str, Any]:
-    """The schema, with the configured question limit as the questions' maxLength."""
-    if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        for model in ("QueryIn", "RouteIn"):
-            props = schema.get("components", {}).get("schemas", {}).get(model, {}).get("properties", {})
-            if "question" in props:
-                props["question"]["maxLength"] = settings.max_question_chars
-        app.openapi_schema = schema
-    return app.openapi_schema
-
-
 def _ops_routes(app: FastAPI, settings: ApiSettings) -> None:
     @app.get("/healthz", response_model=M.Health, tags=["ops"])
     async def healthz() -> M.Health:
@@ -209,7 +197,7 @@ def _ops_routes(app: FastAPI, settings: ApiSettings) -> None:
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi_json() -> JSONResponse:
-        return JSONResponse(_openapi(app, settings))
+        return JSONResponse(build_openapi(app, settings.max_question_chars))
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:

@@ -3,9 +3,9 @@ dataclasses so the wire format can stay stable while the library evolves."""
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # collection names and document ids
 DOC_ID_RE = re.compile(NAME_PATTERN)
@@ -18,6 +18,24 @@ _TEXT_CHAR = r"[^\x00-\x08\x0e-\x1f\x7f-\x9f]"
 TEXT_PATTERN = rf"^{_TEXT_CHAR}*[^\s\x00-\x08\x0e-\x1f\x7f-\x9f]{_TEXT_CHAR}*$"
 NONBLANK_PATTERN = r"\S"
 RouteName = Literal["rag", "lc", "mr", "hybrid", "extractive"]
+
+
+def _not_str_or_bool(v: Any) -> Any:
+    if isinstance(v, (bool, str)):
+        raise ValueError("must be a number")
+    return v
+
+
+def _int(lo: int, hi: int) -> Any:
+    """An integer as JSON Schema means it: 8 and 8.0, never "8" or true."""
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_not_str_or_bool)]
+
+
+def _number(lo: float, hi: float) -> Any:
+    return Annotated[float, Field(ge=lo, le=hi), BeforeValidator(_not_str_or_bool)]
+
+
+Bool = Annotated[bool, Field(strict=True)]  # 0 is not false
 
 
 class _In(BaseModel):
@@ -115,8 +133,8 @@ class JobList(BaseModel):
 
 # --- queries -----------------------------------------------------------------------
 class BudgetIn(_In):
-    max_tokens: int | None = Field(default=None, ge=1, le=100_000_000)
-    max_cost: float | None = Field(default=None, ge=0, le=1_000_000)
+    max_tokens: _int(1, 100_000_000) | None = None  # type: ignore[valid-type]
+    max_cost: _number(0, 1_000_000) | None = None  # type: ignore[valid-type]
 
 
 class QueryIn(_In):
@@ -124,9 +142,9 @@ class QueryIn(_In):
                           description="the question; length limited by CTXROUTE_MAX_QUESTION_CHARS")
     route: RouteName | None = Field(default=None, description="override the router")
     budget: BudgetIn | None = None
-    top_k: int = Field(default=8, ge=1, le=100)
-    stream: bool = Field(default=False, description="server-sent events (also with Accept: text/event-stream)")
-    cache: bool = Field(default=True, description="serve and store answers in the answer cache")
+    top_k: _int(1, 100) = 8  # type: ignore[valid-type]
+    stream: Bool = Field(default=False, description="server-sent events (also with Accept: text/event-stream)")
+    cache: Bool = Field(default=True, description="serve and store answers in the answer cache")
     docs: list[str] | None = Field(default=None, max_length=100,
                                    description="answer over these document ids only (default: the whole collection)")
 
@@ -135,7 +153,7 @@ class RouteIn(_In):
     question: str = Field(min_length=1, pattern=NONBLANK_PATTERN)
     route: RouteName | None = None
     budget: BudgetIn | None = None
-    top_k: int = Field(default=8, ge=1, le=100)
+    top_k: _int(1, 100) = 8  # type: ignore[valid-type]
     docs: list[str] | None = Field(default=None, max_length=100, description="route over these document ids only")
 
 
