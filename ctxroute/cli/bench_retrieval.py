@@ -75,13 +75,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @bench.command("quality")
     def bench_quality(
-        data: Optional[Path] = typer.Option(None, help="Folder holding LooGLE/ and L-Eval/ (default ../shared/data)."),
-        k: str = typer.Option("1,5,10", help="Cut-offs, comma-separated."),
+        data: Optional[Path] = typer.Option(None, help="Folder holding LooGLE/, L-Eval/, LaRA/, docugami-sec-10q/ (default ../shared/data)."),
+        k: str = typer.Option("1,5,10,20", help="Cut-offs, comma-separated."),
         embedder: str = typer.Option("minilm", help="minilm (real model) or hashing (test double)."),
+        datasets: str = typer.Option("loogle,leval_contracts,lara,sec", help="Some of loogle, leval_contracts, lara, sec."),
         limit_docs: Optional[int] = typer.Option(None, help="Use only the first N documents of each set."),
+        lara_docs: int = typer.Option(4, help="LaRA 32k documents per domain (book, financial, paper)."),
+        bf16: bool = typer.Option(False, "--bf16", help="Run the embedder in bfloat16."),
+        reader: bool = typer.Option(False, "--reader", help="Also score the extractive reader on the SEC questions."),
+        cache: Optional[Path] = typer.Option(None, help="Keep built collections here and reuse them (delete after code changes)."),
+        dump: Optional[Path] = typer.Option(None, help="Write each question's ranked lists (for benchmarks/fusion_tuning.py)."),
         out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
     ) -> None:
-        """Recall@k of gold evidence for bm25, dense, graph and hybrid on LooGLE and L-Eval."""
+        """Recall@k of gold evidence for bm25, dense, graph and hybrid on LooGLE, L-Eval, LaRA and SEC 10-Q."""
         import json
         from dataclasses import asdict
 
@@ -90,15 +96,25 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise typer.Exit(2)
         mod = _load("retrieval_quality")
         folder = data or mod.DEFAULT_DATA
-        if not (folder / "LooGLE").is_dir() and not (folder / "L-Eval").is_dir():
-            err_console.print(f"[red]no QA data at {folder}[/red]: pass --data pointing at a folder with LooGLE/ and L-Eval/")
+        names = mod.parse_datasets(datasets)
+        if not folder.is_dir():
+            err_console.print(f"[red]no QA data at {folder}[/red]: pass --data pointing at the shared data folder")
             raise typer.Exit(2)
         ks = mod.parse_ks(k)
+        records: list[dict] | None = [] if dump is not None else None
         with _progress() as bar:
             task = bar.add_task("questions", total=None)
-            results = mod.run(folder, ks, embedder, limit_docs=limit_docs,
-                              progress=lambda done, total: bar.update(task, completed=done, total=total))
+            try:
+                results = mod.run(folder, ks, embedder, limit_docs=limit_docs, datasets=names, bf16=bf16,
+                                  cache=cache, dump=records, lara_docs=lara_docs, reader=reader,
+                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
+            except FileNotFoundError as exc:
+                err_console.print(f"[red]{exc}[/red]")
+                raise typer.Exit(2) from None
         console.print(mod.markdown_table(results, ks), markup=False, highlight=False, soft_wrap=True)
         if out is not None:
             out.write_text(json.dumps([asdict(r) for r in results], indent=2))
             console.print(f"wrote {out}")
+        if dump is not None and records is not None:
+            dump.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+            console.print(f"wrote {dump}")
