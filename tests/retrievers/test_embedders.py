@@ -171,3 +171,21 @@ def test_onnx_query_encoder_agrees_with_the_torch_model() -> None:
     cos = (got * ref).sum(axis=1)
     assert cos.min() > 0.99, cos  # int8 weights: measured ~0.9996 on 1,000 queries
     np.testing.assert_allclose(onnx.embed(texts[1:2])[0], got[1], atol=1e-5)  # batch-independent
+
+
+def test_import_and_query_encoding_need_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import ctxroute, ctxroute.retrievers.collection, ctxroute.pipelines.engine, ctxroute.cli\n"
+        "from ctxroute.retrievers.embedders import make_embedder, query_embedder\n"
+        "from ctxroute.retrievers.onnx_embedder import onnx_available\n"
+        "q = query_embedder(make_embedder(None))\n"
+        "if onnx_available():\n"
+        "    assert q.embed(['what is the notice period?']).shape == (1, 384)\n"
+        "assert 'torch' not in sys.modules and 'sentence_transformers' not in sys.modules, 'torch imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
