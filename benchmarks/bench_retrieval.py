@@ -146,7 +146,7 @@ def run(
     tokens: int = 1_000_000,
     queries: int = 200,
     embedder_kind: str = "minilm",
-    bf16: bool = False,
+    bf16: bool | None = None,
     seed: int = 7,
     progress: Progress | None = None,
 ) -> BenchResult:
@@ -249,7 +249,7 @@ def run(
     raw_tps = n_tokens / raw if raw > 0 else float("inf")
     return BenchResult(
         embedder=str(embedder.name),
-        bf16=bf16,
+        bf16=bool(getattr(embedder, "bf16", False)),
         documents=stats.documents,
         passages=stats.passages,
         tokens=n_tokens,
@@ -309,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--tokens", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--embedder", default="minilm", choices=["minilm", "hashing"])
-    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--bf16", action="store_true", default=None, help="default: bf16 where the CPU has bf16 units")
+    ap.add_argument("--fp32", dest="bf16", action="store_false")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)

@@ -49,7 +49,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         tokens: int = typer.Option(1_000_000, help="Size of the synthetic corpus, in tokens."),
         queries: int = typer.Option(200, help="Queries timed per retriever."),
         embedder: str = typer.Option("minilm", help="minilm (real model) or hashing (test double)."),
-        bf16: bool = typer.Option(False, "--bf16", help="Run the embedder in bfloat16."),
+        bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32",
+                                            help="Embedder dtype (default: bf16 where the CPU has bf16 units)."),
         seed: int = typer.Option(7, help="Corpus and query seed."),
         out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
     ) -> None:
@@ -73,6 +74,29 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             out.write_text(mod.to_json(result))
             console.print(f"wrote {out}")
 
+    @bench.command("peers")
+    def bench_peers(
+        peerbench: Path = typer.Option(..., help="Writable copy of ../shared/tools/peerbench with its venv/ and data/."),
+        n: Optional[int] = typer.Option(1000, help="First N passages (0: all)."),
+        reps: int = typer.Option(1, help="Repetitions, interleaved."),
+        truncate: bool = typer.Option(False, "--truncate", help="Also ctxroute with long passages truncated."),
+        agreement: int = typer.Option(1000, help="Queries for the ONNX / float16 agreement check (0: skip)."),
+        out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
+    ) -> None:
+        """ctxroute against LlamaIndex, LangChain and the raw encode on the same passages, one table."""
+        if not (peerbench / "venv" / "bin" / "python").exists() or not (peerbench / "data" / "passages.jsonl").exists():
+            err_console.print(f"[red]{peerbench} has no venv/ or data/passages.jsonl[/red]: set it up as its README says")
+            raise typer.Exit(2)
+        mod = _load("peer_bench")
+        err_console.print("running every system in its own process; this takes minutes per system")
+        data = mod.run(peerbench, n or None, reps, truncate, agreement, 3600)
+        console.print(mod.table(data), markup=False, highlight=False, soft_wrap=True)
+        if out is not None:
+            import json
+
+            out.write_text(json.dumps(data, indent=1, default=str))
+            console.print(f"wrote {out}")
+
     @bench.command("quality")
     def bench_quality(
         data: Optional[Path] = typer.Option(None, help="Folder holding LooGLE/, L-Eval/, LaRA/, docugami-sec-10q/ (default ../shared/data)."),
@@ -81,7 +105,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         datasets: str = typer.Option("loogle,leval_contracts,lara,sec", help="Some of loogle, leval_contracts, lara, sec."),
         limit_docs: Optional[int] = typer.Option(None, help="Use only the first N documents of each set."),
         lara_docs: int = typer.Option(4, help="LaRA 32k documents per domain (book, financial, paper)."),
-        bf16: bool = typer.Option(False, "--bf16", help="Run the embedder in bfloat16."),
+        bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32",
+                                            help="Embedder dtype (default: bf16 where the CPU has bf16 units)."),
         reader: bool = typer.Option(False, "--reader", help="Also score the extractive reader on the SEC questions."),
         cache: Optional[Path] = typer.Option(None, help="Keep built collections here and reuse them (delete after code changes)."),
         dump: Optional[Path] = typer.Option(None, help="Write each question's ranked lists (for benchmarks/fusion_tuning.py)."),
