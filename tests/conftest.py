@@ -19,5 +19,5 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 def shared_data() -> Path:
     """../shared/data (third-party QA sets); tests that need it skip when it is absent."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"third-party QA sets not found at {SHARED_DATA} (see README: Evaluation data)")
+        pytest.skip(f"third-party QA sets not found at {SHARED_DATA} (see README, section 'Evaluation')")
     return SHARED_DATA

@@ -83,3 +83,37 @@ def test_demo_extractive_with_hashing_embedder(tmp_path: Path, monkeypatch: pyte
     again = runner.invoke(app, ["demo", "--llm", "extractive", "--embedder", "hashing", "--json", "--questions", "1"])
     assert again.exit_code == 0 and CollectionStore(tmp_path / "collections").open(
         "demo", embedder=HashingEmbedder()).version == version
+
+
+def test_empty_question_same_message_for_route_and_ask(home: Path) -> None:
+    asked = runner.invoke(app, ["ask", "", "-c", "docs", "--llm", "extractive"])
+    routed = runner.invoke(app, ["route", "", "-c", "docs"])
+    assert asked.exit_code != 0 and routed.exit_code != 0
+    assert asked.output.strip() == routed.output.strip() and "empty" in asked.output, (asked.output, routed.output)
+
+
+def test_unknown_llm_lists_every_choice(home: Path) -> None:
+    result = runner.invoke(app, ["ask", "q?", "-c", "docs", "--llm", "nosuchllm"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    out = " ".join(result.output.split())
+    assert "nosuchllm" in out and all(b in out for b in ("local", "openai", "scripted", "extractive")), out
+
+
+def test_attribute_warns_once_per_fact(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that cites nothing, with --attribute: one warning saying so (and what was
+    attributed), not two."""
+    from ctxroute.cli import ask as ask_cli
+    from ctxroute.pipelines.llm.scripted import ScriptedLLM
+
+    monkeypatch.setattr(ask_cli, "build_llm_from_env",
+                        lambda _: ScriptedLLM(default="Rainfall reached 812 millimetres at the coastal station."))
+    result = runner.invoke(app, ["ask", "How much rainfall fell at the coastal station?", "-c", "docs",
+                                 "--route", "rag", "--attribute", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [c["origin"] for c in data["citations"]] == ["attributed"]
+    cited_nothing = [w for w in data["warnings"] if "cited no" in w]
+    assert len(cited_nothing) == 1 and "attributed" in cited_nothing[0], data["warnings"]
+    human = runner.invoke(app, ["ask", "How much rainfall fell at the coastal station?", "-c", "docs",
+                                "--route", "rag", "--attribute"])
+    assert " ".join(human.output.split()).count("cited no") == 1, human.output

@@ -46,18 +46,50 @@ def test_ingest_reports_bad_files_and_summarises(runner: CliRunner, files: Path)
     result = _ingest(runner, str(files), "--collection", "demo")
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "empty.txt" in out and "binary.txt" in out and out.count("skipped") >= 2
+    failed = [line for line in out.splitlines() if line.startswith("failed ")]
+    assert len(failed) == 2 and any("empty.txt" in f for f in failed) and any("binary.txt" in f for f in failed), out
+    assert not any(line.startswith("skipped ") for line in out.splitlines())  # nothing was a duplicate
+    assert _row(out)[-2:] == [0, 2]  # skipped, failed
     assert "ingested into 'demo'" in out and "seconds per stage" in out
     for column in ("documents", "sections", "passages", "sentences", "tokens", "embed"):
         assert column in out
     again = _ingest(runner, str(files / "lease.md"), "--collection", "demo")
-    assert again.exit_code == 0 and "already in the collection" in again.output
+    assert again.exit_code == 0 and "skipped" in again.output and "already in the collection" in again.output
+    assert _row(again.output)[-2:] == [1, 0]
+
+
+def _row(output: str) -> list[int]:
+    """The numbers of the ingest summary row (documents ... skipped, failed)."""
+    for line in output.splitlines():
+        cells = [c.strip().replace(",", "") for c in line.strip("│ ").split("│")]
+        if len(cells) == 7 and all(c.isdigit() for c in cells):
+            return [int(c) for c in cells]
+    raise AssertionError(f"no summary row in:\n{output}")
+
+
+def test_ingest_names_ignored_files_duplicates_and_empty_folders(runner: CliRunner, files: Path, tmp_path: Path) -> None:
+    (files / "notes.docx").write_bytes(b"PK\x03\x04 not read")
+    (files / "copy.md").write_text(LEASE)  # the same text twice in one batch: a duplicate
+    result = _ingest(runner, str(files), "--collection", "demo")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("ignored ") and "notes.docx" in line and ".docx" in line for line in lines), result.output
+    assert any(line.startswith("skipped ") and "duplicate" in line for line in lines), result.output
+    assert _row(result.output)[-2:] == [1, 2]  # one duplicate skipped, empty.txt and binary.txt failed
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    (empty / "slides.pptx").write_bytes(b"x")
+    result = _ingest(runner, str(empty), "--collection", "demo")
+    assert result.exit_code == 1
+    out = " ".join(result.output.split())
+    assert "no file to ingest in" in out and ".md" in out and "slides.pptx" in out, out
 
 
 def test_ingest_exit_code_1_when_everything_fails(runner: CliRunner, files: Path) -> None:
     result = _ingest(runner, str(files / "empty.txt"), str(files / "binary.txt"), "--collection", "bad")
     assert result.exit_code == 1
-    assert "no document could be loaded" in result.output and "Traceback" not in result.output
+    out = " ".join(result.output.split())
+    assert "none of the 2 file(s) could be loaded" in out and "Traceback" not in out
     assert "no collections" in runner.invoke(app, ["collections", "list"]).output
 
 

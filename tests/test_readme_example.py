@@ -16,7 +16,7 @@ from ctxroute.retrievers import CollectionConfig, CollectionStore, HashingEmbedd
 
 store = CollectionStore(Path(".ctxroute/collections"))
 embedder = HashingEmbedder()  # test double; SentenceTransformerEmbedder() is all-MiniLM-L6-v2
-collection = store.create("contracts", CollectionConfig.for_embedder(embedder), embedder)
+collection = store.open_or_create("contracts", CollectionConfig.for_embedder(embedder), embedder)  # reruns reuse it
 stats = collection.add_documents([
     document_from_text(
         "# Lease\\n\\n## Rent\\nRent is 1,200 dollars a month.\\n\\n"
@@ -74,3 +74,27 @@ def test_readme_engine_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert answer.citations, "the extractive reader cites the sentence it answers with"  # type: ignore[attr-defined]
     assert any("sixty days" in c.quote for c in answer.citations)  # type: ignore[attr-defined]
     assert "sixty days" in capsys.readouterr().out
+
+
+def test_readme_example_runs_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A new user runs the example again in the same folder: no `Conflict: collection 'contracts'
+    already exists`, and the same document is not added twice."""
+    monkeypatch.chdir(tmp_path)
+    for _ in range(2):
+        namespace: dict[str, object] = {}
+        exec(compile(_example(), "README.md", "exec"), namespace)
+    collection = namespace["collection"]
+    assert collection.stats().n_docs == 1  # type: ignore[attr-defined]
+    assert "sixty days written notice" in capsys.readouterr().out
+
+
+def test_messages_name_readme_sections_that_exist() -> None:
+    """Skip reasons and messages that point at a README section point at one that exists."""
+    headings = {m.group(1).strip() for m in re.finditer(r"^#+ (.+)$", README.read_text(encoding="utf-8"), re.M)}
+    root = README.parent
+    cited = []
+    for path in [*(root / "tests").rglob("*.py"), *(root / "ctxroute").rglob("*.py")]:
+        for m in re.finditer(r"README, section '([A-Z][\w ]+)'|README: ([A-Z][\w ]+)\)", path.read_text(encoding="utf-8")):
+            cited.append((path.name, m.group(1) or m.group(2)))
+    assert cited, "no README section references found"
+    assert [c for c in cited if c[1] not in headings] == []

@@ -92,6 +92,15 @@ def _span(c: Any) -> str:
     return f"{c.start}-{c.end}" + (f" (p. {c.page})" if c.page else "")
 
 
+def answer_warnings(answer: Any) -> list[str]:
+    """The answer's warnings, one per fact: an attribution note already says the model cited
+    nothing, so the bare "cited no source sentence" goes."""
+    warnings = list(answer.warnings)
+    if any(w.startswith("the model cited no sentence; ctxroute attributed") for w in warnings):
+        warnings = [w for w in warnings if w != "the model cited no source sentence"]
+    return warnings
+
+
 def print_answer(answer: Any, *, question: str, gold: str | None = None) -> None:
     """Answer, citations, route and reasons, usage per call and latency per stage."""
     from rich.markup import escape
@@ -126,7 +135,8 @@ def print_answer(answer: Any, *, question: str, gold: str | None = None) -> None
         console.print(t)
     else:
         console.print("[dim]no verified citations[/dim]")
-    removed = sum(w.startswith("citation [") for w in answer.warnings)
+    warnings = answer_warnings(answer)
+    removed = sum(w.startswith("citation [") for w in warnings)
     if removed:
         console.print(f"[red]{removed} citation(s) the model made were removed by verification[/red] (see warnings)")
 
@@ -141,7 +151,7 @@ def print_answer(answer: Any, *, question: str, gold: str | None = None) -> None
         console.print(u)
     lat = ", ".join(f"{k} {v:,.0f} ms" for k, v in answer.latency_ms.items())
     console.print(f"[bold]latency[/bold] {lat}")
-    for w in answer.warnings:
+    for w in warnings:
         console.print(f"[yellow]warning[/yellow] {escape(w)}", highlight=False, soft_wrap=True)
 
 
@@ -191,6 +201,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             answer = asyncio.run(run())
         if as_json:
             data = answer_to_dict(answer)
+            data["warnings"] = answer_warnings(answer)
             data["question"] = question
             data["collection"] = {"name": collection, "version": coll.version}
             typer.echo(json.dumps(data, indent=2, ensure_ascii=False))

@@ -23,11 +23,19 @@ def build_llm_from_env(backend: str | None) -> Any:
     """The LLM the environment (or ``--llm``) asks for; ``None`` for the extractive reader."""
     from ctxroute.pipelines.llm.factory import LLMConfig, build_llm
 
+    from ctxroute.errors import InputError
+    from ctxroute.pipelines.llm.factory import BACKENDS
+
     env = dict(os.environ)
     if backend:
         env["CTXROUTE_LLM_BACKEND"] = backend
-    if env.get("CTXROUTE_LLM_BACKEND", "").lower() in ("extractive", "none"):
+    chosen = env.get("CTXROUTE_LLM_BACKEND", "").strip().lower()
+    if chosen in ("extractive", "none"):
         return None
+    if chosen and chosen not in BACKENDS:
+        where = "--llm" if backend else "CTXROUTE_LLM_BACKEND"
+        raise InputError(f"unknown LLM backend {chosen!r} ({where}); use one of {', '.join((*BACKENDS, 'extractive'))}",
+                         backend=chosen)
     return build_llm(LLMConfig.from_env(env))
 
 

@@ -41,10 +41,31 @@ def _progress() -> Any:
                     console=err_console, transient=True)
 
 
-def _warn(message: str) -> None:
+def _warn(message: str, label: str = "skipped") -> None:
+    """One line per file: ``failed`` (it could not be loaded or indexed), ``skipped`` (already
+    there, or a duplicate), ``ignored`` (not a supported file type)."""
     from rich.markup import escape
 
-    err_console.print(f"[yellow]skipped[/yellow] {escape(message)}", highlight=False, soft_wrap=True)
+    colour = {"failed": "red", "ignored": "dim"}.get(label, "yellow")
+    err_console.print(f"[{colour}]{label}[/{colour}] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _unsupported(paths: List[Path]) -> list[Path]:
+    """Files under the given folders that ingest does not read (hidden ones aside)."""
+    from ctxroute.retrievers.documents import SUPPORTED_SUFFIXES
+
+    out = []
+    for p in paths:
+        if p.is_dir():
+            for f in sorted(p.rglob("*")):
+                if f.is_file() and f.suffix.lower() not in SUPPORTED_SUFFIXES \
+                        and not any(part.startswith(".") for part in f.relative_to(p).parts):
+                    out.append(f)
+    return out
+
+
+def _is_duplicate(error: Any) -> bool:
+    return str(error.reason).startswith("duplicate document id")
 
 
 def _snippet(text: str, width: int = 160) -> str:
@@ -97,13 +118,27 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 col = None
                 config = CollectionConfig.for_embedder(emb, chunking=chunking)
 
+            from ctxroute.retrievers.documents import SUPPORTED_SUFFIXES, iter_files
+
+            for f in _unsupported(paths):
+                _warn(f"{f}: unsupported file type {f.suffix or '(no suffix)'}; supported: "
+                      f"{', '.join(SUPPORTED_SUFFIXES)}", "ignored")
+            if not iter_files(paths):
+                err_console.print(
+                    f"[red]error:[/red] no file to ingest in {', '.join(str(p) for p in paths)}: ingest reads "
+                    f"{', '.join(SUPPORTED_SUFFIXES)} files (folders are searched recursively, hidden files skipped)",
+                    highlight=False, soft_wrap=True)
+                raise typer.Exit(1)
             with _progress() as bar:
                 task = bar.add_task("loading", total=None)
                 report = load_paths(paths, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            duplicates = [e for e in report.errors if _is_duplicate(e)]
+            load_failures = [e for e in report.errors if not _is_duplicate(e)]
             for error in report.errors:
-                _warn(f"{error.path}: {error.reason}")
+                _warn(f"{error.path}: {error.reason}", "skipped" if _is_duplicate(error) else "failed")
             if not report.documents:
-                err_console.print("[red]error:[/red] no document could be loaded; nothing ingested")
+                err_console.print(f"[red]error:[/red] none of the {len(report.errors)} file(s) could be loaded "
+                                  "(reasons above); nothing ingested", highlight=False, soft_wrap=True)
                 raise typer.Exit(1)
             if col is None:
                 col = store.open_or_create(collection, config, emb)
@@ -121,12 +156,13 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         for doc_id in stats.skipped:
             _warn(f"{doc_id}: already in the collection (same text)")
         for doc_id, reason in stats.failed:
-            _warn(f"{doc_id}: {reason}")
+            _warn(f"{doc_id}: {reason}", "failed")
         table = Table(title=f"ingested into {collection!r} (version {stats.version})")
         for column in ("documents", "sections", "passages", "sentences", "tokens", "skipped", "failed"):
             table.add_column(column, justify="right")
         table.add_row(*(f"{v:,}" for v in (stats.documents, stats.sections, stats.passages, stats.sentences,
-                                             stats.tokens, len(stats.skipped), len(report.errors) + len(stats.failed))))
+                                             stats.tokens, len(stats.skipped) + len(duplicates),
+                                             len(load_failures) + len(stats.failed))))
         console.print(table)
         if stats.seconds:
             timing = Table(title="seconds per stage")
