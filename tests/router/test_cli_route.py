@@ -161,3 +161,11 @@ def test_cli_and_engine_decide_identically(two_docs, profile):
         assert cli["features"]["qtype"] == blended.classify(q).qtype.value
         differs += QuestionTyper().classify(q).scores != blended.classify(q).scores
     assert differs  # without prototypes (the CLI before) the type scores were different
+
+
+def test_route_no_probe_keeps_the_scope(two_docs):
+    r = _run("How many apple trees?", "-c", "two", "--doc", "orchard", "--no-probe", "--json")
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["features"]["has_probe"] == 0.0 and d["features"]["n_docs"] == 1
+    assert d["collection"]["doc_ids"] == ["orchard"] and d["features"]["total_tokens"] == d["collection"]["total_tokens"]
