@@ -61,7 +61,7 @@ def test_route_errors_name_the_fix(home):
     assert r.exit_code == 2 and "unknown model profile 'gpt-4'" in r.output and "CTXROUTE_LLM_PROFILE=generic" in r.output
     r = _run("Who?", "--collection", "harbour", "--doc", "no-such-doc")
     assert r.exit_code == 2 and "no-such-doc" in r.output and "docs list" in r.output
-    r = _run("Who?", "--collection", "harbour", "--budget-tokens", "10")
+    r = _run("Who?", "--collection", "harbour", "--policy", "rules", "--budget-tokens", "10")
     assert r.exit_code == 2 and "no route fits the budget" in r.output
 
 
@@ -102,9 +102,9 @@ def two_docs(home):
 
 def test_route_doc_scopes_sizes_and_probe(two_docs):
     whole = json.loads(_run("How many apple trees did the keeper count?", "-c", "two", "--profile", "gpt-4o",
-                            "--json").output)
+                            "--policy", "rules", "--json").output)
     r = _run("How many apple trees did the keeper count?", "-c", "two", "--profile", "gpt-4o", "--doc", "orchard",
-             "--json")
+             "--policy", "rules", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     stats = two_docs.open("two").stats()
@@ -119,7 +119,8 @@ def test_route_doc_scopes_sizes_and_probe(two_docs):
     assert orchard < lc["prompt_tokens"] < orchard + 400
     assert d["route"] and d["fallbacks"] and d["estimates"] and d["model"]["profile"] == "gpt-4o"
     # repeatable: both documents again give the whole collection's sizes
-    both = json.loads(_run("How many apple trees?", "-c", "two", "--doc", "orchard", "--doc", "harbour", "--json").output)
+    both = json.loads(_run("How many apple trees?", "-c", "two", "--doc", "orchard", "--doc", "harbour",
+                           "--policy", "rules", "--json").output)
     assert both["collection"]["total_tokens"] == stats.total_tokens
 
 
@@ -133,23 +134,26 @@ QUESTIONS = (
 )
 
 
-@pytest.mark.parametrize("profile", ["gpt-4o", "smollm2-135m-instruct"])
-def test_cli_and_engine_decide_identically(two_docs, profile):
-    """`ctxroute route` and the engine (`ctxroute ask`) type, size, probe and route alike."""
+@pytest.mark.parametrize("profile, policy", [("gpt-4o", None), ("smollm2-135m-instruct", None), ("gpt-4o", "rules")])
+def test_cli_and_engine_decide_identically(two_docs, profile, policy):
+    """`ctxroute route` and the engine (`ctxroute ask`) type, size, probe and route alike; with
+    no --policy both use the engine's default policy."""
     import asyncio
 
-    from ctxroute.pipelines.engine import Engine
+    from ctxroute.pipelines.engine import Engine, EngineConfig
     from ctxroute.pipelines.llm.scripted import ScriptedLLM
     from ctxroute.profiles import get_profile
     from ctxroute.router import QuestionTyper
 
     col = two_docs.open("two")
-    engine = Engine(two_docs, ScriptedLLM(profile=get_profile(profile)))
+    config = EngineConfig(policy=policy) if policy else EngineConfig()
+    engine = Engine(two_docs, ScriptedLLM(profile=get_profile(profile)), config=config)
     blended = QuestionTyper(col.embedder)
     differs = 0
     for i, q in enumerate(QUESTIONS):
         docs = ["orchard"] if i % 3 == 2 else None
         args = [q, "-c", "two", "--profile", profile, "--json"] + (["--doc", "orchard"] if docs else [])
+        args += ["--policy", policy] if policy else []
         r = _run(*args)
         assert r.exit_code == 0, r.output
         cli = json.loads(r.output)
@@ -164,7 +168,7 @@ def test_cli_and_engine_decide_identically(two_docs, profile):
 
 
 def test_route_no_probe_keeps_the_scope(two_docs):
-    r = _run("How many apple trees?", "-c", "two", "--doc", "orchard", "--no-probe", "--json")
+    r = _run("How many apple trees?", "-c", "two", "--doc", "orchard", "--no-probe", "--policy", "rules", "--json")
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["features"]["has_probe"] == 0.0 and d["features"]["n_docs"] == 1
