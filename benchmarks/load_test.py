@@ -7,6 +7,11 @@ Two phases, each bounded by ``--seconds`` (or ``--requests``) at ``--concurrency
   service itself: auth, rate limit, version check, cache lookup, JSON.
 - ``retrieval``: distinct questions with ``cache: false``, answered by the extractive reader
   (no LLM): routing probe (hybrid retrieval: BM25 + dense + graph) and sentence scoring.
+  Every question string is new (no answer or query-vector cache hit); the sentence vectors
+  the reader scores with are embedded the first time a sentence is read and then served from
+  the collection's LRU cache. ``retrieval-warm`` repeats the phase with new question strings
+  over the same documents, once the first pass has touched their sentences: the steady state
+  of a service whose collection is being asked about.
 
 The server runs as its own process (``python -m ctxroute serve``) so the load generator does
 not share its interpreter. The corpus is the synthetic demo generator's.
@@ -231,6 +236,11 @@ def main() -> None:
             results["retrieval"] = measured(proc.pid, asyncio.run(run_phase(
                 url, bodies, seconds=args.seconds, max_requests=args.requests,
                 concurrency=min(args.concurrency, 8), client=args.client)), before)
+            bodies = [{"question": f"{q} [{i}]", "cache": False} for i, q in enumerate(questions * 50)]
+            before = cpu_seconds(proc.pid)
+            results["retrieval-warm"] = measured(proc.pid, asyncio.run(run_phase(
+                url, bodies, seconds=args.seconds, max_requests=args.requests,
+                concurrency=min(args.concurrency, 8), client=args.client)), before)
             results["load_average_after"] = os.getloadavg()
         finally:
             proc.terminate()
@@ -241,7 +251,7 @@ def main() -> None:
     print(f"load average after: {results['load_average_after']} on {results['cpus']} CPUs")
     print(f"{'phase':<10} {'ok':>7} {'errors':>7} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'server cpu ms/req':>18} "
           f"{'req/s per free core':>20} {'client cpu ms/req':>18}")
-    for phase in ("cached", "retrieval"):
+    for phase in ("cached", "retrieval", "retrieval-warm"):
         r = results[phase]
         print(f"{phase:<10} {r['ok']:>7} {sum(r['errors'].values()):>7} {r['rps']:>7} {r['p50_ms']:>8} {r['p99_ms']:>8} "
               f"{r.get('server_cpu_ms_per_request', '-'):>18} {r.get('server_rps_per_free_core', '-'):>20} "
