@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import zlib
 
-BOMB_LINE = b"BT /F1 12 Tf 72 712 Td (All work and no play makes Jack a dull boy.) Tj ET\n"
+BOMB_LINE = b"(All work and no play makes Jack a dull boy.) '\n"  # ' : next line, show text
 
 
 def make_pdf(pages: list[bytes], *, compress: bool = True) -> bytes:
@@ -38,5 +38,6 @@ def text_page(text: str) -> bytes:
 
 
 def pdf_bomb(lines: int = 100_000) -> bytes:
-    """~26 KB on disk, 7.5 MB of page content, 4.3 million characters once extracted."""
-    return make_pdf([BOMB_LINE * lines])
+    """~15 KB on disk, 4.8 MB of page content, 4.4 million characters once extracted (one line
+    per text operator, so every extractor produces them all)."""
+    return make_pdf([b"BT /F1 12 Tf 14 TL 72 712 Td\n" + BOMB_LINE * lines + b"ET\n"])

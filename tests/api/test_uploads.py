@@ -19,7 +19,7 @@ def _files(name: str, data: bytes, mime: str = "application/pdf") -> list:
 
 def test_pdf_bomb_is_refused_with_the_limit_named(settings_factory, live_server):
     bomb = pdf_bomb()
-    assert len(bomb) < 30_000
+    assert len(bomb) < 20_000
     server = live_server(settings_factory(background_upload_bytes=1024 * 1024))
     with httpx.Client(base_url=server.url, timeout=60) as c:
         c.post("/v1/collections", json={"name": "b"})
