@@ -44,6 +44,13 @@ def use_key(page: Any, key: str) -> None:
     page.wait_for_selector("#key-state:text('key set for this tab')")
 
 
+def wait_answer(page: Any, extra: str = "") -> None:
+    """Wait for the final answer; an error shown instead fails at once with its text."""
+    page.wait_for_selector(f"#answer[data-done='1']{extra}, #alert:not([hidden])")
+    assert page.locator("#alert").is_hidden(), page.inner_text("#alert")
+    page.wait_for_selector(f"#answer[data-done='1']{extra}")
+
+
 def file_payload(name: str, data: bytes, mime: str = "text/markdown") -> dict[str, Any]:
     return {"name": name, "mimeType": mime, "buffer": data}
 
@@ -69,7 +76,7 @@ def test_upload_ask_stream_and_open_citation(page: Any, server: LiveServer, shot
     question = "Who is the harbour master of Port Ellis?"
     page.fill("#question", question)
     page.click("#ask-button")
-    page.wait_for_selector("#answer[data-done='1']")
+    wait_answer(page)
 
     # the decision first, then streamed text, then citations, then the final answer
     seen = page.evaluate("window.__seen")
@@ -254,7 +261,7 @@ def test_keyboard_only_and_200_percent_zoom(browser: Any, server: LiveServer, sh
         page.focus("#question")
         page.keyboard.type("When was the Greenvale orchard planted?")
         page.keyboard.press("Control+Enter")
-        page.wait_for_selector("#answer[data-done='1']")
+        wait_answer(page)
         assert "planted by the Moretti family in 1952" in page.inner_text("#answer")
         # Tab from the last control before the chips reaches a citation chip; Enter opens it
         page.focus("#answer")
@@ -304,7 +311,7 @@ def test_pdf_citation_shows_its_page(page: Any, server: LiveServer, shots: Shots
     page.wait_for_selector("#doc-list label:has-text('2 pages')")
     page.fill("#question", "When was the lighthouse on Cape Morrow built?")
     page.click("#ask-button")
-    page.wait_for_selector("#answer[data-done='1']")
+    wait_answer(page)
     chip = page.locator("#citations .chip").first
     assert "page 2" in chip.inner_text()
     chip.click()
@@ -335,7 +342,7 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     page.fill("#max-tokens", "5000")
     page.fill("#question", "Who is the harbour master of Port Ellis?")
     page.click("#ask-button")
-    page.wait_for_selector("#answer[data-done='1']")
+    wait_answer(page)
     assert page.inner_text("#decision-route") == "rag"
     docs = {c.get_attribute("data-doc") for c in page.locator("#citations .chip").all()}
     assert docs == {harbour}
@@ -344,7 +351,7 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     # an answer citing two sentences of one document: both are highlighted, the opened one is active
     page.select_option("#route", "extractive")
     page.click("#ask-button")
-    page.wait_for_selector("#answer[data-done='1'][data-route='extractive']")
+    wait_answer(page, "[data-route='extractive']")
     chips = page.locator("#citations .chip")
     spans = [(c.get_attribute("data-doc"), int(c.get_attribute("data-start")), int(c.get_attribute("data-end")))
              for c in chips.all()]
@@ -362,7 +369,7 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     page.fill("#max-tokens", "")
     page.fill("#question", "Is there a storm warning for Port Ellis harbour?")
     page.click("#ask-button")
-    page.wait_for_selector("#answer[data-done='1']")
+    wait_answer(page)
     out = client(server, KEY_B).post("/v1/collections/ports/query",
                                      json={"question": "Is there a storm warning for Port Ellis harbour?", "cache": False}).json()
     assert out["fallbacks_taken"], out
