@@ -373,9 +373,10 @@ class GraphIndex:
         hops = self.config.local_hops
         if hops > 0:  # walk only the seeds' neighbourhood: a few ms even on large collections
             reach = s > 0
-            for _ in range(hops):
-                reach |= (transition @ reach.astype(np.float32)) > 0
             rows = np.flatnonzero(reach)
+            for _ in range(hops):  # the matrix is symmetric in structure: a row's entries are its neighbours
+                reach[transition[rows].indices] = True
+                rows = np.flatnonzero(reach)
             s = s[rows]
         # The walk stays on ``rows``: their slice of the matrix times a full-length vector that
         # is zero elsewhere equals ``transition[rows][:, rows] @ p`` without building that

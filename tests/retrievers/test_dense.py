@@ -46,13 +46,6 @@ def test_vectors_are_stored_once_as_float16(tmp_path: Path) -> None:
     np.testing.assert_allclose(loaded.vectors, vecs, atol=1e-3)
 
 
-def test_exact_search_breaks_ties_by_position() -> None:
-    index = DenseIndex(4)
-    index.add(np.asarray([[1, 0, 0, 0]] * 5 + [[0, 1, 0, 0]], dtype=np.float32))
-    hits = index.search(np.asarray([1, 0, 0, 0], dtype=np.float32), 3)
-    assert [i for i, _ in hits] == [0, 1, 2]
-
-
 def test_k_larger_than_n_never_yields_minus_one() -> None:
     index = DenseIndex(8)
     index.add(_unit(3, 8))
