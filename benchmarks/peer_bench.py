@@ -36,7 +36,8 @@ def _run(cmd: list[str], cwd: Path, timeout: int) -> tuple[int, float]:
     return proc.returncode, time.perf_counter() - t0
 
 
-def run(peerbench: Path, n: int | None, reps: int, truncate: bool, agreement: int, timeout: int) -> dict[str, Any]:
+def run(peerbench: Path, n: int | None, reps: int, truncate: bool, agreement: int, timeout: int,
+        systems: Sequence[str] | None = None) -> dict[str, Any]:
     py_peer = str(peerbench / "venv" / "bin" / "python")
     runs = peerbench / "runs"
     runs.mkdir(exist_ok=True)
@@ -57,6 +58,8 @@ def run(peerbench: Path, n: int | None, reps: int, truncate: bool, agreement: in
                                                   str(peerbench / "data"), *size, "--long-text", "truncate"],
                             runs / f"ctxroute_truncate.rep{rep}.json"))
         for name, cmd, out in plan:
+            if systems and name not in systems:
+                continue
             if out is not None:
                 cmd = [*cmd, "--out", str(out)]
             print(f"{time.strftime('%H:%M:%S')} rep {rep}: {name} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
@@ -149,8 +152,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--agreement", type=int, default=1000, help="queries for the encoder agreement check")
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--systems", default="", help="comma-separated subset to run (default: all)")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="JSON of an earlier run: its results for systems not run now join the table")
     a = ap.parse_args(argv)
-    data = run(a.peerbench, a.n, a.reps, a.truncate, a.agreement, a.timeout)
+    data = run(a.peerbench, a.n, a.reps, a.truncate, a.agreement, a.timeout,
+               [x for x in a.systems.split(",") if x] or None)
+    if a.merge:
+        old = json.loads(a.merge.read_text())
+        for name, rs in old["results"].items():
+            data["results"].setdefault(name, rs)
+        data["load"] = old["load"] + data["load"]
     print(table(data))
     if a.out:
         for rs in data["results"].values():
