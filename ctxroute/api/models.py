@@ -52,6 +52,7 @@ class Error(BaseModel):
 
 # --- collections and documents -----------------------------------------------------
 class CollectionCreate(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "contracts"}]})
     name: str = Field(pattern=NAME_PATTERN, description="letters, digits, '.', '_' or '-'; at most 64")
 
 
@@ -78,6 +79,9 @@ class DocumentIn(_In):
 
 
 class DocumentsIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"documents": [
+        {"text": "# Lease\n\nEither party may terminate with sixty days written notice.", "title": "Lease",
+         "source": "lease.md", "id": "lease-2024", "format": "md"}]}]})
     documents: list[DocumentIn] = Field(min_length=1, max_length=1000)
 
 
@@ -138,6 +142,9 @@ class BudgetIn(_In):
 
 
 class QueryIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"question": "How much notice ends the lease?", "route": None, "top_k": 8, "stream": False, "cache": True},
+        {"question": "Compare the notice periods of both leases", "budget": {"max_tokens": 20000, "max_cost": 0.05}}]})
     question: str = Field(min_length=1, pattern=NONBLANK_PATTERN,
                           description="the question; length limited by CTXROUTE_MAX_QUESTION_CHARS")
     route: RouteName | None = Field(default=None, description="override the router")
@@ -150,6 +157,7 @@ class QueryIn(_In):
 
 
 class RouteIn(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"question": "Summarise every section", "top_k": 8}]})
     question: str = Field(min_length=1, pattern=NONBLANK_PATTERN)
     route: RouteName | None = None
     budget: BudgetIn | None = None
@@ -226,6 +234,7 @@ class RouteOut(BaseModel):
 
 # --- admin -------------------------------------------------------------------------
 class TenantCreate(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "team-a"}]})
     name: str = Field(pattern=TENANT_PATTERN, description="lowercase letters, digits, '-' or '_'; 'default' and "
                                                           "static tenants' names are taken")
 
@@ -241,6 +250,7 @@ class TenantList(BaseModel):
 
 
 class KeyCreate(_In):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"label": "ci"}]})
     label: str = Field(default="", max_length=200)
 
 
