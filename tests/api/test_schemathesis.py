@@ -1,5 +1,5 @@
-"""Schema-driven testing with schemathesis's own runner (all checks; coverage, fuzzing and
-stateful phases) against a real server: with a tenant key, on an empty collection, and with
+"""Schema-driven testing with schemathesis's own runner (all checks; examples, coverage,
+fuzzing and stateful phases) against a real server: with a tenant key, on an empty collection, and with
 the admin key. Every operation is run to its example count (no deadline): a failure of any
 check (a 5xx, a schema-valid request rejected, an invalid one accepted, a response off its
 schema, a 405 without Allow, ...) fails the test with schemathesis's report."""
