@@ -154,16 +154,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--systems", default="", help="comma-separated subset to run (default: all)")
     ap.add_argument("--merge", type=Path, default=None,
-                    help="JSON of an earlier run: its results for systems not run now join the table")
+                    help="JSON of an earlier run: its repetitions join this run's (medians in the table)")
+    ap.add_argument("--merge-systems", default=None,
+                    help="comma-separated systems whose earlier repetitions to keep (default: all)")
     a = ap.parse_args(argv)
+    if a.merge_systems is not None:
+        a.merge_systems = [x for x in a.merge_systems.split(",") if x]
     data = run(a.peerbench, a.n, a.reps, a.truncate, a.agreement, a.timeout,
                [x for x in a.systems.split(",") if x] or None)
     if a.merge:
         old = json.loads(a.merge.read_text())
-        for name, rs in old["results"].items():
-            mine = data["results"].setdefault(name, rs)
-            if mine is not rs and mine and rs and "agreement" not in mine[0] and "agreement" in rs[0]:
+        for name, rs in old["results"].items():  # repetitions of both runs; medians in the table
+            mine = data["results"].setdefault(name, [])
+            if mine and rs and "agreement" not in mine[0] and "agreement" in rs[0]:
                 mine[0]["agreement"] = rs[0]["agreement"]  # the encoder check does not depend on the rerun
+            if a.merge_systems is None or name in a.merge_systems:
+                mine.extend(rs)
         data["load"] = old["load"] + data["load"]
     print(table(data))
     if a.out:
