@@ -164,8 +164,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print the Answer as JSON"),
         llm: Optional[str] = typer.Option(
             None, help="local | openai | scripted | extractive (no LLM); default $CTXROUTE_LLM_BACKEND, else local"),
-        policy: str = typer.Option("rules", help="router policy for --route auto: rules | self-route | learned"),
-        router_params: Optional[str] = typer.Option(None, help="router.json for --policy learned"),
+        policy: str = typer.Option("auto", help="router policy for --route auto: auto (= cascade) | cascade | rules | self-route | learned"),
+        router_params: Optional[str] = typer.Option(None, help="your own fitted parameters for --policy learned or cascade (default: the shipped ones)"),
         budget_tokens: Optional[int] = typer.Option(None, help="most tokens (in + out) over all LLM calls"),
         budget_cost: Optional[float] = typer.Option(None, help="most cost (USD) over all LLM calls"),
         max_tokens: int = typer.Option(300, help="most tokens each LLM call may produce"),

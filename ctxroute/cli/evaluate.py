@@ -73,7 +73,7 @@ def run_cmd(
     routes: str = typer.Option("auto", help="comma-separated: auto,rag,lc,mr,hybrid,extractive"),
     limit: Optional[int] = typer.Option(None, min=1, help="first N questions only"),
     concurrency: int = typer.Option(4, min=1, help="questions in flight"),
-    policy: str = typer.Option("rules", help="router policy for route 'auto'"),
+    policy: str = typer.Option("auto", help="router policy for route auto: auto (= cascade) | cascade | rules | self-route | learned"),
     router_params: Optional[Path] = typer.Option(None, "--router-params", help="fitted parameters for --policy learned"),
     data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder holding LaRA/, LooGLE/, L-Eval/ (default $CTXROUTE_DATA_ROOT or ../shared/data)"),
     task: Optional[str] = typer.Option(None, help="only items of this task (e.g. a LaRA level)"),
@@ -196,107 +196,6 @@ def judge_lara_cmd(
         for split in (None, "tune", "heldout"):
             a = handcheck_agreement(root, split=split)
             console.print(f"hand check {split or 'all'}: n={a.n} agreement {100 * a.accuracy:.1f}% kappa {a.kappa:.2f}")
-
-
-@eval_app.command("replay")
-def replay_cmd(
-    outcomes: Path = typer.Argument(..., help="outcomes JSONL from `ctxroute eval judge-lara`"),
-    policy: str = typer.Option("all", help="rules | learned | self-route | rag | lc | oracle | rules+esc | learned+esc | all"),
-    router_params: Optional[Path] = typer.Option(None, "--router-params", help="fitted parameters (policy learned)"),
-    model: Optional[List[str]] = typer.Option(None, "--model", help="only these LaRA models"),
-    length: Optional[str] = typer.Option(None, help="only 32k or 128k"),
-    out: Optional[Path] = typer.Option(None, "--out", help="write per-question choices (results.jsonl) here for `eval report`"),
-    probe: bool = typer.Option(False, "--probe/--no-probe", help="add BM25 retrieval-probe features (LaRA data needed)"),
-    probe_cache: Optional[Path] = typer.Option(None, "--probe-cache", help="JSON file to keep the probe signals in"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder holding LaRA/ (for --probe)"),
-) -> None:
-    """What a routing policy would have achieved on recorded outcomes: accuracy, tokens vs always-LC, regret."""
-    from ctxroute.errors import CtxrouteError
-    from ctxroute.eval.lara import read_outcomes
-    from ctxroute.eval.replay import REPLAY_POLICIES, FeatureBuilder, replay, write_choices
-    from ctxroute.router import LearnedParams
-
-    try:
-        rows = [o for o in read_outcomes(outcomes) if (not model or o.model in model) and (length is None or o.length == length)]
-        params = LearnedParams.load(router_params) if router_params else None
-        policies = list(REPLAY_POLICIES) if policy == "all" else [p.strip() for p in policy.split(",")]
-        if "oracle" not in policies:
-            policies.append("oracle")
-        summaries, choices = replay(rows, policies, params=params, features=FeatureBuilder(probes=_probes(probe, data_root, probe_cache)))
-        if params is not None and params.meta.get("fit_length") and length == params.meta.get("fit_length"):
-            err_console.print(f"[yellow]warning:[/yellow] these params were fitted on {length}: numbers on the fit set are not results")
-    except CtxrouteError as exc:
-        _fail(exc)
-        return
-    console.print(_summary_table(summaries, f"replay over {len(rows)} outcomes"), width=max(console.width, 150))
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        write_choices(choices, out / "results.jsonl")
-        console.print(f"[dim]choices -> {out / 'results.jsonl'} (report with `ctxroute eval report {out}`)[/dim]")
-
-
-def _probes(probe: bool, data_root: Optional[Path], cache: Optional[Path]) -> dict:
-    """LaRA BM25 probe signals (computed once, cached as JSON when ``cache`` is given)."""
-    if not probe:
-        return {}
-    import dataclasses
-    import json
-
-    from ctxroute.eval.replay import lara_probes
-    from ctxroute.router import ProbeSignals
-
-    if cache is not None and cache.is_file():
-        return {k: ProbeSignals(**v) for k, v in json.loads(cache.read_text(encoding="utf-8")).items()}
-    with _progress() as prog:
-        tid = prog.add_task("BM25 probe per LaRA question", total=None)
-        probes = lara_probes(_lara_root(data_root), progress=lambda d, t: prog.update(tid, completed=d, total=t))
-    if cache is not None:
-        cache.write_text(json.dumps({k: dataclasses.asdict(v) for k, v in probes.items()}), encoding="utf-8")
-    return probes
-
-
-@eval_app.command("evidence")
-def evidence_cmd(
-    outcomes: Path = typer.Argument(..., help="outcomes JSONL from `ctxroute eval judge-lara`"),
-    out: Path = typer.Option(Path("eval_results"), "--out", help="folder for lara_router_evidence_*.{md,json}"),
-    model: Optional[List[str]] = typer.Option(None, "--model", help="models to report (default gpt-4o, qwen2.5-7b-instruct, llama-3.1-8b)"),
-    scope: str = typer.Option("per-model", help="cross-length protocol: per-model | pooled fit"),
-    protocol: str = typer.Option("cross-length", help="cross-length (fit 32k -> 128k and back) | grouped-cv (5 folds grouped by document, per length)"),
-    probe: bool = typer.Option(False, "--probe/--no-probe", help="add BM25 retrieval-probe features (LaRA data needed)"),
-    probe_cache: Optional[Path] = typer.Option(None, "--probe-cache", help="JSON file to keep the probe signals in"),
-    data_root: Optional[Path] = typer.Option(None, "--data-root", help="folder holding LaRA/ (for --probe)"),
-    max_token_ratio: float = typer.Option(0.35, help="lam is tuned on the fit data for the best accuracy within this share of LC tokens"),
-) -> None:
-    """Held-out router evidence on LaRA outcomes: every policy, accuracy and tokens vs always-LC."""
-    import json
-
-    from ctxroute.errors import CtxrouteError
-    from ctxroute.eval.fit import cross_length_evidence, grouped_cv_evidence
-    from ctxroute.eval.lara import read_outcomes
-    from ctxroute.eval.replay import FeatureBuilder
-    from ctxroute.eval.report import evidence_markdown
-
-    models = model or ["gpt-4o", "qwen2.5-7b-instruct", "llama-3.1-8b"]
-    try:
-        fb = FeatureBuilder(probes=_probes(probe, data_root, probe_cache))
-        rows_out = read_outcomes(outcomes)
-        if protocol == "grouped-cv":
-            rows = grouped_cv_evidence(rows_out, models, max_token_ratio=max_token_ratio, features=fb)
-            name = "grouped-cv"
-        elif protocol == "cross-length":
-            rows = cross_length_evidence(rows_out, models, per_model=scope == "per-model", max_token_ratio=max_token_ratio, features=fb)
-            name = f"cross-length_{scope}"
-        else:
-            raise typer.BadParameter(f"unknown protocol {protocol!r}; use cross-length or grouped-cv")
-    except CtxrouteError as exc:
-        _fail(exc)
-        return
-    name += "_probe" if probe else ""
-    out.mkdir(parents=True, exist_ok=True)
-    md = evidence_markdown(rows, max_token_ratio, probe=probe)
-    (out / f"lara_router_evidence_{name}.md").write_text(md, encoding="utf-8")
-    (out / f"lara_router_evidence_{name}.json").write_text(json.dumps([r.as_dict() for r in rows], indent=2) + "\n", encoding="utf-8")
-    typer.echo(md)
 
 
 @router_app.command("fit")

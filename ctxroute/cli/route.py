@@ -307,13 +307,16 @@ def run_router_bench(
     from ctxroute.retrievers.embedders import HashingEmbedder
     from ctxroute.router import (
         FEATURE_NAMES,
+        CascadeRouter,
         CollectionStats,
         LearnedRouter,
         QuestionTyper,
         RulesRouter,
         SelfRouteRouter,
+        answer_signals,
         build_features,
         fit_learned,
+        make_router,
         probe_signals,
     )
     from ctxroute.router.policies import LLM_ROUTES
@@ -368,7 +371,9 @@ def run_router_bench(
         "rules+prototypes": (proto_typer, RulesRouter(), True),
         "self-route": (rules_typer, SelfRouteRouter(), False),
         "learned": (rules_typer, LearnedRouter(params), False),
+        "cascade (route + answer-side step)": (rules_typer, make_router("cascade"), False),
     }
+    answers = ("The provided passages do not mention it.", "It was reported at 12.4 percent in 2031 [S3].")
     out: dict[str, Any] = {}
     ref_p50, ref_p95 = _pct(ref, 50), _pct(ref, 95)
     total_calls = n * len(setups)
@@ -381,7 +386,11 @@ def run_router_bench(
             qp = typer_obj.classify(q, embedding=q_vecs[q] if use_vec else None)
             probe = probe_signals(hits[q])
             f = build_features(q, stats, profile, question_profile=qp, probe=probe, budget=budget)
-            router.route(f, profile, budget)
+            d = router.route(f, profile, budget)
+            if isinstance(router, CascadeRouter):  # the step after the RAG answer, on the same hits
+                sig = answer_signals(q, answers[i % 2], context=[texts[int(h.chunk.id[1:])] for h in hits[q][:5]],
+                                     n_citations=i % 2, n_markers=i % 2)
+                router.after_answer(f, sig, d, spent_tokens=3_000, budget=budget)
             times.append((time.perf_counter_ns() - t0) / 1e6)
             done += 1
             if progress is not None and done % 200 == 0:

@@ -158,6 +158,9 @@ class Outcome:
     doc_tokens: int = 0
     rag_refused: bool = False  # the recorded RAG answer says "not in the text" (self-route escalates)
     file: str = ""
+    rag_answer: str = ""  # the recorded answers' text: the cascade's answer-side signals read it
+    lc_answer: str = ""
+    answerable: bool = True
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -236,6 +239,9 @@ def build_outcomes(
                     doc_tokens=dtok[dk],
                     rag_refused=isinstance(rag.prediction, str) and is_refusal(rag.prediction),
                     file=r["file"],
+                    rag_answer=rag.prediction if isinstance(rag.prediction, str) else "",
+                    lc_answer=full.prediction if isinstance(full.prediction, str) else "",
+                    answerable=lev != "hallu",
                 )
             )
     return out, dict(skipped)

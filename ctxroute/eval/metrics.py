@@ -148,48 +148,8 @@ def choice_accuracy(prediction: str, gold: str, choices: Sequence[str]) -> float
 
 
 # --- refusals -------------------------------------------------------------------------
-_NEG = r"(?:does not|doesn't|do not|don't|did not|didn't|cannot|can't|can not|could not|couldn't|is not|isn't|are not|aren't|was not|wasn't|were not|weren't|has not|hasn't|have not|haven't|never)"
-_REFUSAL = re.compile(
-    _NEG + r"\s+(?:\w+\s+){0,4}?(?:provide|mention|specify|specified|mentioned|contain|include|state|say|disclose|discuss|detail|indicate|address|give|offer|reference|describe|have|be determined|be found|be answered|determine|answer|find|explicitly|clear|available|present|known|identify|suggest|compare|explore|propose|outline|examine|delve|list|focus|report|cover|elaborate|reveal|involve|show|present|analy[sz]e|investigate|evaluate|assess|appear|exist|establish|note|record)"
-    r"|\bno (?:information|mention|details?|data|specific|explicit|indication|evidence|reference|record|such)\b"
-    r"|\bnot (?:mentioned|provided|specified|stated|available|disclosed|discussed|included|found|given|addressed|described|detailed|indicated|known|clear|possible to determine|enough information|explicitly)\b"
-    r"|\bno\s+(?:\w+\s+){0,3}(?:is|are|was|were)\s+(?:proposed|mentioned|provided|described|discussed|given|specified|introduced|reported)\b"
-    r"|\binsufficient (?:information|context|data)\b"
-    r"|\b(?:unable|impossible) to (?:determine|answer|find|identify|say|tell)\b"
-    r"|\bthere (?:is|are|was|were) no\b|\bi don't know\b|\bunanswerable\b|\bcannot answer\b|\bnot answerable\b|\bnone (?:are|is|were|was) mentioned\b"
-    r"|无法确定|没有提到|未提及|没有具体|没有提供|未提供",
-    re.IGNORECASE,
-)
-_STRONG = re.compile(
-    r"no information|no mention|not (?:mentioned|provided|specified|stated|disclosed)|insufficient (?:information|context)|unable to determine"
-    r"|cannot be determined|cannot answer|unanswerable|not answerable|i don't know|not enough information|无法确定|没有提到|未提及|没有提供",
-    re.IGNORECASE,
-)
-_REFUSAL_SUBJECT = re.compile(
-    r"\b(text|document|context|passage|passages|chunk|chunks|excerpt|excerpts|statement|statements|report|paper|papers|information|article|source|provided|given|book|story|novel|filing)\b",
-    re.IGNORECASE,
-)
-
-
-def is_refusal(text: str, *, lenient: bool = False) -> bool:
-    """Whether an answer says the source does not contain the answer.
-
-    Strict (default): a refusal phrase ("does not provide", "not mentioned", "no information",
-    "cannot be determined", ...) within the first 300 characters and, for the looser
-    phrases, a word naming the source ("text", "document", "chunks", "paper", ...), so that
-    "Tom did not mention it to Becky" is not a refusal while "The text does not mention ..."
-    is. ``lenient=True`` accepts any refusal phrase there: right for questions known to be
-    unanswerable, where "Finch did not specify a brand" rejects the question's premise.
-    Empty text is not a refusal (it is a failed answer).
-    """
-    head = text.strip()[:300]
-    if not head:
-        return False
-    if not _REFUSAL.search(head):
-        return False
-    if lenient:
-        return True
-    return bool(_STRONG.search(head)) or bool(_REFUSAL_SUBJECT.search(head))
+# One detector for the router (answer-side signals), the engine and the judge.
+from ctxroute.router.answer import is_refusal  # noqa: E402
 
 
 def refusal_correct(prediction: str, answerable: bool) -> float:

@@ -14,6 +14,11 @@ correctly and what each cost in prompt tokens. Replaying a policy picks one rout
   ``mapped``). ``rules+esc`` / ``learned+esc`` also escalate like the engine does: when the
   router picks RAG, gives fallbacks and the recorded RAG answer is a refusal, LC is replayed
   too (cost RAG + LC, LC's result).
+- ``cascade``: the cascade policy (``ctxroute.router.cascade``): RAG first, then the answer-side
+  signals of the *recorded* RAG answer (refusal, hedging, missing asked-for type, overlaps with
+  the retrieved text) decide whether to escalate; an escalation costs RAG + LC and takes LC's
+  result (a HYBRID or MR target is replayed as LC, like above).
+- ``auto``: whatever policy ``auto`` means in this version (``ctxroute.router.AUTO_POLICY``).
 """
 from __future__ import annotations
 
@@ -38,10 +43,11 @@ from ctxroute.router import (
     build_features,
     make_router,
 )
+from ctxroute.router.answer import AnswerSignals, answer_signals, content_terms
 from ctxroute.router.features import stats_from_counts
 from ctxroute.types import ModelProfile, Route
 
-REPLAY_POLICIES = ("rag", "lc", "oracle", "self-route", "rules", "learned", "rules+esc", "learned+esc")
+REPLAY_POLICIES = ("rag", "lc", "oracle", "self-route", "rules", "learned", "rules+esc", "learned+esc", "cascade")
 
 # LaRA models with no ctxroute profile of their own: the closest stand-in
 _EXTRA_PROFILES: Mapping[str, ModelProfile] = {
@@ -97,12 +103,36 @@ class ReplaySummary:
 
 
 def lara_probes(root: str | Path, *, chunk_tokens: int = 600, k: int = 10, progress: Callable[[int, int], None] | None = None) -> dict[str, ProbeSignals]:
-    """BM25 retrieval-probe signals for every LaRA question (keyed like outcomes).
+    """BM25 retrieval-probe signals for every LaRA question (keyed like outcomes); see
+    :func:`lara_retrieval`."""
+    return lara_retrieval(root, chunk_tokens=chunk_tokens, k=k, progress=progress)[0]
+
+
+def window_retrieval(text: str, question: str, doc_id: str, *, chunk_tokens: int = 600, k: int = 10, context_k: int = 5) -> tuple[list, list[str]]:
+    """BM25 over ``chunk_tokens`` windows of one inline document: (probe hits, top
+    ``context_k`` window texts). For replay records that carry their document's text."""
+    from ctxroute.retrievers.sparse import SparseIndex
+    from ctxroute.types import Chunk, Level, ScoredChunk
+
+    width = max(200, chunk_tokens * 4)
+    spans = [(s0, min(len(text), s0 + width)) for s0 in range(0, len(text), width)] or [(0, 0)]
+    chunks = [Chunk(f"{doc_id}#{i}", doc_id, Level.PASSAGE, a, b, None, i) for i, (a, b) in enumerate(spans)]
+    found = SparseIndex().build([text[a:b] for a, b in spans]).search(question, k)
+    hits = [ScoredChunk(chunks[i], float(sc), "bm25") for i, sc in found]
+    return hits, [text[spans[i][0]:spans[i][1]] for i, _ in found[:context_k]]
+
+
+def lara_retrieval(
+    root: str | Path, *, chunk_tokens: int = 600, k: int = 10, context_k: int = 5, progress: Callable[[int, int], None] | None = None
+) -> tuple[dict[str, ProbeSignals], dict[str, list[str]]]:
+    """BM25 retrieval for every LaRA question: probe signals and the retrieved text.
 
     Each document is cut into windows of about ``chunk_tokens`` tokens (LaRA's RAG chunk
     size; character windows scaled by the document's characters per token), indexed with
     ctxroute's BM25 (``SparseIndex``), and queried with the question; the top ``k`` hits
-    give the probe signals the router uses (top score, margin, entropy, spread).
+    give the probe signals the router uses (top score, margin, entropy, spread) and the top
+    ``context_k`` windows (LaRA's RAG context: 5 x 600 tokens) stand in for the text the
+    recorded RAG answer was written from (answer-side signals).
     """
     from ctxroute.eval.datasets import load_lara
     from ctxroute.retrievers.sparse import SparseIndex
@@ -116,6 +146,7 @@ def lara_probes(root: str | Path, *, chunk_tokens: int = 600, k: int = 10, progr
     for it in ds.items:
         by_doc.setdefault(it.docs[0], []).append(it)
     out: dict[str, ProbeSignals] = {}
+    texts: dict[str, list[str]] = {}
     done = 0
     for dk, items in by_doc.items():
         text = ds.documents[dk].text
@@ -125,12 +156,14 @@ def lara_probes(root: str | Path, *, chunk_tokens: int = 600, k: int = 10, progr
         chunks = [Chunk(f"{dk}#{i}", dk, Level.PASSAGE, a, b, None, i) for i, (a, b) in enumerate(spans)]
         index = SparseIndex().build([text[a:b] for a, b in spans])
         for it in items:
-            hits = [ScoredChunk(chunks[i], float(sc), "bm25") for i, sc in index.search(it.question, k)]
+            found = index.search(it.question, k)
+            hits = [ScoredChunk(chunks[i], float(sc), "bm25") for i, sc in found]
             out[it.id] = probe_signals(hits, top_n=k, doc_chars={dk: len(text)})
+            texts[it.id] = [text[spans[i][0]:spans[i][1]] for i, _ in found[:context_k]]
         done += len(items)
         if progress:
             progress(done, len(ds.items))
-    return out
+    return out, texts
 
 
 class FeatureBuilder:
@@ -141,7 +174,16 @@ class FeatureBuilder:
         typer: QuestionTyper | None = None,
         count_tokens: Callable[[str], int] | None = None,
         probes: Mapping[str, ProbeSignals] | None = None,
+        contexts: Mapping[str, Sequence[str]] | None = None,
+        stats: Mapping[str, CollectionStats] | None = None,
+        profile: ModelProfile | None = None,
+        profile_for: Callable[[str], ModelProfile] | None = None,
     ) -> None:
+        """``probes``/``contexts``/``stats`` are keyed by the outcome's question key: probe signals,
+        the retrieved text standing in for what RAG saw (answer-side signals) and the collection
+        statistics of the question's scope (default: one document of ``doc_tokens``).
+        ``profile`` overrides the per-model profile lookup; ``profile_for`` replaces it (default:
+        LaRA model names to ctxroute profiles)."""
         if count_tokens is None:
             from ctxroute.retrievers.tokens import get_counter
 
@@ -149,19 +191,52 @@ class FeatureBuilder:
         self.typer = typer or QuestionTyper()
         self.count_tokens = count_tokens
         self.probes = dict(probes or {})
+        self.contexts = dict(contexts or {})
+        self.stats = dict(stats or {})
+        self.fixed_profile = profile
+        self.profile_for = profile_for or profile_for_model
         self._qp: dict[str, object] = {}
         self._profiles: dict[str, ModelProfile] = {}
+        self._signals: dict[tuple[str, str], AnswerSignals] = {}
+        self._features: dict[tuple[str, str], RouteFeatures] = {}
+        self._pools: dict[str, set[str]] = {}
+
+    def signals(self, o: Outcome) -> AnswerSignals:
+        """Answer-side signals of the recorded RAG answer (cached per question and model)."""
+        k = (o.key, o.model)
+        s = self._signals.get(k)
+        if s is None:
+            answer = o.rag_answer
+            if not answer and o.rag_refused:
+                answer = "The provided text does not contain this information."  # a labelled refusal without its text
+            ctx = self.contexts.get(o.key)
+            pool = None
+            if ctx is not None:
+                pool = self._pools.get(o.key)
+                if pool is None:
+                    pool = self._pools[o.key] = content_terms("\n".join(ctx))
+            s = self._signals[k] = answer_signals(o.question, answer, context_terms=pool)
+        return s
 
     def profile(self, model: str) -> ModelProfile:
+        if self.fixed_profile is not None:
+            return self.fixed_profile
         if model not in self._profiles:
-            self._profiles[model] = profile_for_model(model)
+            self._profiles[model] = self.profile_for(model)
         return self._profiles[model]
 
     def __call__(self, o: Outcome) -> RouteFeatures:
+        k = (o.key, o.model)
+        f = self._features.get(k)
+        if f is None:
+            f = self._features[k] = self._build(o)
+        return f
+
+    def _build(self, o: Outcome) -> RouteFeatures:
         qp = self._qp.get(o.question)
         if qp is None:
             qp = self._qp[o.question] = self.typer.classify(o.question)
-        stats: CollectionStats = stats_from_counts([o.doc_tokens or max(0, o.lc_prompt_tokens)])
+        stats: CollectionStats = self.stats.get(o.key) or stats_from_counts([o.doc_tokens or max(0, o.lc_prompt_tokens)])
         return build_features(
             o.question,
             stats,
@@ -228,6 +303,12 @@ def replay_choices(
         return [_fixed(o, key) for o in outcomes]
     if key == "self-route":
         return [_escalate(o, "rag") if o.rag_refused else _fixed(o, "rag") for o in outcomes]
+    if key == "auto":
+        from ctxroute.router import AUTO_POLICY
+
+        return replay_choices(outcomes, AUTO_POLICY, params=params, router=router, features=features)
+    if key == "cascade":
+        return _replay_cascade(outcomes, router, features or FeatureBuilder())
     if key not in ("rules", "learned"):
         raise InputError(f"unknown replay policy {policy!r}; choose one of {', '.join(REPLAY_POLICIES)}", policy=policy)
     if router is None:
@@ -245,6 +326,22 @@ def replay_choices(
                 out.append(_fixed(o, "rag", chosen))
         else:
             out.append(_fixed(o, "lc", chosen))
+    return out
+
+
+def _replay_cascade(outcomes: Sequence[Outcome], router: Router | None, fb: FeatureBuilder) -> list[ReplayChoice]:
+    from ctxroute.router.cascade import CascadeRouter
+
+    cas = router if isinstance(router, CascadeRouter) else CascadeRouter()
+    out: list[ReplayChoice] = []
+    for o in outcomes:
+        f = fb(o)
+        d = cas.route(f, fb.profile(o.model))
+        if d.route != Route.RAG:
+            out.append(_fixed(o, "lc", d.route.value))
+            continue
+        esc = cas.after_answer(f, fb.signals(o), d)
+        out.append(_escalate(o, "cascade") if esc.escalate else _fixed(o, "rag", "rag"))
     return out
 
 

@@ -8,8 +8,11 @@
 3. run the strategy; on ``ContextWindowExceeded`` fall back to map-reduce (then hybrid),
    on any other ``LLMError`` fall back to the extractive reader with a warning;
 4. verify citations (ids exist, cited sentences support their claims);
-5. escalate a RAG answer that abstains or whose citations all fail verification: to LC
-   when the collection fits the usable window, else to map-reduce;
+5. escalate a RAG answer: under the ``cascade`` policy (what ``auto`` means) when its fitted
+   rule says the answer's signals (refusal, citations, asked-for type, overlap with the
+   retrieved text) make the richer route worth its tokens; under the other policies when it
+   abstains; under every policy when all its citations fail verification. The target is LC
+   when the collection fits the usable window, else hybrid or map-reduce;
 6. record route, reasons, fallbacks, usage per call and latency per stage in the Answer.
 """
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence
 
 from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, InputTooLarge, LLMError
 from ctxroute.pipelines.citations import CitationConfig, VerifiedText, abstention, is_refusal, verify_citations
+from ctxroute.pipelines.escalation import after_rag
 from ctxroute.pipelines.extractive import ExtractiveConfig, ExtractiveReader
 from ctxroute.pipelines.hybrid import Hybrid, HybridConfig
 from ctxroute.pipelines.llm.base import LLMClient
@@ -32,6 +36,7 @@ from ctxroute.router import (
     CollectionStats,
     EstimateSettings,
     QuestionTyper,
+    RouteFeatures,
     Router,
     build_features,
     estimate_routes,
@@ -47,8 +52,8 @@ LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
 class EngineConfig:
     """Everything the engine and its strategies can be tuned with (no environment reads)."""
 
-    policy: str = "rules"  # router policy when no router is passed: rules | self-route | learned | fixed route
-    router_params: str | None = None  # JSON written by `ctxroute router fit` (policy "learned")
+    policy: str = "auto"  # router policy when no router is passed: auto | cascade | rules | self-route | learned | fixed route
+    router_params: str | None = None  # JSON written by `ctxroute router fit` (learned) or `fit-cascade` (cascade); default: shipped
     probe_k: int = 10
     probe_retriever: str = "hybrid"
     rag: RAGConfig = field(default_factory=RAGConfig)
@@ -177,7 +182,7 @@ class Engine:
     ) -> RoutingDecision:
         """The routing decision alone (retrieval probe, features, policy); no LLM call."""
         coll = scoped(self.collection(collection), docs)
-        decision, _ = await self._decide(self._validate(question), Corpus(coll), route, budget or Budget())
+        decision, _, _ = await self._decide(self._validate(question), Corpus(coll), route, budget or Budget())
         return decision
 
     def collection(self, name: str | CollectionLike) -> CollectionLike:
@@ -227,7 +232,7 @@ class Engine:
 
         # 1. decide
         t0 = time.perf_counter()
-        decision, probe = await self._decide(question, corpus, route, budget)
+        decision, probe, feats = await self._decide(question, corpus, route, budget)
         timings = {"route": (time.perf_counter() - t0) * 1000.0, "retrieve": 0.0, "llm": 0.0, "verify": 0.0}
         if emit:
             emit(EngineEvent("decision", decision))
@@ -280,16 +285,22 @@ class Engine:
 
             # 4. escalate
             all_failed = verified.n_cited > 0 and not verified.citations
-            if current == Route.RAG and self.config.escalate and self.llm is not None and (abstained or all_failed):
-                nxt = self._escalation_target(decision, corpus, tried)
-                why = "RAG abstained" if abstained else f"all {verified.n_cited} RAG citations failed verification"
+            if current == Route.RAG and self.config.escalate and self.llm is not None:
                 spent = sum(u.prompt_tokens + u.completion_tokens for u in usage)
-                over = self._over_budget(nxt, decision, budget, spent) if nxt else ""
-                if nxt is not None and not over:
+                router = self._router() if decision.policy not in ("forced", "no-llm") else None
+                nxt, why, extra = after_rag(
+                    router, question, corpus, decision, feats, result, verified, abstained=abstained,
+                    all_failed=all_failed, tried=tried, budget=budget, spent=spent,
+                    usable_window=self.llm.profile.usable_window,
+                )
+                if extra:
+                    decision = replace(decision, reasons=decision.reasons + extra)
+                if nxt is not None:
                     fallbacks.append(f"rag->{nxt.value}: {why}")
                     current = self._announce(nxt, emit)
                     continue
-                warnings.append(f"{why}; not escalated: " + (over or "no other route left to try"))
+                if why:
+                    warnings.append(why)
             break
 
         # 5. record
@@ -349,7 +360,7 @@ class Engine:
 
     async def _decide(
         self, question: str, corpus: Corpus, route: Route | str | None, budget: Budget
-    ) -> tuple[RoutingDecision, list[ScoredChunk] | None]:
+    ) -> tuple[RoutingDecision, list[ScoredChunk] | None, RouteFeatures | None]:
         if route is not None:
             try:
                 forced = Route(route.value if isinstance(route, Route) else str(route).lower())
@@ -370,12 +381,12 @@ class Engine:
                     answer_tokens=self.config.rag.max_tokens,
                 )
             return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), features,
-                                   estimates=estimates, fallbacks=_default_fallbacks(forced), policy="forced"), None
+                                   estimates=estimates, fallbacks=_default_fallbacks(forced), policy="forced"), None, None
         coll = corpus.collection
         hits = await asyncio.to_thread(coll.search, question, self.config.probe_k, self.config.probe_retriever)
         if self.llm is None:
             return RoutingDecision(Route.EXTRACTIVE, ("no LLM configured: extractive reader",), {},
-                                   policy="no-llm"), hits
+                                   policy="no-llm"), hits, None
         stats = await asyncio.to_thread(self._stats, corpus)
         qprofile = await asyncio.to_thread(self._typer(coll).classify, question)
         doc_chars = {d: len(corpus.document(d).text) for d in corpus.doc_ids()}
@@ -383,7 +394,7 @@ class Engine:
             question, stats, self.llm.profile, question_profile=qprofile,
             probe=probe_signals(hits, doc_chars=doc_chars), budget=budget, count_tokens=self.llm.count_tokens,
         )
-        return self._router().route(features, self.llm.profile, budget), hits
+        return self._router().route(features, self.llm.profile, budget), hits, features
 
     @staticmethod
     def _stats(corpus: Corpus) -> CollectionStats:
@@ -426,30 +437,6 @@ class Engine:
             verify_citations, result.text, result.sentence_map,
             embedder=embedder, config=self.config.citations, question=question,
         )
-
-    def _escalation_target(self, decision: RoutingDecision, corpus: Corpus, tried: list[Route]) -> Route | None:
-        lc = next((e for e in decision.estimates if e.route == Route.LC), None)
-        if lc is not None:
-            fits = lc.feasible
-        elif self.llm is not None:
-            fits = self._stats(corpus).total_tokens <= self.llm.profile.usable_window
-        else:
-            fits = False
-        infeasible = {e.route for e in decision.estimates if not e.feasible}  # e.g. MR whose reduce cannot fit
-        for r in ((Route.LC, Route.MR) if fits else (Route.MR, Route.HYBRID)):
-            if r not in tried and r not in infeasible:
-                return r
-        return None
-
-    @staticmethod
-    def _over_budget(route: Route, decision: RoutingDecision, budget: Budget, spent: int) -> str:
-        est = next((e for e in decision.estimates if e.route == route), None)
-        if est is None:
-            return ""
-        if budget.max_tokens is not None and spent + est.total_tokens > budget.max_tokens:
-            return (f"{route.value} needs ~{est.total_tokens:,} more tokens, {spent:,} already spent, "
-                    f"budget {budget.max_tokens:,}")
-        return ""
 
     @staticmethod
     def _announce(route: Route, emit: Emit | None) -> Route:

@@ -13,7 +13,10 @@ from ctxroute.router.features import (
     probe_signals,
 )
 from ctxroute.router.learned import LearnedParams, fit_learned
+from ctxroute.router.answer import ANSWER_FEATURE_NAMES, AnswerSignals, answer_signals
+from ctxroute.router.cascade import CASCADE_FEATURE_NAMES, CascadeRouter, Escalation
 from ctxroute.router.policies import (
+    AUTO_POLICY,
     POLICIES,
     FixedRouter,
     LearnedRouter,
@@ -27,7 +30,8 @@ from ctxroute.router.questions import QuestionProfile, QuestionType, QuestionTyp
 from ctxroute.router.rules import DEFAULT_RULES, Rule, RuleTable, Thresholds
 
 __all__ = [
-    "CollectionStats", "DEFAULT_RULES", "EstimateSettings", "FEATURE_NAMES", "FixedRouter", "LearnedParams",
+    "ANSWER_FEATURE_NAMES", "AUTO_POLICY", "AnswerSignals", "CASCADE_FEATURE_NAMES", "CascadeRouter", "Escalation",
+    "answer_signals", "CollectionStats", "DEFAULT_RULES", "EstimateSettings", "FEATURE_NAMES", "FixedRouter", "LearnedParams",
     "LearnedRouter", "POLICIES", "ProbeSignals", "QuestionProfile", "QuestionType", "QuestionTyper", "RouteFeatures",
     "Router", "Rule", "RuleTable", "RulesRouter", "SelfRouteRouter", "Thresholds", "build_features", "collection_signals", "decide",
     "estimate_routes", "fit_learned", "make_router", "probe_signals",

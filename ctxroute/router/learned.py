@@ -144,12 +144,12 @@ class LearnedParams:
         return cls.from_json(p.read_text(encoding="utf-8"))
 
 
-def _platt(z: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _platt(z: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
     """Fit p = sigmoid(a z + b) on out-of-fold decision values."""
     from sklearn.linear_model import LogisticRegression
 
     lr = LogisticRegression(C=1e4)
-    lr.fit(z.reshape(-1, 1), y)
+    lr.fit(z.reshape(-1, 1), y, sample_weight=w)
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
@@ -163,10 +163,12 @@ def fit_learned(
     C: float = 1.0,
     cost_unit: str = "tokens",
     seed: int = 0,
+    sample_weight: np.ndarray | None = None,
 ) -> LearnedParams:
     """Fit one logistic regression per route (standardised features, Platt-calibrated with
     out-of-fold decision values). ``correct[route][i]`` is 1 when route answered question i
-    correctly; ``cost[route][i]`` is what it spent (tokens or USD)."""
+    correctly; ``cost[route][i]`` is what it spent (tokens or USD). ``sample_weight`` reweights
+    rows (e.g. to move the share of unanswerable questions to the one expected in use)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -201,15 +203,17 @@ def fit_learned(
             intercept[r] = math.log(p / (1 - p))
             calibration[r] = (1.0, 0.0)
             continue
+        w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64).ravel()
         model = LogisticRegression(C=C, max_iter=2000)
-        model.fit(Xs, y)
+        model.fit(Xs, y, sample_weight=w)
         coef[r] = tuple(float(v) for v in model.coef_[0])
         intercept[r] = float(model.intercept_[0])
         folds = min(5, n_pos, n_neg)
         if folds >= 2:
             cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-            z = cross_val_predict(LogisticRegression(C=C, max_iter=2000), Xs, y, cv=cv, method="decision_function")
-            calibration[r] = _platt(np.asarray(z), y)
+            z = cross_val_predict(LogisticRegression(C=C, max_iter=2000), Xs, y, cv=cv, method="decision_function",
+                                  params={"sample_weight": w} if w is not None else None)
+            calibration[r] = _platt(np.asarray(z), y, w)
         else:
             calibration[r] = (1.0, 0.0)
     all_costs = np.concatenate([np.asarray(cost[r], dtype=np.float64).ravel() for r in routes if r in cost])

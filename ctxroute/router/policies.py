@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from ctxroute.router.questions import QuestionTyper
 
 LLM_ROUTES: tuple[Route, ...] = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
-POLICIES: tuple[str, ...] = ("rules", "self-route", "learned", "rag", "lc", "mr", "hybrid", "extractive")
+POLICIES: tuple[str, ...] = ("auto", "cascade", "rules", "self-route", "learned", "rag", "lc", "mr", "hybrid", "extractive")
+# What ``auto`` means: the policy that won out of sample in this version's evidence
+# (README "Router on recorded answers"; ``ctxroute eval evidence``).
+AUTO_POLICY = "cascade"
 
 
 @runtime_checkable
@@ -223,8 +226,18 @@ def make_router(
     settings: EstimateSettings = EstimateSettings(),
     load: Callable[[Path | str], LearnedParams] = LearnedParams.load,
 ) -> Router:
-    """Router for a policy name: rules | self-route | learned | rag | lc | mr | hybrid | extractive."""
+    """Router for a policy name: auto | cascade | rules | self-route | learned | rag | lc | mr | hybrid |
+    extractive. ``learned`` and ``cascade`` use the parameters shipped in the package unless
+    ``params``/``params_path`` are given."""
     key = policy.strip().lower().replace("_", "-")
+    if key == "auto":
+        key = AUTO_POLICY
+    if key == "cascade":
+        from ctxroute.router.cascade import CascadeRouter
+
+        if params is None and params_path is not None:
+            params = load(params_path)
+        return CascadeRouter(params, settings=settings)
     if key == "rules":
         return RulesRouter(settings=settings)
     if key in ("self-route", "selfroute"):
@@ -232,12 +245,11 @@ def make_router(
     if key == "learned":
         if params is None:
             if params_path is None:
-                raise InputError(
-                    "policy 'learned' needs fitted parameters: pass --router-params router.json "
-                    "(written by the eval command) or use --policy rules",
-                    policy=policy,
-                )
-            params = load(params_path)
+                from ctxroute.router.cascade import packaged_params
+
+                params = packaged_params("learned.json")
+            else:
+                params = load(params_path)
         return LearnedRouter(params, settings=settings)
     if key in {r.value for r in Route}:
         return FixedRouter(Route(key), settings=settings)

@@ -6,6 +6,7 @@ import pytest
 
 from ctxroute.errors import CollectionNotFound, InputError, InputTooLarge, LLMServerError
 from ctxroute.pipelines.engine import Engine, EngineConfig
+from ctxroute.pipelines.escalation import escalation_target
 from ctxroute.pipelines.langchain import CtxrouteRetriever
 from ctxroute.pipelines.llm.base import LLMRequest
 from ctxroute.pipelines.llm.scripted import ScriptedLLM
@@ -35,7 +36,7 @@ async def test_auto_route_answer_with_citation(store) -> None:  # noqa: F811
     check_answer(answer, engine.collection("demo"))
     assert answer.text == "The margin was 12.4% in 2031 [1]."
     assert [c.quote for c in answer.citations] == [MARGIN_SENT]
-    assert answer.route_taken == answer.decision.route and answer.decision.policy == "rules"
+    assert answer.route_taken == answer.decision.route and answer.decision.policy == "cascade"
     assert answer.usage[0].stage == f"{answer.route_taken.value}.answer" and answer.prompt_tokens > 0
     assert not answer.abstained and answer.warnings == ()
 
@@ -185,12 +186,44 @@ def test_escalation_skips_routes_the_router_marked_infeasible(store) -> None:  #
     whose reduce step cannot fit (hundreds of map calls for nothing): hybrid instead."""
     from ctxroute.types import RouteEstimate, RoutingDecision
 
-    engine = Engine(store, ScriptedLLM(default="NOT_FOUND: no"))
     decision = RoutingDecision(
         route=Route.RAG, reasons=("test",), features={},
         estimates=(RouteEstimate(Route.LC, 500_000, 0.0, feasible=False, why_not="too long"),
                    RouteEstimate(Route.MR, 590_000, 0.0, feasible=False, why_not="reduce does not fit"),
                    RouteEstimate(Route.HYBRID, 5_700, 0.0)),
     )
-    assert engine._escalation_target(decision, None, [Route.RAG]) == Route.HYBRID  # type: ignore[arg-type]
-    assert engine._escalation_target(decision, None, [Route.RAG, Route.HYBRID]) is None  # type: ignore[arg-type]
+    assert escalation_target(decision, None, [Route.RAG], None) == Route.HYBRID  # type: ignore[arg-type]
+    assert escalation_target(decision, None, [Route.RAG, Route.HYBRID], None) is None  # type: ignore[arg-type]
+
+
+# --- the cascade policy in the engine -------------------------------------------------
+def _cascade(refusal_gain: float = 3.0, lam: float = 0.1):  # type: ignore[no-untyped-def]
+    from ctxroute.router import CascadeRouter
+    from tests.router.test_cascade import hand_params
+
+    return CascadeRouter(hand_params(refusal_gain, lam), just_send_factor=0.0)
+
+
+async def test_cascade_escalates_a_refusal_and_records_why(store) -> None:  # noqa: F811
+    llm = ScriptedLLM(replies=["The provided passages do not mention the operating margin.",
+                               cite("operating margin of 12.4%", "The margin was 12.4% in 2031")])
+    answer = await Engine(store, llm, router=_cascade()).answer(MARGIN_Q, "demo")
+    assert answer.decision.policy == "cascade"
+    assert [u.stage for u in answer.usage] == ["rag.answer", "lc.answer"] and answer.route_taken == Route.LC
+    assert answer.fallbacks_taken and answer.fallbacks_taken[0].startswith("rag->lc: cascade:")
+    assert any(r.startswith("cascade: escalate rag -> lc") and "refusal" in r for r in answer.decision.reasons)
+    assert [c.quote for c in answer.citations] == [MARGIN_SENT]
+
+
+async def test_cascade_stops_on_a_supported_answer_and_says_so(store) -> None:  # noqa: F811
+    llm = ScriptedLLM(rules=[("margin", cite("operating margin of 12.4%", "The margin was 12.4% in 2031"))])
+    answer = await Engine(store, llm, router=_cascade()).answer(MARGIN_Q, "demo")
+    assert answer.route_taken == Route.RAG and answer.fallbacks_taken == ()
+    assert any(r.startswith("cascade: stop after rag") and "1 verified citations" in r for r in answer.decision.reasons)
+
+
+async def test_cascade_keeps_a_refusal_when_escalation_is_not_worth_it(store) -> None:  # noqa: F811
+    llm = ScriptedLLM(replies=["NOT_FOUND: the passages do not say", "never used"])
+    answer = await Engine(store, llm, router=_cascade(lam=100.0)).answer(MARGIN_Q, "demo")
+    assert answer.route_taken == Route.RAG and answer.abstained and len(answer.usage) == 1
+    assert any("not escalated: cascade: stop after rag" in w for w in answer.warnings)

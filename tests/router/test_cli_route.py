@@ -67,7 +67,7 @@ def test_route_errors_name_the_fix(home):
 
 def test_bench_router_small():
     result = run_router_bench(n=40, passages=["the tenant paid rent"] * 30 + ["ships in the harbour"] * 30)
-    assert set(result["policies"]) == {"rules", "rules+prototypes", "self-route", "learned"}
+    assert set(result["policies"]) == {"rules", "rules+prototypes", "self-route", "learned", "cascade (route + answer-side step)"}
     for r in result["policies"].values():
         assert r["p50_ms"] > 0 and r["p50_ratio"] > 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from ctxroute.errors import BudgetExceeded, InputError
-from ctxroute.router import FixedRouter, LearnedRouter, RulesRouter, SelfRouteRouter, make_router
+from ctxroute.router import AUTO_POLICY, FixedRouter, LearnedRouter, RulesRouter, SelfRouteRouter, make_router
 from ctxroute.router.policies import POLICIES
 from ctxroute.types import Budget, Route
 
@@ -13,14 +13,17 @@ from tests.router.helpers import features
 
 @pytest.mark.parametrize("policy", POLICIES)
 def test_every_policy_name_builds(policy, tmp_path):
-    if policy == "learned":
-        with pytest.raises(InputError, match="--router-params"):
-            make_router(policy)
-        return
+    """Every policy builds with no file (learned and cascade from the shipped parameters)."""
     router = make_router(policy)
-    assert router.name == policy
+    name = AUTO_POLICY if policy == "auto" else policy
+    assert router.name == name
     f, profile = features("Who signed the lease?", 20_000, "frontier")
-    assert router.route(f, profile).policy == policy
+    assert router.route(f, profile).policy == name
+
+
+def test_missing_router_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        make_router("learned", params_path=tmp_path / "nope.json")
 
 
 def test_kinds():
