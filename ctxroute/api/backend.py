@@ -322,8 +322,8 @@ class Backend:
         return answer_out(answer, col.version)
 
     async def answer_stream(self, tenant: str, name: str, question: str, opts: QueryOptions) -> AsyncIterator[tuple[str, Any]]:
-        """(kind, data) pairs: decision, delta, fallback, citation (one per verified citation),
-        done (data: the QueryOut)."""
+        """(kind, data) pairs: decision, delta, fallback, progress (map-reduce calls), citation (one
+        per verified citation), done (data: the QueryOut)."""
         col = await self.open(tenant, name)
         events = self.engine_for(opts.top_k).answer_stream(
             question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
@@ -340,6 +340,8 @@ class Backend:
                 elif ev.kind == "fallback":
                     streamed, held = False, []
                     yield "fallback", {"route": ev.data, "discard_deltas": True}
+                elif ev.kind == "progress":  # map-reduce: {"stage": "map"|"reduce", "done": n, "total": m}
+                    yield "progress", dict(ev.data)
                 elif ev.kind == "citations":
                     cites = [citation_out(c).model_dump() for c in ev.data]
                     if streamed:

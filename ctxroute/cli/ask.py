@@ -13,7 +13,7 @@ import typer
 from ctxroute.cli.common import build_llm_from_env, cli_errors, collection_store, console, err_console
 from ctxroute.retrievers.demo import DEMO_COLLECTION, DEMO_DOCS, DEMO_SEED, DEMO_WORDS, ensure_demo_collection
 
-ROUTES = ("auto", "rag", "lc", "mr", "hybrid", "extractive")
+ROUTES = ("auto", "rag", "lc", "mr", "hybrid", "extractive", "compressed-lc")
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,32 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
 
             async def run() -> Any:
+                # streamed so map-reduce calls show a progress bar (stderr); the answer is the final event
+                bar: Any = None
+                task: Any = None
+                answer: Any = None
                 try:
-                    return await engine.answer(question, collection, route=None if route == "auto" else route,
-                                               budget=budget, docs=list(doc) if doc else None)
+                    async for ev in engine.answer_stream(question, collection, route=None if route == "auto" else route,
+                                                         budget=budget, docs=list(doc) if doc else None):
+                        if ev.kind == "progress":
+                            if bar is None:
+                                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+                                bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                               TimeElapsedColumn(), console=err_console, transient=True)
+                                bar.start()
+                                task = bar.add_task("map-reduce: map calls", total=ev.data["total"])
+                            if ev.data["stage"] == "reduce":
+                                bar.update(task, description="map-reduce: reduce call", completed=ev.data["done"], total=1)
+                            else:
+                                bar.update(task, description="map-reduce: map calls", completed=ev.data["done"], total=ev.data["total"])
+                        elif ev.kind == "final":
+                            answer = ev.data
                 finally:
+                    if bar is not None:
+                        bar.stop()
                     await engine.aclose()
+                return answer
 
             answer = asyncio.run(run())
         if as_json:

@@ -83,9 +83,10 @@ class EngineConfig:
 class EngineEvent:
     """One streaming event: ``decision`` (RoutingDecision), ``delta`` (str of raw model text,
     markers not yet verified), ``fallback`` (str: the deltas so far are discarded),
+    ``progress`` (dict ``{"stage": "map"|"reduce", "done": n, "total": m}`` during map-reduce),
     ``citations`` (tuple of verified Citations) and ``final`` (the Answer)."""
 
-    kind: Literal["decision", "delta", "fallback", "citations", "final"]
+    kind: Literal["decision", "delta", "fallback", "progress", "citations", "final"]
     data: Any
 
 
@@ -427,7 +428,8 @@ class Engine:
         if route == Route.HYBRID:
             hits = await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
             return await Hybrid(self.llm, cfg.hybrid).run(question, corpus, on_delta=on_delta, hits=hits)
-        return await MapReduce(self.llm, cfg.mr).run(question, corpus, on_delta=on_delta)
+        on_progress = (lambda stage, done, total: emit(EngineEvent("progress", {"stage": stage, "done": done, "total": total}))) if emit else None
+        return await MapReduce(self.llm, cfg.mr).run(question, corpus, on_delta=on_delta, on_progress=on_progress)
 
     async def _verify(self, result: StrategyResult, question: str, coll: CollectionLike) -> VerifiedText:
         if result.route == Route.EXTRACTIVE:

@@ -19,7 +19,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 from ctxroute.errors import ContextWindowExceeded, InputError
 from ctxroute.pipelines import prompts
@@ -29,6 +29,8 @@ from ctxroute.pipelines.packing import PackedContext, SentenceMap, pack_evidence
 from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, call_llm, check_window
 from ctxroute.router.estimates import GROUP_SLACK_TOKENS, greedy_groups, map_group_tokens, packed_tokens
 from ctxroute.types import CallUsage, Chunk, Route
+
+ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total); one instance per run
 
 _FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
 _SID = re.compile(r"[Ss](\d+)")
@@ -65,6 +67,7 @@ class MapReduceConfig:
     reduce_max_tokens: int = 300
     group_tokens: int | None = None  # context tokens per map group; default: what fits the usable window
     max_collapse_rounds: int = 3
+    max_map_calls: int | None = 64  # more groups than this: ContextWindowExceeded (the engine falls back to hybrid)
 
 
 def _balanced_object(text: str) -> str | None:
@@ -309,11 +312,26 @@ class MapReduce:
         )
 
     async def run(
-        self, question: str, collection: CollectionLike | Corpus, *, on_delta: DeltaCallback | None = None
+        self, question: str, collection: CollectionLike | Corpus, *, on_delta: DeltaCallback | None = None,
+        on_progress: ProgressCallback | None = None,
     ) -> StrategyResult:
+        """``on_progress(stage, done, total)``: ``map`` after each map call (or chain step), then
+        ``reduce`` before the reduce call."""
         corpus = Corpus.of(collection)
         t0 = time.perf_counter()
         packs = self._packs(question, corpus, self._group_tokens(question))
+        cap = self.config.max_map_calls
+        if cap is not None and len(packs) > cap:
+            raise ContextWindowExceeded(
+                f"map-reduce needs {len(packs)} map calls, more than max_map_calls={cap}; "
+                "raise MapReduceConfig.max_map_calls or scope the question to fewer documents",
+                prompt_tokens=sum(p.n_tokens for p in packs), window=self.llm.profile.usable_window,
+            )
+        self._progress = on_progress
+        self._done = 0
+        self._total = len(packs)
+        if on_progress:
+            on_progress("map", 0, len(packs))
         smap = SentenceMap.empty()
         for pack in packs:
             smap = smap.merged(pack.sentence_map)
@@ -343,6 +361,8 @@ class MapReduce:
         notes = render_records(informative, smap)
         request = prompts.reduce_request(question, notes, max_tokens=self.config.reduce_max_tokens, stage="mr.reduce")
         check_window(self.llm, request, stage="mr.reduce")
+        if on_progress:
+            on_progress("reduce", 0, 1)
         response, u = await call_llm(self.llm, request, on_delta=on_delta)
         usage.append(u)
         return StrategyResult(
@@ -360,6 +380,10 @@ class MapReduce:
         request = prompts.map_request(question, pack.text, max_tokens=self.config.map_max_tokens, stage=stage, notes=notes)
         check_window(self.llm, request, stage=stage)
         response, u = await call_llm(self.llm, request)
+        self._done = getattr(self, "_done", 0) + 1
+        progress = getattr(self, "_progress", None)
+        if progress:
+            progress("map", self._done, max(self._done, getattr(self, "_total", 0)))
         record = parse_record(response.text, i)
         # ids outside this worker's chunk (or notes) are hallucinated: drop them here
         known = pack.sentence_map

@@ -106,30 +106,29 @@ def _stopwords() -> frozenset[str]:
 
 @lru_cache(maxsize=1)
 def _stem_fn():  # type: ignore[no-untyped-def]
+    """A function stemming a list of words at once (PyStemmer, a bm25s dependency)."""
     try:
-        import Stemmer  # PyStemmer, a bm25s dependency
+        import Stemmer
 
-        st = Stemmer.Stemmer("english")
-        return st.stemWord
+        return Stemmer.Stemmer("english").stemWords
     except ImportError:  # pragma: no cover - PyStemmer is a dependency
-        return lambda w: w
+        return lambda ws: list(ws)
 
 
 def content_terms(text: str) -> set[str]:
     """Stemmed, lower-cased content words (stop words and 1-character words dropped; numbers
     kept without their thousands separators)."""
     stop = _stopwords()
-    stem = _stem_fn()
     out: set[str] = set()
-    for m in _WORD.finditer(text.lower()):
-        w = m.group(0)
+    words: set[str] = set()
+    for w in _WORD.findall(text.lower()):
         if any(ch.isdigit() for ch in w):
             out.add(w.replace(",", ""))
             continue
         w = w.replace("'", "")
-        if len(w) < 2 or w in stop:
-            continue
-        out.add(stem(w))
+        if len(w) >= 2 and w not in stop:
+            words.add(w)
+    out.update(_stem_fn()(list(words)))
     return out
 
 

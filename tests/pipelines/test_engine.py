@@ -227,3 +227,39 @@ async def test_cascade_keeps_a_refusal_when_escalation_is_not_worth_it(store) ->
     answer = await Engine(store, llm, router=_cascade(lam=100.0)).answer(MARGIN_Q, "demo")
     assert answer.route_taken == Route.RAG and answer.abstained and len(answer.usage) == 1
     assert any("not escalated: cascade: stop after rag" in w for w in answer.warnings)
+
+
+# --- map-reduce progress and the map-call cap ----------------------------------------------
+async def test_map_reduce_streams_progress_for_every_map_call(store) -> None:  # noqa: F811
+    from ctxroute.pipelines.map_reduce import MapReduceConfig
+
+    small = ModelProfile(name="small", context_window=3000, usable_window=1500, size_class="small")
+
+    def reply(request: LLMRequest) -> str:
+        if "JSON" in request.messages[0].content:
+            return "NO_INFORMATION" if "operating margin of 12.4%" not in request.messages[-1].content else (
+                '{"facts": [{"text": "margin 12.4%%", "sentences": ["%s"]}], "answer": "12.4%%", "confidence": 4}'
+                % sid_of(request.messages[-1].content, "operating margin of 12.4%"))
+        return "The margin was 12.4%."
+
+    cfg = EngineConfig.with_answer_tokens(100, mr=MapReduceConfig(max_concurrency=2))
+    engine = Engine(store, ScriptedLLM(rules=[(".", reply)], profile=small), config=cfg)
+    events = [e async for e in engine.answer_stream(MARGIN_Q, "demo", route="mr")]
+    progress = [e.data for e in events if e.kind == "progress"]
+    maps = [p for p in progress if p["stage"] == "map"]
+    n_map = sum(1 for u in events[-1].data.usage if u.stage.startswith("mr.map"))
+    assert maps[0] == {"stage": "map", "done": 0, "total": n_map} and n_map >= 2
+    assert [p["done"] for p in maps[1:]] == list(range(1, n_map + 1))
+    assert progress[-1] == {"stage": "reduce", "done": 0, "total": 1}
+
+
+async def test_map_call_cap_falls_back_to_hybrid(store) -> None:  # noqa: F811
+    from ctxroute.pipelines.map_reduce import MapReduceConfig
+
+    small = ModelProfile(name="small", context_window=3000, usable_window=1500, size_class="small")
+    cfg = EngineConfig.with_answer_tokens(100, mr=MapReduceConfig(max_map_calls=1))
+    llm = ScriptedLLM(rules=[(".", cite("operating margin of 12.4%", "The margin was 12.4% in 2031"))], profile=small)
+    answer = await Engine(store, llm, config=cfg).answer(MARGIN_Q, "demo", route="mr")
+    assert answer.route_taken == Route.HYBRID and answer.fallbacks_taken == ("mr->hybrid: context window exceeded",)
+    assert any("max_map_calls=1" in w for w in answer.warnings)
+    assert not any(u.stage.startswith("mr.") for u in answer.usage)  # no map call was made
