@@ -256,9 +256,30 @@ def _pdfium_text(path: Path) -> str:
         pdf.close()
 
 
-def load_sec(data: Path, *, limit_docs: int | None = None, loader: object = None) -> list[QADoc]:
+def _present_numbers(path: Path) -> set[str]:
+    """Numbers in the pypdf or PDFium text of a filing; cached beside the system's temp files
+    (the pypdf pass is slow), keyed by file name, size and modification time."""
+    import tempfile
+
+    cache = Path(tempfile.gettempdir()) / "ctxroute-sec-numbers.json"
+    key = f"{path.name}:{path.stat().st_size}:{int(path.stat().st_mtime)}"
+    try:
+        known = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        known[key] = sorted(numbers_in(_pypdf_text(path)) | numbers_in(_pdfium_text(path)))
+        try:
+            cache.write_text(json.dumps(known), encoding="utf-8")
+        except OSError:
+            pass
+    return set(known[key])
+
+
+def load_sec(data: Path, *, limit_docs: int | None = None, loader: object = None, only: str = "*") -> list[QADoc]:
     """SEC 10-Q single-document questions whose answers hold numbers, one QADoc per filing.
 
+    ``only`` is a glob over file names (e.g. ``"2023 Q3*"``: a subset, stated with the results).
     ``loader(path) -> Document`` loads a filing (default: ctxroute's ``load_path``); the gold
     numbers are fixed independently of it (found in the pypdf or PDFium text of the filing).
     """
@@ -267,7 +288,7 @@ def load_sec(data: Path, *, limit_docs: int | None = None, loader: object = None
     folder = data / SEC_DIR
     with (folder / "qna_data.csv").open(encoding="utf-8-sig", newline="") as f:
         rows = [r for r in csv.DictReader(f) if r["Question Type"].startswith("Single-Doc")]
-    files = sorted((folder / "docs").glob("*.pdf"))
+    files = sorted(p for p in (folder / "docs").glob("*.pdf") if fnmatch.fnmatch(p.name, only))
     by_file: dict[str, list[dict[str, str]]] = {}
     for r in rows:
         names = [p.name for p in files if fnmatch.fnmatch(p.name, r["Source Docs"].strip())]
@@ -279,7 +300,7 @@ def load_sec(data: Path, *, limit_docs: int | None = None, loader: object = None
             continue
         if limit_docs is not None and len(out) >= limit_docs:
             break
-        present = numbers_in(_pypdf_text(path)) | numbers_in(_pdfium_text(path))
+        present = _present_numbers(path)
         try:
             doc = (loader or (lambda p: load_path(p)[0]))(path)  # type: ignore[operator]
         except Exception as exc:  # noqa: BLE001 - the loader under test cannot read it: its questions score 0

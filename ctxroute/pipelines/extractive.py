@@ -24,6 +24,7 @@ from ctxroute.pipelines.packing import SentenceMap, SentenceRef
 from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult
 from ctxroute.retrievers.base import Embedder
 from ctxroute.retrievers.keyterms import STOPWORDS, extract_keyterms, normalise_term
+from ctxroute.retrievers.layout import is_table_row
 from ctxroute.types import Chunk, Citation, Route, ScoredChunk
 
 
@@ -37,7 +38,7 @@ class ExtractiveConfig:
     retriever: str = "hybrid"
     k1: float = 1.2
     b: float = 0.75
-    missing_type_factor: float = 0.6  # score kept by a sentence without the asked-for type
+    missing_type_factor: float = 0.5  # score kept by a sentence without the asked-for type
     keyterm_weight: float = 0.3  # bonus for the share of the question's key terms present
 
 
@@ -57,7 +58,13 @@ _ASKS_NUMBER = re.compile(
     re.IGNORECASE,
 )
 _ASKS_DATE = re.compile(r"^\s*when\b|\bwhat\s+(?:date|year|day|month|time)\b|\bin\s+which\s+year\b", re.IGNORECASE)
-_HAS_NUMBER = re.compile(r"\d")
+# an amount, not any digit: "$36,413", "1,577", "12.5 %", "$4.1 billion", "(617)"; a legal
+# citation ("18 U.S.C. Section 1350") or a date is not what "how much" asks for
+_HAS_NUMBER = re.compile(
+    r"[$€£¥]\s*\(?\d|\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?\s*(?:%|percent|per\s*cent|million|billion|thousand|bn\b)"
+    r"|\d+\.\d+|\(\d[\d,]*\)",
+    re.IGNORECASE,
+)
 _HAS_DATE = re.compile(
     r"\b(?:1[5-9]\d\d|20\d\d)\b|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?\s+\d{1,2}\b|"
     r"\b\d{1,2}\s+(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b",
@@ -95,6 +102,12 @@ def question_keyterms(question: str) -> list[str]:
         if a not in STOPWORDS and b not in STOPWORDS and len(a) > 2 and len(b) > 2 and f"{a} {b}" not in terms:
             terms.append(f"{a} {b}")
     return terms
+
+
+def heading_context(heading: str) -> str:
+    """The last part of a section path, without its page: "A > B > Gross Margin (page 20)" -> "Gross Margin"."""
+    last = heading.split(" > ")[-1]
+    return re.sub(r"\s*\(page \d+\)$|^Page \d+$", "", last).strip()
 
 
 def _norm(text: str) -> str:
@@ -148,7 +161,8 @@ class ExtractiveReader:
                         continue
                     cands.append(s)
                     texts.append(text)
-                    toks.append(tokens)
+                    # the section path is context a short sentence (a table row) lacks
+                    toks.append(tokens + content_tokens(heading_context(s.heading)))
         if not cands:
             return []
         q = content_tokens(question)
@@ -157,6 +171,14 @@ class ExtractiveReader:
         qset = set(q)
         recall = np.array([len(qset & set(t)) / len(qset) if qset else 0.0 for t in toks])
         lexical = 0.5 * (bm / bm.max() if bm.max() > 0 else bm) * recall + 0.5 * recall
+        # a table row is short: judge it by how much of its label the question names
+        # ("Total gross margin $ 36,413" for "What was the gross margin ...?")
+        for i, t in enumerate(texts):
+            if is_table_row(t):
+                label = {w for w in content_tokens(re.sub(r"[\d$€£¥%(),.]+", " ", t))}
+                if label and qset:
+                    precision = len(label & qset) / len(label)
+                    lexical[i] = max(lexical[i], 0.5 * precision + 0.5 * recall[i])
         embedder = self.embedder or getattr(corpus.collection, "embedder", None)
         sentence_vectors = getattr(corpus.collection, "sentence_vectors", None)
         if self.embedder is None and sentence_vectors is not None:
@@ -166,7 +188,8 @@ class ExtractiveReader:
             cos = np.clip(np.asarray(sentence_vectors(texts), dtype=np.float32) @ qvec, 0.0, 1.0)
             w = self.config.lexical_weight
         elif embedder is not None:
-            vecs = np.asarray(embedder.embed([question] + texts), dtype=np.float32)
+            framed = [f"{heading_context(c.heading)}: {t}" if heading_context(c.heading) else t for c, t in zip(cands, texts)]
+            vecs = np.asarray(embedder.embed([question] + framed), dtype=np.float32)
             cos = np.clip(vecs[1:] @ vecs[0], 0.0, 1.0)
             w = self.config.lexical_weight
         else:

@@ -18,6 +18,7 @@ _REGION_LINES = 2  # lines at the top and the bottom of each page that may be fu
 _MAX_CHARS = 120
 _MIN_PAGES = 3
 _MIN_SHARE = 0.3  # of the document's pages (alternating even/odd headers each reach ~0.5)
+_MIN_SHARE_COUNTING = 0.1
 _PAGE_NUMBER = re.compile(
     r"(?:page\s+)?(?:\d{1,4}|[ivxlc]{1,6})(?:\s*(?:of|/)\s*\d{1,4})?|[-–—]\s*\d{1,4}\s*[-–—]", re.IGNORECASE
 )
@@ -68,11 +69,14 @@ def furniture_spans(doc: Document) -> list[tuple[int, int]]:
                 masked[(where, f"{j}:{k}")][int(num[:6]) - i] += 1
             candidates.append((s, e, where, line, i))
     need = max(_MIN_PAGES, _MIN_SHARE * n)
+    # a line whose number counts up with the pages is a running header even when only one part
+    # of the document carries it ("Notes to Financial Statements 12" on the notes' pages)
+    need_counting = max(_MIN_PAGES, _MIN_SHARE_COUNTING * n)
     out: set[tuple[int, int]] = set()
     for s, e, where, line, _ in candidates:
         k = _key(line)
         counting = not line.endswith((".", ":", ";", ",")) and any(  # prose is not a running footer
-            masked[(where, f"{j}:{k}")].most_common(1)[0][1] >= need for j in range(min(4, k.count("#")))
+            masked[(where, f"{j}:{k}")].most_common(1)[0][1] >= need_counting for j in range(min(4, k.count("#")))
         )
         if len(exact[(where, line)]) >= need or counting or _PAGE_NUMBER.fullmatch(line):
             out.add((s, e))

@@ -106,7 +106,8 @@ def pdf_heading_level(line: str) -> int:
         and len(line.split()) >= 2
         and len(re.findall(r"\d+", line)) < 2
         and not _COLUMN_HEADER.search(line)
-        and next(c for c in line if c.isalpha()).isupper()
+        and line[0].isalpha()
+        and line[0].isupper()
         and not re.search(r"[☒☐]|\.\s", line)
     ):
         return 3
