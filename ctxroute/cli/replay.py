@@ -44,17 +44,28 @@ def _lara_features(data_root: Optional[Path], need: bool) -> Any:
     return FeatureBuilder(probes=probes, contexts=contexts)
 
 
+DEFAULT_REPLAY_MODEL = "gpt-4o"  # a GPT-4-class stand-in when neither the records nor --model name one
+
+
 def _records_features(path: Path, collection: Optional[str], model: Optional[str], retriever: str) -> tuple[list, Any]:
+    import os
+
     from ctxroute.eval.records import load_records, outcomes_from_records
     from ctxroute.profiles import get_profile
     from ctxroute.retrievers.collection import CollectionStore
 
     records = load_records(path)
+    default_model = None
+    if not model and any(not r.model for r in records):
+        default_model = (os.environ.get("CTXROUTE_LLM_PROFILE") or DEFAULT_REPLAY_MODEL).strip()
+        prof = get_profile(default_model)
+        err_console.print(f"[yellow]note:[/yellow] records without a 'model' are replayed with profile {prof.name} "
+                          f"({prof.context_window:,} window, {prof.usable_window:,} usable); pass --model to choose")
     col = CollectionStore(data_dir() / "collections").open(collection) if collection else None
     with _progress() as prog:
         tid = prog.add_task("scope sizes, probe and retrieved text per record", total=len(records))
         return outcomes_from_records(
-            records, collection=col, profile_for=get_profile, model=model, retriever=retriever,
+            records, collection=col, profile_for=get_profile, model=model, default_model=default_model, retriever=retriever,
             progress=lambda d, t: prog.update(tid, completed=d, total=t),
         )
 

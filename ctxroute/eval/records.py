@@ -44,6 +44,8 @@ from ctxroute.eval.replay import FeatureBuilder
 from ctxroute.router.answer import is_refusal
 from ctxroute.types import ModelProfile
 
+ROUTE_ALIASES = {"long_context": "lc", "long-context": "lc", "full": "lc", "full_context": "lc", "lc": "lc",
+                 "retrieval": "rag", "rag": "rag"}
 LABELS = {"correct": True, "true": True, "incorrect": False, "false": False, "wrong": False, "refusal": None,
           "refused": None, "failed to answer": None}
 
@@ -96,9 +98,11 @@ def parse_record(d: Any, line: int = 0) -> ReplayRecord:
     if not isinstance(q, str) or not q.strip():
         raise InputError(f"line {line}: 'question' must be non-empty text", line=line)
     routes = d.get("routes")
+    if isinstance(routes, Mapping):  # route names as written elsewhere: RAG, LC, long_context, full, ...
+        routes = {ROUTE_ALIASES.get(str(k).strip().lower(), str(k).strip().lower()): v for k, v in routes.items()}
     if not isinstance(routes, Mapping) or "rag" not in routes or "lc" not in routes:
         raise InputError(f"line {line}: 'routes' must hold 'rag' and 'lc' (recorded answer, label, prompt tokens)", line=line)
-    docs = d.get("docs", ())
+    docs = next((d[k] for k in ("docs", "doc_ids", "documents", "doc", "doc_id") if k in d), ())
     if isinstance(docs, str):
         docs = [docs]
     if not isinstance(docs, (list, tuple)) or not all(isinstance(x, str) and x for x in docs):
@@ -158,13 +162,16 @@ def _refused(r: RouteRecord) -> bool:
 
 
 def resolve_scope(names: Sequence[str], docs: Sequence[Any]) -> list[str]:
-    """Document ids in ``docs`` matching ``names`` (ids, file names, titles or globs)."""
+    """Document ids in ``docs`` matching ``names`` (ids, file names with or without their suffix,
+    titles or globs; case-insensitive)."""
     out: list[str] = []
     for name in names:
         hits = []
+        want = name.strip().lower()
         for d in docs:
-            keys = {d.id, str(getattr(d, "title", "") or ""), Path(str(getattr(d, "source", "") or "")).name}
-            if name in keys or any(fnmatch.fnmatch(k, name) for k in keys if k):
+            src = Path(str(getattr(d, "source", "") or ""))
+            keys = {k.lower() for k in (d.id, str(getattr(d, "title", "") or ""), src.name, src.stem) if k}
+            if want in keys or any(fnmatch.fnmatch(k, want) for k in keys):
                 hits.append(d.id)
         if not hits:
             raise InputError(f"document {name!r} matches no document of the collection (by id, file name or title)", doc=name)
@@ -178,6 +185,7 @@ def outcomes_from_records(
     collection: Any = None,
     profile_for: Callable[[str], ModelProfile],
     model: str | None = None,
+    default_model: str | None = None,
     rag_context_tokens: int = 3000,
     probe_k: int = 10,
     retriever: str = "hybrid",
@@ -204,7 +212,7 @@ def outcomes_from_records(
     for i, r in enumerate(records):
         key = r.id if r.id not in seen else f"{r.id}#{i}"
         seen.add(key)
-        m = model or r.model
+        m = model or r.model or default_model
         if not m:
             raise InputError(f"record {r.id!r} names no model; add \"model\" to the record or pass --model", record=r.id)
         prof = profile_for(m)

@@ -170,3 +170,21 @@ def test_records_file_errors(tmp_path: Path) -> None:
         load_records(p)
     with pytest.raises(InputError, match="does not exist"):
         load_records(tmp_path / "missing.jsonl")
+
+
+def test_cli_records_without_model_use_a_named_stand_in(tmp_path: Path, collection, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from ctxroute.cli import app
+
+    monkeypatch.setenv("CTXROUTE_HOME", str(tmp_path))
+    monkeypatch.delenv("CTXROUTE_LLM_PROFILE", raising=False)
+    rows = []
+    for r in RECORDS:
+        r = {k: v for k, v in r.items() if k != "model"}
+        r["doc_ids"] = [Path(r.pop("docs")[0]).stem.upper()]  # "LEASE": matched by file stem, any case
+        r["routes"] = {"RAG": r["routes"]["rag"], "long_context": r["routes"]["lc"]}
+        rows.append(r)
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["eval", "replay", str(path), "-c", "c", "--policy", "auto"])
+    assert res.exit_code == 0, res.output
+    assert "profile gpt-4o" in res.output and "replay over 4 replay records" in res.output
