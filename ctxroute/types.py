@@ -28,6 +28,7 @@ class Route(str, Enum):
     MR = "mr"
     HYBRID = "hybrid"
     EXTRACTIVE = "extractive"
+    COMPRESSED = "compressed-lc"  # query-aware compressed long context
 
 
 @dataclass(frozen=True)

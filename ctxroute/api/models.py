@@ -17,7 +17,7 @@ JOB_ID_PATTERN = r"^job_[0-9a-f]{16}$"
 _TEXT_CHAR = r"[^\x00-\x08\x0e-\x1f\x7f-\x9f]"
 TEXT_PATTERN = rf"^{_TEXT_CHAR}*[^\s\x00-\x08\x0e-\x1f\x7f-\x9f]{_TEXT_CHAR}*$"
 NONBLANK_PATTERN = r"\S"
-RouteName = Literal["rag", "lc", "mr", "hybrid", "extractive"]
+RouteName = Literal["rag", "lc", "mr", "hybrid", "extractive", "compressed-lc"]
 
 
 def _not_str_or_bool(v: Any) -> Any:

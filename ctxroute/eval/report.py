@@ -20,7 +20,7 @@ import numpy as np
 from ctxroute.errors import InputError
 from ctxroute.eval.metrics import bootstrap_ci
 
-FIXED_ROUTES = ("rag", "lc", "mr", "hybrid", "extractive")
+FIXED_ROUTES = ("rag", "lc", "mr", "hybrid", "extractive", "compressed-lc")
 MAIN_METRIC = "judge"
 
 
@@ -128,7 +128,7 @@ def summarize_records(records: Sequence[Mapping[str, Any]], *, n_boot: int = 100
 
 
 def _route_order(name: str) -> tuple[int, str]:
-    order = ["rag", "lc", "mr", "hybrid", "extractive", "auto", "rules", "learned", "self-route", "oracle"]
+    order = ["rag", "lc", "mr", "hybrid", "compressed-lc", "extractive", "auto", "rules", "learned", "self-route", "oracle"]
     return (order.index(name) if name in order else len(order), name)
 
 

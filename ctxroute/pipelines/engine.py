@@ -24,6 +24,7 @@ from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence
 
 from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, InputTooLarge, LLMError
 from ctxroute.pipelines.citations import CitationConfig, VerifiedText, abstention, is_refusal, verify_citations
+from ctxroute.pipelines.compressed_lc import CompressedLCConfig, CompressedLongContext
 from ctxroute.pipelines.escalation import after_rag
 from ctxroute.pipelines.extractive import ExtractiveConfig, ExtractiveReader
 from ctxroute.pipelines.hybrid import Hybrid, HybridConfig
@@ -45,7 +46,7 @@ from ctxroute.router import (
 )
 from ctxroute.types import Answer, Budget, CallUsage, Route, RouteEstimate, RoutingDecision, ScoredChunk
 
-LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
+LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR, Route.COMPRESSED)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class EngineConfig:
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     lc: LongContextConfig = field(default_factory=LongContextConfig)
     mr: MapReduceConfig = field(default_factory=MapReduceConfig)
+    compressed: CompressedLCConfig = field(default_factory=CompressedLCConfig)
     extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
     citations: CitationConfig = field(default_factory=CitationConfig)
     escalate: bool = True
@@ -76,6 +78,7 @@ class EngineConfig:
             hybrid=replace(base.hybrid, max_tokens=n),
             lc=replace(base.lc, max_tokens=n),
             mr=replace(base.mr, map_max_tokens=n, reduce_max_tokens=n),
+            compressed=replace(base.compressed, max_tokens=n),
         )
 
 
@@ -345,7 +348,8 @@ class Engine:
     def _router(self) -> Router:
         if self.router is None:
             settings = EstimateSettings(
-                rag_context_tokens=self.config.rag.context_tokens, answer_tokens=self.config.rag.max_tokens
+                rag_context_tokens=self.config.rag.context_tokens, answer_tokens=self.config.rag.max_tokens,
+                compress_ratio=self.config.compressed.compress.ratio or EstimateSettings.compress_ratio,
             )
             self.router = make_router(self.config.policy, params_path=self.config.router_params, settings=settings)
         return self.router
@@ -380,6 +384,7 @@ class Engine:
                 estimates = estimate_routes(
                     feats, self.llm.profile, rag_context_tokens=self.config.rag.context_tokens,
                     answer_tokens=self.config.rag.max_tokens,
+                    compress_ratio=self.config.compressed.compress.ratio or EstimateSettings.compress_ratio,
                 )
             return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), features,
                                    estimates=estimates, fallbacks=_default_fallbacks(forced), policy="forced"), None, None
@@ -425,6 +430,10 @@ class Engine:
             return await RAG(self.llm, cfg.rag).run(question, corpus, on_delta=on_delta, hits=hits)
         if route == Route.LC:
             return await LongContext(self.llm, cfg.lc).run(question, corpus, on_delta=on_delta)
+        if route == Route.COMPRESSED:
+            c = cfg.compressed.compress
+            hits = await asyncio.to_thread(corpus.collection.search, question, c.k, c.retriever) if corpus.doc_ids() else []
+            return await CompressedLongContext(self.llm, cfg.compressed).run(question, corpus, on_delta=on_delta, hits=hits)
         if route == Route.HYBRID:
             hits = await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
             return await Hybrid(self.llm, cfg.hybrid).run(question, corpus, on_delta=on_delta, hits=hits)

@@ -132,6 +132,9 @@ class CascadeRouter:
     def escalation_order(self, by: Mapping[Route, RouteEstimate]) -> tuple[Route, ...]:
         if by[Route.LC].feasible:
             return (Route.LC, Route.HYBRID, Route.MR)
+        comp = by.get(Route.COMPRESSED)
+        if comp is not None and comp.feasible:  # the full text does not fit, its query-relevant share does
+            return (Route.COMPRESSED, Route.HYBRID, Route.MR, Route.LC)
         return (Route.HYBRID, Route.MR, Route.LC)
 
     def route(self, features: RouteFeatures, profile: ModelProfile, budget: Budget = Budget()) -> RoutingDecision:

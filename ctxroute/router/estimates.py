@@ -1,7 +1,9 @@
 """Predicted prompt tokens, completion tokens and cost of every candidate route.
 
 The shapes follow the pipelines: RAG sends ``rag_context_tokens`` of retrieved passages;
-LC sends the whole collection (only when it fits the usable window); HYBRID packs retrieved
+LC sends the whole collection (only when it fits the usable window); COMPRESSED (compressed-lc)
+sends ``compress_ratio`` x the collection (whole sentences chosen by the compressor, ids and
+omission markers included), feasible when that fits the usable window; HYBRID packs retrieved
 passages up to the usable window; MR splits the collection into groups that fit the usable
 window, one map call each, then (collapse calls when the notes do not fit one prompt and) one
 reduce call over the map notes; EXTRACTIVE calls no LLM.
@@ -152,6 +154,7 @@ class EstimateSettings:
     answer_tokens: int = 300
     map_overhead_tokens: int = MAP_PROMPT_TOKENS  # fixed part of a map prompt besides the question
     prompt_overhead_tokens: int = 200  # instructions and formatting per call
+    compress_ratio: float = 0.35  # compressed-lc keeps this share of the collection's tokens
 
 
 def estimate_routes(
@@ -162,8 +165,9 @@ def estimate_routes(
     answer_tokens: int = 300,
     map_overhead_tokens: int = MAP_PROMPT_TOKENS,
     prompt_overhead_tokens: int = 200,
+    compress_ratio: float = 0.35,
 ) -> tuple[RouteEstimate, ...]:
-    """Estimates for rag, lc, hybrid, mr and extractive, in that order."""
+    """Estimates for rag, lc, hybrid, mr, extractive and compressed-lc, in that order."""
     f = features
     q = f.question_tokens + prompt_overhead_tokens
     usable, window = profile.usable_window, profile.context_window
@@ -222,6 +226,14 @@ def estimate_routes(
 
     # EXTRACTIVE: sentences from the retrieved passages, no LLM call
     out.append(RouteEstimate(route=Route.EXTRACTIVE, prompt_tokens=0, cost=0.0, completion_tokens=0, calls=0))
+
+    # COMPRESSED: the compressor's budget, ratio x the collection (ids and markers inside it)
+    comp_prompt = int(compress_ratio * total) + q
+    why = ""
+    if comp_prompt + answer_tokens > usable:
+        why = (f"compressed (ratio {compress_ratio:g}) {fmt_tokens(comp_prompt)} tokens + answer > usable window "
+               f"{fmt_tokens(usable)}")
+    out.append(est(Route.COMPRESSED, comp_prompt, answer_tokens, 1, why))
     return tuple(out)
 
 
@@ -233,4 +245,5 @@ def estimates_for(features: RouteFeatures, profile: ModelProfile, settings: Esti
         answer_tokens=settings.answer_tokens,
         map_overhead_tokens=settings.map_overhead_tokens,
         prompt_overhead_tokens=settings.prompt_overhead_tokens,
+        compress_ratio=settings.compress_ratio,
     )

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from ctxroute.router.features import CollectionStats, ProbeSignals
     from ctxroute.router.questions import QuestionTyper
 
-LLM_ROUTES: tuple[Route, ...] = (Route.RAG, Route.LC, Route.HYBRID, Route.MR)
-POLICIES: tuple[str, ...] = ("auto", "cascade", "rules", "self-route", "learned", "rag", "lc", "mr", "hybrid", "extractive")
+LLM_ROUTES: tuple[Route, ...] = (Route.RAG, Route.LC, Route.HYBRID, Route.MR, Route.COMPRESSED)
+POLICIES: tuple[str, ...] = ("auto", "cascade", "rules", "self-route", "learned", "rag", "lc", "mr", "hybrid", "extractive", "compressed-lc")
 # What ``auto`` means: the policy that won out of sample in this version's evidence
 # (README "Router on recorded answers"; ``ctxroute eval evidence``).
 AUTO_POLICY = "cascade"

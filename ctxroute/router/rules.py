@@ -104,6 +104,30 @@ class Ctx:
 
 WHOLE_TEXT = ("aggregation", "counting")
 COMPLEX = ("comparison", "multi_hop", "aggregation", "counting")
+COMPRESSIBLE = ("comparison", "multi_hop")  # questions that need a few distant parts, not every part
+
+
+def _over_budget(c: Ctx, route: Route) -> bool:
+    b = c.f.budget_tokens
+    return b >= 0 and c.est[route].total_tokens > b
+
+
+def _compressed_fits(c: Ctx) -> bool:
+    """The full text does not fit (usable window or token budget) while compressed-lc does."""
+    comp = c.est.get(R.COMPRESSED)
+    if comp is None or not comp.feasible or _over_budget(c, R.COMPRESSED):
+        return False
+    return not c.lc_ok or _over_budget(c, R.LC)
+
+
+def _compressed_reason(c: Ctx) -> str:
+    comp = c.est[R.COMPRESSED]
+    why = (_tpl("the full text {total} tokens > usable window {usable}")(c) if not c.lc_ok else
+           f"lc ({fmt_tokens(c.est[R.LC].total_tokens)} tokens) > budget {fmt_tokens(c.f.budget_tokens)}")
+    return (_tpl("question asks for {a_qtype} ({cue}); ")(c) + why
+            + f"; compressed at ratio {c.s.compress_ratio:g} it is ~{fmt_tokens(comp.prompt_tokens)} prompt tokens and fits: "
+            f"compressed-lc (the question's sentences of every part, in document order) for a {c.f.size_class} model "
+            "(LaRA: LC is best at comparison and reasoning for strong models)")
 
 
 @dataclass(frozen=True)
@@ -150,6 +174,12 @@ DEFAULT_RULE_LIST: tuple[Rule, ...] = (
         lambda c: c.f.qtype == "lookup" and c.confident,
         lambda c: (R.RAG, R.LC, R.HYBRID, R.MR) if c.lc_ok else (R.RAG, R.HYBRID, R.MR),
         _tpl("lookup question and retrieval confident: margin {margin} >= {conf_margin}: rag"),
+    ),
+    Rule(
+        "compressed-fits",
+        lambda c: c.f.qtype in COMPRESSIBLE and c.f.size_class in c.t.lc_sizes and _compressed_fits(c),
+        lambda c: (R.COMPRESSED, R.HYBRID, R.RAG, R.MR),
+        _compressed_reason,
     ),
     Rule(
         "complex-fits-window",

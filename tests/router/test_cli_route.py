@@ -40,7 +40,7 @@ def test_route_json(home):
     d = json.loads(r.output)
     assert d["route"] in {"rag", "lc", "hybrid", "mr"} and d["policy"] == "rules"
     assert d["features"]["has_probe"] == 1.0 and d["features"]["qtype"] == "counting"
-    assert {e["route"] for e in d["estimates"]} == {"rag", "lc", "hybrid", "mr", "extractive"}
+    assert {e["route"] for e in d["estimates"]} == {"rag", "lc", "hybrid", "mr", "extractive", "compressed-lc"}
     assert d["reasons"] and d["fallbacks"]
 
 

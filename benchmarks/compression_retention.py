@@ -1,0 +1,407 @@
+"""Evidence retention of the query-aware compressor (``ctxroute.pipelines.compress``), no LLM.
+
+For each question, the documents' sentences are compressed to ``ratio`` x their tokens and we
+measure how much of the gold evidence the kept sentences hold, against two baselines at the
+same token budget: random sentence dropping (3 seeds) and RAG's top passages (in rank order
+while they fit). Data (read-only, never copied): ``../shared/data``.
+
+- LooGLE (``S`` evidence sentences) and L-Eval contracts (verbatim gold clauses): located with
+  ``benchmarks/quality_data.py``; retention = share of the evidence's characters inside kept
+  sentences (per question, averaged over questions).
+- LaRA 32k ``location`` questions: the gold is a coarse slice (``context_order``); inside it the
+  evidence sentence is the one sharing most of the gold answer's content terms (at least half of
+  them, else the question is skipped); retention = share of those sentences kept.
+- SEC 10-Q (``--datasets sec``): the answers' numbers found in the filing; retention = share of
+  them present in the kept text.
+
+Scoring: one collection per document with the hashing embedder (cheap on 2 cores), passage
+scores from the ``--retriever`` (default ``bm25``), lexical match from the compressor; no dense
+sentence scores. The same BM25 ranking feeds the RAG baseline.
+
+Speed: a ~100k-token document (LooGLE articles concatenated) compressed at 0.35 for several
+questions, in ms per 100k tokens, against one BM25 query and one tokenisation of the whole text
+measured in the same run.
+
+Run: ``python benchmarks/compression_retention.py [--data ../shared/data] [--datasets
+loogle,leval_contracts,lara] [--ratios 0.1,0.2,0.35,0.5] [--out retention.json]`` or
+``ctxroute bench compress``.
+"""
+from __future__ import annotations
+
+import argparse
+import bisect
+import importlib.util
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ctxroute.types import Chunk, Document  # noqa: E402
+
+DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+RATIOS = (0.1, 0.2, 0.35, 0.5)
+Span = tuple[int, int]
+
+
+def _sibling(name: str) -> ModuleType:
+    key = f"ctxroute_benchmarks_{name}"
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    return sys.modules[key]
+
+
+@dataclass(frozen=True)
+class Gold:
+    """One question's gold: evidence spans (char share), sentence spans (kept or not) or numbers."""
+
+    question: str
+    spans: tuple[Span, ...] = ()
+    numbers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class GoldDoc:
+    dataset: str
+    doc: Document
+    items: tuple[Gold, ...]
+
+
+# --- data --------------------------------------------------------------------------------
+def load_gold(data: Path, datasets: Sequence[str], lara_docs: int, limit_docs: int | None) -> list[GoldDoc]:
+    qd = _sibling("quality_data")
+    out: list[GoldDoc] = []
+    if "loogle" in datasets and (data / "LooGLE").is_dir():
+        for d in qd.load_loogle(data, limit_docs=limit_docs):
+            out.append(GoldDoc("loogle", d.doc, tuple(Gold(i.question, tuple(s for ev in i.evidence for s in ev))
+                                                      for i in d.items if i.evidence)))
+    if "leval_contracts" in datasets and (data / "L-Eval").is_dir():
+        for d in qd.load_leval_contracts(data, limit_docs=limit_docs):
+            out.append(GoldDoc("leval_contracts", d.doc, tuple(Gold(i.question, tuple(s for ev in i.evidence for s in ev))
+                                                               for i in d.items if i.evidence)))
+    if "lara" in datasets and (data / "LaRA").is_dir():
+        out += _lara(data, lara_docs)
+    if "sec" in datasets and (data / qd.SEC_DIR).is_dir():
+        for d in qd.load_sec(data, limit_docs=limit_docs):
+            out.append(GoldDoc("sec", d.doc, tuple(Gold(i.question, numbers=i.numbers) for i in d.items if i.numbers)))
+    return [g for g in out if g.items]
+
+
+def _lara(data: Path, per_domain: int) -> list[GoldDoc]:
+    """LaRA 32k location questions; gold = the sentence of the gold slice that shares most of the
+    answer's content terms (>= half of them), located after chunking (see :func:`lara_sentences`)."""
+    from ctxroute.eval.datasets import load_lara
+
+    ds = load_lara(data / "LaRA", length="32k", level="location")
+    by_doc: dict[str, list] = {}
+    for it in ds.items:
+        if it.evidence:
+            by_doc.setdefault(it.docs[0], []).append(it)
+    out: list[GoldDoc] = []
+    taken: dict[str, int] = {}
+    for dk in sorted(by_doc):
+        domain = dk.split("/")[1]
+        if taken.get(domain, 0) >= per_domain:
+            continue
+        taken[domain] = taken.get(domain, 0) + 1
+        src = ds.documents[dk]
+        doc = Document(id=f"lara:{domain}:{taken[domain]}", text=src.text, title=src.title, source="LaRA")
+        # spans hold the slice for now; lara_sentences() narrows them to the answer sentence
+        items = tuple(Gold(it.question + "\x00" + it.answer, ((int(it.evidence[0].start), int(it.evidence[0].end)),))
+                      for it in by_doc[dk])
+        out.append(GoldDoc("lara_32k_location", doc, items))
+    return out
+
+
+def lara_sentences(g: GoldDoc, sentences: Sequence[Chunk]) -> GoldDoc:
+    from ctxroute.router.answer import content_terms
+
+    items = []
+    for it in g.items:
+        question, answer = it.question.split("\x00", 1)
+        terms = content_terms(answer)
+        s0, e0 = it.spans[0]
+        best, best_share = None, 0.0
+        if len(terms) >= 2:
+            for s in sentences:
+                if s.end <= s0 or s.start >= e0:
+                    continue
+                share = len(content_terms(s.text_of(g.doc)) & terms) / len(terms)
+                if share > best_share:
+                    best, best_share = s, share
+        if best is not None and best_share >= 0.5:
+            items.append(Gold(question, ((best.start, best.end),)))
+    return replace(g, items=tuple(items))
+
+
+# --- measures ----------------------------------------------------------------------------
+def char_share(spans: Sequence[Span], kept: Sequence[Span], text: str) -> float:
+    """Share of the gold spans' non-space characters inside kept spans (kept sorted, disjoint)."""
+    starts = [s for s, _ in kept]
+    total = inside = 0
+    for s0, e0 in spans:
+        for pos in range(s0, e0):
+            if text[pos].isspace():
+                continue
+            total += 1
+            i = bisect.bisect_right(starts, pos) - 1
+            if i >= 0 and kept[i][0] <= pos < kept[i][1]:
+                inside += 1
+    return inside / total if total else 0.0
+
+
+def retention(g: Gold, kept: Sequence[Span], doc: Document) -> float:
+    if g.numbers:
+        qd = _sibling("quality_data")
+        have = qd.numbers_in(" ".join(doc.text[s:e] for s, e in kept))
+        return sum(n in have for n in g.numbers) / len(g.numbers)
+    return char_share(g.spans, kept, doc.text)
+
+
+def _spans(sentences: Sequence[Chunk], idx: Sequence[int]) -> list[Span]:
+    return sorted((sentences[i].start, sentences[i].end) for i in idx)
+
+
+def random_keep(sentences: Sequence[Chunk], budget: int, seed: int) -> list[int]:
+    order = list(range(len(sentences)))
+    random.Random(seed).shuffle(order)
+    used, out = 0, []
+    for i in order:
+        c = max(1, sentences[i].n_tokens) + 4
+        if used + c <= budget:
+            out.append(i)
+            used += c
+    return out
+
+
+def rag_keep(hits, sentences: Sequence[Chunk], budget: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """Sentences of the top passages (``hits``: the whole ranking), in rank order while they
+    fit (a passage that does not fit is skipped, as ``pack_evidence`` does)."""
+    starts = [s.start for s in sentences]
+    used, out = 0, set()
+    for h in hits:
+        lo = bisect.bisect_left(starts, h.chunk.start)
+        hi = bisect.bisect_left(starts, h.chunk.end)
+        new = [i for i in range(lo, hi) if i not in out]
+        c = sum(max(1, sentences[i].n_tokens) + 4 for i in new)
+        if new and used + c <= budget:
+            out.update(new)
+            used += c
+    return sorted(out)
+
+
+@dataclass
+class Result:
+    dataset: str
+    documents: int = 0
+    questions: int = 0
+    tokens: int = 0
+    compressor: dict[float, float] = field(default_factory=dict)
+    random: dict[float, float] = field(default_factory=dict)
+    rag: dict[float, float] = field(default_factory=dict)
+    kept_share: dict[float, float] = field(default_factory=dict)  # kept tokens / document tokens
+
+
+def evaluate(
+    gdocs: Sequence[GoldDoc],
+    ratios: Sequence[float] = RATIOS,
+    *,
+    retriever: str = "bm25",
+    config: object = None,
+    progress: Callable[[int, int], None] | None = None,
+    baselines: bool = True,
+    configs: Sequence[object] = (),
+) -> list[Result]:
+    """Retention per data set and ratio; ``configs`` (tuning) adds one compressor result per
+    extra config, as data set ``"<name>#<i>"``, on the same collections."""
+    from ctxroute.pipelines.compress import CompressConfig, compress
+    from ctxroute.pipelines.result import Corpus
+    from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
+    from ctxroute.retrievers.embedders import HashingEmbedder
+
+    base = config if config is not None else CompressConfig()
+    embedder = HashingEmbedder(dim=256)
+    results: dict[str, Result] = {}
+    sums: dict[str, dict[str, dict[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="ctxroute-compress-") as tmp:
+        store = CollectionStore(Path(tmp))
+        for n, g in enumerate(gdocs):
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", g.doc.id)
+            coll = store.create(name, CollectionConfig.for_embedder(embedder), embedder)
+            coll.add_documents([g.doc])
+            doc = coll.documents()[0]
+            sentences = coll.chunks(doc.id).sentences
+            g = replace(g, doc=doc)
+            if g.dataset.startswith("lara"):
+                g = lara_sentences(g, sentences)
+            res = results.setdefault(g.dataset, Result(g.dataset))
+            acc = sums.setdefault(g.dataset, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})
+            res.documents += 1
+            res.tokens += int(coll.chunks(doc.id).document.n_tokens)
+            corpus = Corpus(coll)
+            for it in g.items:
+                res.questions += 1
+                hits = coll.search(it.question, k=base.k, retriever=retriever)
+                ranking = coll.search(it.question, k=max(1, len(coll.passages())), retriever=retriever) if baselines else []
+                for ci, extra in enumerate(configs):
+                    key = f"{g.dataset}#{ci}"
+                    xres = results.setdefault(key, Result(key))
+                    xacc = sums.setdefault(key, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})
+                    xres.questions += 1
+                    for r in ratios:
+                        out = compress(it.question, corpus, replace(extra, ratio=r), hits=hits)
+                        xacc["c"][r] += retention(it, _spans(sentences, out.selection.kept.get(doc.id, ())), doc)
+                for r in ratios:
+                    out = compress(it.question, corpus, replace(base, ratio=r), hits=hits)
+                    kept = out.selection.kept.get(doc.id, ())
+                    acc["c"][r] += retention(it, _spans(sentences, kept), doc)
+                    acc["s"][r] += out.selection.kept_tokens / max(1, out.selection.full_tokens)
+                    b = out.selection.budget
+                    if not baselines:
+                        continue
+                    acc["r"][r] += sum(retention(it, _spans(sentences, random_keep(sentences, b, seed)), doc)
+                                       for seed in range(3)) / 3
+                    acc["g"][r] += retention(it, _spans(sentences, rag_keep(ranking, sentences, b)), doc)
+            store.delete(name)
+            if progress is not None:
+                progress(n + 1, len(gdocs))
+    for ds, res in results.items():
+        q = max(1, res.questions)
+        res.compressor = {r: acc_v / q for r, acc_v in sums[ds]["c"].items()}
+        res.random = {r: v / q for r, v in sums[ds]["r"].items()}
+        res.rag = {r: v / q for r, v in sums[ds]["g"].items()}
+        res.kept_share = {r: v / q for r, v in sums[ds]["s"].items()}
+    return list(results.values())
+
+
+# --- speed -------------------------------------------------------------------------------
+def speed(data: Path, target_tokens: int = 100_000, questions: Sequence[str] = (), repeats: int = 5) -> dict:
+    from ctxroute.pipelines.compress import CompressConfig, compress
+    from ctxroute.pipelines.result import Corpus
+    from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
+    from ctxroute.retrievers.embedders import HashingEmbedder
+    from ctxroute.retrievers.tokens import get_counter
+
+    qd = _sibling("quality_data")
+    docs = qd.load_loogle(data)
+    counter = get_counter("cl100k_base")
+    parts, qs, tokens = [], list(questions), 0
+    for d in docs:
+        parts.append(d.doc.text)
+        tokens += counter.count(d.doc.text) if hasattr(counter, "count") else len(d.doc.text) // 4
+        qs += [i.question for i in d.items[:2]]
+        if tokens >= target_tokens:
+            break
+    text = "\n\n".join(parts)
+    embedder = HashingEmbedder(dim=256)
+    with tempfile.TemporaryDirectory(prefix="ctxroute-compress-speed-") as tmp:
+        coll = CollectionStore(Path(tmp)).create("speed", CollectionConfig.for_embedder(embedder), embedder)
+        coll.add_documents([Document(id="speed", text=text, title="LooGLE articles")])
+        n_tok = int(coll.stats().total_tokens)
+        corpus = Corpus(coll)
+        compress(qs[0], corpus, CompressConfig(retriever="bm25"))  # warm caches (chunks, stemmer)
+        qs = qs[:repeats]
+        t0 = time.perf_counter()
+        for q in qs:
+            compress(q, Corpus(coll), CompressConfig(ratio=0.35, retriever="bm25"))
+        comp_ms = (time.perf_counter() - t0) * 1000 / len(qs)
+        t0 = time.perf_counter()
+        for q in qs:
+            coll.search(q, k=40, retriever="bm25")
+        bm25_ms = (time.perf_counter() - t0) * 1000 / len(qs)
+        count = counter.count if hasattr(counter, "count") else counter
+        t0 = time.perf_counter()
+        for _ in qs:
+            count(text)
+        tok_ms = (time.perf_counter() - t0) * 1000 / len(qs)
+    per100k = 100_000 / n_tok
+    return {
+        "document_tokens": n_tok,
+        "questions": len(qs),
+        "compress_ms": round(comp_ms, 1),
+        "compress_ms_per_100k": round(comp_ms * per100k, 1),
+        "bm25_query_ms": round(bm25_ms, 2),
+        "tokenize_ms": round(tok_ms, 1),
+        "compress_over_bm25_query": round(comp_ms / max(bm25_ms, 1e-6), 1),
+        "compress_over_tokenize": round(comp_ms / max(tok_ms, 1e-6), 2),
+    }
+
+
+def markdown(results: Sequence[Result], ratios: Sequence[float]) -> str:
+    head = "| data set | questions | method | " + " | ".join(f"ratio {r:g}" for r in ratios) + " |"
+    lines = [head, "|" + "---|" * (3 + len(ratios))]
+    for res in results:
+        for label, vals in (("compressor", res.compressor), ("random sentences", res.random), ("rag top passages", res.rag)):
+            lines.append(f"| {res.dataset} | {res.questions} | {label} | " + " | ".join(f"{vals[r]:.3f}" for r in ratios) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--datasets", default="loogle,leval_contracts,lara")
+    ap.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
+    ap.add_argument("--retriever", default="bm25")
+    ap.add_argument("--lara-docs", type=int, default=3, help="LaRA documents per domain")
+    ap.add_argument("--limit-docs", type=int, default=None)
+    ap.add_argument("--w-lexical", type=float, default=None)
+    ap.add_argument("--w-passage", type=float, default=None)
+    ap.add_argument("--window", type=int, default=None)
+    ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--tune", action="store_true",
+                    help="grid over w_lexical x window (compressor only) on the given data sets; prints the best")
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args(argv)
+    from ctxroute.pipelines.compress import CompressConfig
+
+    cfg = CompressConfig(retriever=a.retriever)
+    for k, v in (("w_lexical", a.w_lexical), ("w_passage", a.w_passage), ("window", a.window)):
+        if v is not None:
+            cfg = replace(cfg, **{k: v})
+    ratios = [float(x) for x in a.ratios.split(",") if x.strip()]
+    gdocs = load_gold(a.data, [d.strip() for d in a.datasets.split(",")], a.lara_docs, a.limit_docs)
+    if not gdocs:
+        raise SystemExit(f"no data set found under {a.data}; see ../shared/data/README.md")
+    t0 = time.perf_counter()
+    if a.tune:
+        grid = [replace(cfg, w_lexical=wl, window=w) for wl in (0.0, 0.5, 1.0, 2.0) for w in (0, 1, 2)]
+        res = evaluate(gdocs, ratios, retriever=a.retriever, config=cfg, baselines=False, configs=grid,
+                       progress=lambda i, n: print(f"\r{i}/{n} documents", end="", file=sys.stderr))
+        print(file=sys.stderr)
+        rows = []
+        for r in res:
+            if "#" not in r.dataset:
+                continue
+            c = grid[int(r.dataset.split("#")[1])]
+            mean = sum(r.compressor.values()) / len(r.compressor)
+            rows.append((mean, c.w_lexical, c.window, r.dataset.split("#")[0], r.compressor))
+        for mean, wl, w, ds, vals in sorted(rows, reverse=True):
+            print(f"{ds} w_lexical={wl:g} window={w}: mean {mean:.3f} " + " ".join(f"{k:g}:{v:.3f}" for k, v in vals.items()))
+        print(f"tuning run: {time.perf_counter() - t0:.1f} s")
+        return
+    results = evaluate(gdocs, ratios, retriever=a.retriever, config=cfg,
+                       progress=lambda i, n: print(f"\r{i}/{n} documents", end="", file=sys.stderr))
+    print(file=sys.stderr)
+    print(markdown(results, ratios))
+    print(f"\nconfig: {cfg}\nretention run: {time.perf_counter() - t0:.1f} s")
+    sp = None if a.no_speed else speed(a.data)
+    if sp:
+        print("speed:", json.dumps(sp))
+    if a.out:
+        a.out.write_text(json.dumps({"config": asdict(cfg), "results": [asdict(r) for r in results], "speed": sp}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Query-aware context compression: whole sentences under a token budget, no LLM.
+
+Given a question and the documents in scope, every sentence gets a score from
+
+- the retrieval score of the passages that hold it (``collection.search``: the fused
+  bm25 + dense + graph score, divided by the best hit's),
+- its own lexical match to the question: the IDF-weighted share of the question's content
+  terms (``ctxroute.router.answer.content_terms``: stemmed, stop words dropped) it contains,
+  IDF counted over the sentences in scope,
+- optionally its embedding match (``collection.sentence_vectors``, only for the sentences of
+  the retrieved passages, so it stays cheap; off by default),
+
+then a neighbour window (a sentence next to a strong one inherits ``neighbour_decay`` x its
+score), and units are admitted best first while they fit the budget (``ratio`` x the
+documents' tokens, or ``max_tokens``). A unit is a sentence, or all sentences on one table row;
+a kept sentence pulls in its section heading (and a table row its table's first row) when they
+fit. The kept sentences are rendered in document order with their ``[S#]`` ids (the same
+``SentenceMap`` as every other route, so citations verify), and every dropped stretch becomes
+one line ``[... 14 sentences omitted ...]``.
+
+The selection (:func:`select_sentences`) is pure arithmetic on sentence texts and scores; the
+rendering (:func:`render_compressed`) produces a ``PackedContext`` like ``pack_evidence``.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ctxroute.errors import InputError
+from ctxroute.pipelines.packing import PackedContext, SentenceMap, SentenceRef, _attr, clean_sentence
+from ctxroute.pipelines.result import Corpus
+from ctxroute.retrievers.layout import is_table_row
+from ctxroute.router.answer import content_terms
+from ctxroute.types import Chunk, Document, ScoredChunk
+
+ID_TOKENS = 4  # "\n[S12] " per kept sentence, as the packing estimate counts it
+MARKER_TOKENS = 8  # "[... 14 sentences omitted ...]"
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """How much to keep and how to score. ``ratio`` is a share of the documents' tokens;
+    ``max_tokens`` an absolute cap (the smaller of the two wins when both are set)."""
+
+    ratio: float | None = 0.35
+    max_tokens: int | None = None
+    k: int = 40  # passages asked of collection.search for the passage score
+    retriever: str = "hybrid"
+    w_passage: float = 1.0
+    w_lexical: float = 1.0
+    w_dense: float = 0.0  # > 0: embed the retrieved passages' sentences (collection.sentence_vectors)
+    window: int = 1  # neighbours on each side that inherit a share of a strong sentence's score
+    neighbour_decay: float = 0.5
+    keep_headings: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ratio is None and self.max_tokens is None:
+            raise InputError("compression needs a ratio or max_tokens")
+        if self.ratio is not None and not 0.0 < float(self.ratio) <= 1.0:
+            raise InputError(f"compression ratio must be in (0, 1], got {self.ratio}")
+        if self.max_tokens is not None and int(self.max_tokens) <= 0:
+            raise InputError(f"compression max_tokens must be positive, got {self.max_tokens}")
+        if self.window < 0 or not 0.0 <= self.neighbour_decay <= 1.0:
+            raise InputError("compression window must be >= 0 and neighbour_decay in [0, 1]")
+
+    def budget(self, full_tokens: int) -> int:
+        caps = []
+        if self.ratio is not None:
+            caps.append(int(math.floor(float(self.ratio) * full_tokens)))
+        if self.max_tokens is not None:
+            caps.append(int(self.max_tokens))
+        return max(1, min(caps))
+
+
+@dataclass(frozen=True)
+class DocSentences:
+    """One document's sentences (in offset order) as the compressor sees them."""
+
+    doc: Document
+    sentences: Sequence[Chunk]
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Kept sentence indexes per document, and what they cost."""
+
+    kept: Mapping[str, tuple[int, ...]]
+    budget: int
+    full_tokens: int
+    kept_tokens: int  # sentences + ids + omission markers, in the index's tokens
+    n_sentences: int
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n_kept(self) -> int:
+        return sum(len(v) for v in self.kept.values())
+
+
+def _is_heading(s: Chunk, text: str) -> bool:
+    t = text.strip()
+    return t.startswith("#") or (bool(s.heading) and t.lstrip("#").strip() == s.heading.strip())
+
+
+def _line_start(text: str, offset: int) -> int:
+    return text.rfind("\n", 0, offset) + 1
+
+
+def passage_scores(hits: Sequence[ScoredChunk], docs: Sequence[DocSentences]) -> dict[str, np.ndarray]:
+    """Per document, each sentence's best hit score (divided by the top hit's score)."""
+    out = {d.doc.id: np.zeros(len(d.sentences), dtype=np.float64) for d in docs}
+    if not hits:
+        return out
+    top = max(h.score for h in hits) or 1.0
+    starts = {d.doc.id: [s.start for s in d.sentences] for d in docs}
+    ends = {d.doc.id: [s.end for s in d.sentences] for d in docs}
+    for h in hits:
+        c = h.chunk
+        if c.doc_id not in out:
+            continue
+        lo = bisect.bisect_right(ends[c.doc_id], c.start)
+        hi = bisect.bisect_left(starts[c.doc_id], c.end)
+        if hi > lo:
+            arr = out[c.doc_id]
+            arr[lo:hi] = np.maximum(arr[lo:hi], max(0.0, h.score) / top)
+    return out
+
+
+def lexical_scores(question: str, texts: Sequence[str]) -> np.ndarray:
+    """IDF-weighted share of the question's content terms each text contains."""
+    q = content_terms(question)
+    if not q or not texts:
+        return np.zeros(len(texts), dtype=np.float64)
+    has = [content_terms(t) & q for t in texts]
+    n = len(texts)
+    df = {t: sum(1 for h in has if t in h) for t in q}
+    idf = {t: math.log(1.0 + n / (1.0 + df[t])) for t in q}
+    total = sum(idf.values()) or 1.0
+    return np.asarray([sum(idf[t] for t in h) / total for h in has], dtype=np.float64)
+
+
+def select_sentences(
+    question: str,
+    docs: Sequence[DocSentences],
+    hits: Sequence[ScoredChunk],
+    config: CompressConfig = CompressConfig(),
+    *,
+    full_tokens: int | None = None,
+    cap_tokens: int | None = None,
+    dense: Mapping[str, np.ndarray] | None = None,
+) -> Selection:
+    """Pick sentences under the budget. ``full_tokens`` defaults to the sentences' own tokens;
+    ``cap_tokens`` lowers the budget further (e.g. the room the model's window leaves);
+    ``dense`` (doc id -> cosine per sentence) adds the embedding match."""
+    texts_by_doc = {d.doc.id: [s.text_of(d.doc) for s in d.sentences] for d in docs}
+    n_tokens = {d.doc.id: np.asarray([max(1, s.n_tokens) for s in d.sentences], dtype=np.int64) for d in docs}
+    full = int(full_tokens if full_tokens is not None else sum(int(v.sum()) for v in n_tokens.values()))
+    budget = config.budget(full)
+    if cap_tokens is not None:
+        budget = max(1, min(budget, int(cap_tokens)))
+    all_texts = [t for d in docs for t in texts_by_doc[d.doc.id]]
+    lex_all = lexical_scores(question, all_texts)
+    pas = passage_scores(hits, docs)
+    scores: dict[str, np.ndarray] = {}
+    units: list[tuple[float, int, str, tuple[int, ...]]] = []  # (-score, order, doc, indexes)
+    context_of: dict[tuple[str, int], tuple[int, ...]] = {}  # first unit index -> heading/table header
+    pos = 0
+    order = 0
+    for d in docs:
+        did, text, sents = d.doc.id, d.doc.text, d.sentences
+        m = len(sents)
+        lex = lex_all[pos : pos + m]
+        pos += m
+        s = config.w_passage * pas[did] + config.w_lexical * lex
+        if dense is not None and did in dense and config.w_dense:
+            s = s + config.w_dense * np.clip(dense[did], 0.0, None)
+        smooth = s.copy()
+        for w in range(1, config.window + 1):
+            share = config.neighbour_decay ** w
+            smooth[w:] = np.maximum(smooth[w:], share * s[:-w])
+            smooth[:-w] = np.maximum(smooth[:-w], share * s[w:])
+        scores[did] = smooth
+        # units: table-row sentences sharing a line stay together; headings and table headers
+        heading_idx = -1
+        table_head = -1
+        prev_row = False
+        i = 0
+        while i < m:
+            ls = _line_start(text, sents[i].start)
+            le = text.find("\n", sents[i].start)
+            le = len(text) if le < 0 else le
+            row = is_table_row(text[ls:le])
+            j = i + 1
+            if row:
+                while j < m and sents[j].start < le:
+                    j += 1
+                if not prev_row:
+                    table_head = i
+            idx = tuple(range(i, j))
+            if not row and _is_heading(sents[i], texts_by_doc[did][i]):
+                heading_idx = i
+            ctx: list[int] = []
+            if config.keep_headings:
+                if heading_idx >= 0 and heading_idx not in idx:
+                    ctx.append(heading_idx)
+                if row and table_head >= 0 and table_head not in idx:
+                    ctx.append(table_head)
+            context_of[(did, i)] = tuple(ctx)
+            units.append((-float(smooth[i:j].max()), order, did, idx))
+            order += 1
+            prev_row = row
+            i = j
+    units.sort()
+    kept: dict[str, set[int]] = {d.doc.id: set() for d in docs}
+    used = 0
+
+    def cost_of(did: str, idx: Sequence[int]) -> int:
+        new = [i for i in idx if i not in kept[did]]
+        if not new:
+            return 0
+        c = int(n_tokens[did][new].sum()) + ID_TOKENS * len(new)
+        k = kept[did]
+        lo, hi = min(new), max(new)
+        # a new run needs an omission marker; joining a neighbour run needs none
+        if (lo - 1) not in k and (hi + 1) not in k:
+            c += MARKER_TOKENS
+        return c
+
+    for _neg, _o, did, idx in units:
+        c = cost_of(did, idx)
+        if c == 0 or used + c > budget:
+            continue
+        kept[did].update(idx)
+        used += c
+        for h in context_of.get((did, idx[0]), ()):
+            hc = cost_of(did, (h,))
+            if hc and used + hc <= budget:
+                kept[did].add(h)
+                used += hc
+    return Selection(
+        kept={d: tuple(sorted(v)) for d, v in kept.items() if v},
+        budget=budget,
+        full_tokens=full,
+        kept_tokens=used,
+        n_sentences=sum(len(d.sentences) for d in docs),
+        scores=scores,
+    )
+
+
+def render_compressed(selection: Selection, docs: Sequence[DocSentences], *, id_start: int = 1,
+                      count_tokens: Callable[[str], int] | None = None) -> PackedContext:
+    """The kept sentences in document order, ``[S#]`` ids, one omission line per dropped
+    stretch; documents with nothing kept are left out."""
+    refs: dict[str, SentenceRef] = {}
+    labels: dict[str, str] = {}
+    lines: list[str] = []
+    spans: list[tuple[str, int, int]] = []
+    n = id_start
+
+    def omitted(k: int) -> str:
+        return f"[... {k} sentence{'s' if k != 1 else ''} omitted ...]"
+
+    for d in docs:
+        keep = selection.kept.get(d.doc.id)
+        if not keep:
+            continue
+        labels[d.doc.id] = f"D{len(labels) + 1}"
+        title = f' title="{_attr(d.doc.title)}"' if d.doc.title else ""
+        lines.append(f'<document id="{labels[d.doc.id]}"{title}>')
+        last = -1
+        for i in keep:
+            if i - last > 1:
+                lines.append(omitted(i - last - 1))
+            s = d.sentences[i]
+            sid = f"S{n}"
+            n += 1
+            refs[sid] = SentenceRef(sid=sid, doc_id=d.doc.id, start=s.start, end=s.end)
+            lines.append(f"[{sid}] {clean_sentence(s.text_of(d.doc))}")
+            if spans and spans[-1][0] == d.doc.id and last == i - 1:
+                spans[-1] = (d.doc.id, spans[-1][1], s.end)
+            else:
+                spans.append((d.doc.id, s.start, s.end))
+            last = i
+        if last < len(d.sentences) - 1:
+            lines.append(omitted(len(d.sentences) - 1 - last))
+        lines.append("</document>")
+    text = "\n".join(lines)
+    return PackedContext(
+        text=text,
+        sentence_map=SentenceMap(refs=refs, documents={d.doc.id: d.doc for d in docs if d.doc.id in labels}),
+        n_tokens=count_tokens(text) if count_tokens is not None else selection.kept_tokens,
+        spans=tuple(spans),
+        dropped=selection.n_sentences - len(refs),
+        doc_labels=labels,
+        id_start=id_start,
+    )
+
+
+def _dense_scores(question: str, corpus: Corpus, docs: Sequence[DocSentences], hits: Sequence[ScoredChunk]) -> dict[str, np.ndarray] | None:
+    coll = corpus.collection
+    vectors = getattr(coll, "sentence_vectors", None)
+    encoder = getattr(coll, "query_embedder", None) or getattr(coll, "embedder", None)
+    if not callable(vectors) or encoder is None:
+        return None
+    by_doc = {d.doc.id: d for d in docs}
+    want: list[tuple[str, int]] = []
+    for h in hits:
+        d = by_doc.get(h.chunk.doc_id)
+        if d is None:
+            continue
+        starts = [s.start for s in d.sentences]
+        lo = bisect.bisect_left(starts, h.chunk.start)
+        hi = bisect.bisect_left(starts, h.chunk.end)
+        want.extend((d.doc.id, i) for i in range(lo, hi))
+    want = list(dict.fromkeys(want))
+    out = {d.doc.id: np.zeros(len(d.sentences)) for d in docs}
+    if not want:
+        return out
+    q = np.asarray(encoder.embed([question]), dtype=np.float32)[0]
+    v = np.asarray(vectors([by_doc[did].sentences[i].text_of(by_doc[did].doc) for did, i in want]), dtype=np.float32)
+    denom = np.linalg.norm(v, axis=1) * (np.linalg.norm(q) or 1.0)
+    cos = (v @ q) / np.where(denom == 0, 1.0, denom)
+    for (did, i), c in zip(want, cos):
+        out[did][i] = float(c)
+    return out
+
+
+@dataclass(frozen=True)
+class Compressed:
+    packed: PackedContext
+    selection: Selection
+    hits: tuple[ScoredChunk, ...]
+
+
+def compress(
+    question: str,
+    corpus: Corpus,
+    config: CompressConfig = CompressConfig(),
+    *,
+    hits: Sequence[ScoredChunk] | None = None,
+    cap_tokens: int | None = None,
+    count_tokens: Callable[[str], int] | None = None,
+    id_start: int = 1,
+) -> Compressed:
+    """Compress every document in ``corpus`` (collection order) for ``question``."""
+    doc_ids = corpus.doc_ids()
+    docs = [DocSentences(corpus.document(d), corpus.sentences(d)) for d in doc_ids]
+    full = sum(int(corpus.chunks(d).document.n_tokens or sum(s.n_tokens for s in corpus.sentences(d))) for d in doc_ids)
+    if hits is None:
+        hits = corpus.collection.search(question, config.k, retriever=config.retriever) if doc_ids else []
+    dense = _dense_scores(question, corpus, docs, hits) if config.w_dense > 0 else None
+    sel = select_sentences(question, docs, hits, config, full_tokens=full, cap_tokens=cap_tokens, dense=dense)
+    packed = render_compressed(sel, docs, id_start=id_start, count_tokens=count_tokens)
+    return Compressed(packed, sel, tuple(hits))
+
+
+__all__ = [
+    "CompressConfig",
+    "Compressed",
+    "DocSentences",
+    "Selection",
+    "compress",
+    "lexical_scores",
+    "passage_scores",
+    "render_compressed",
+    "select_sentences",
+]
