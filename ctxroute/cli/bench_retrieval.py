@@ -97,6 +97,42 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             out.write_text(json.dumps(data, indent=1, default=str))
             console.print(f"wrote {out}")
 
+    @bench.command("compress")
+    def bench_compress(
+        data: Optional[Path] = typer.Option(None, help="Folder holding LooGLE/, L-Eval/, LaRA/ (default ../shared/data)."),
+        datasets: str = typer.Option("loogle,leval_contracts,lara", help="Some of loogle, leval_contracts, lara, sec."),
+        ratios: str = typer.Option("0.1,0.2,0.35,0.5", help="Compression ratios, comma-separated."),
+        lara_docs: int = typer.Option(3, help="LaRA 32k documents per domain."),
+        speed: bool = typer.Option(True, "--speed/--no-speed", help="Also time compressing a ~100k-token document."),
+        out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
+    ) -> None:
+        """Evidence retention of compressed-lc against random sentence dropping and RAG's top passages at the same
+        token budget (hashing embedder, BM25 passage scores), and the compressor's speed against one BM25 query."""
+        import json
+        from dataclasses import asdict
+
+        mod = _load("compression_retention")
+        folder = data or mod.DEFAULT_DATA
+        try:
+            rs = [float(x) for x in ratios.split(",") if x.strip()]
+        except ValueError:
+            err_console.print(f"[red]bad --ratios {ratios!r}[/red]: use numbers such as 0.1,0.35")
+            raise typer.Exit(2) from None
+        gdocs = mod.load_gold(folder, [d.strip() for d in datasets.split(",")], lara_docs, None)
+        if not gdocs:
+            err_console.print(f"[red]no QA data at {folder}[/red]: pass --data pointing at the shared data folder")
+            raise typer.Exit(2)
+        with _progress() as bar:
+            task = bar.add_task("documents", total=len(gdocs))
+            results = mod.evaluate(gdocs, rs, progress=lambda done, total: bar.update(task, completed=done))
+        console.print(mod.markdown(results, rs), markup=False, highlight=False, soft_wrap=True)
+        sp = mod.speed(folder) if speed else None
+        if sp:
+            console.print(f"speed: {json.dumps(sp)}", markup=False, highlight=False)
+        if out is not None:
+            out.write_text(json.dumps({"results": [asdict(r) for r in results], "speed": sp}, indent=1))
+            console.print(f"wrote {out}")
+
     @bench.command("quality")
     def bench_quality(
         data: Optional[Path] = typer.Option(None, help="Folder holding LooGLE/, L-Eval/, LaRA/, docugami-sec-10q/ (default ../shared/data)."),

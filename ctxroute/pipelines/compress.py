@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -34,9 +35,10 @@ from ctxroute.errors import InputError
 from ctxroute.pipelines.packing import PackedContext, SentenceMap, SentenceRef, _attr, clean_sentence
 from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.layout import is_table_row
-from ctxroute.router.answer import content_terms
+from ctxroute.router.answer import _WORD, _stem_fn, _stopwords, content_terms  # one definition of a term
 from ctxroute.types import Chunk, Document, ScoredChunk
 
+_DIGIT = re.compile(r"\d")
 ID_TOKENS = 4  # "\n[S12] " per kept sentence, as the packing estimate counts it
 MARKER_TOKENS = 8  # "[... 14 sentences omitted ...]"
 
@@ -51,7 +53,7 @@ class CompressConfig:
     k: int = 40  # passages asked of collection.search for the passage score
     retriever: str = "hybrid"
     w_passage: float = 1.0
-    w_lexical: float = 1.0
+    w_lexical: float = 2.0  # tuned on LooGLE (benchmarks/compression_retention.py --tune): 1.0 -> 2.0
     w_dense: float = 0.0  # > 0: embed the retrieved passages' sentences (collection.sentence_vectors)
     window: int = 1  # neighbours on each side that inherit a share of a strong sentence's score
     neighbour_decay: float = 0.5
@@ -129,12 +131,37 @@ def passage_scores(hits: Sequence[ScoredChunk], docs: Sequence[DocSentences]) ->
     return out
 
 
+def _terms_of(vocab: Iterable[str], prefixes: set[str] | None = None) -> dict[str, str]:
+    """Surface word -> content term, by the rules of ``content_terms`` (stop words and 1-letter
+    words dropped, numbers without thousands separators, the rest stemmed in one batch).
+    ``prefixes``: stem only words starting with one of these (3-letter) prefixes: a stem keeps
+    its word's first letters, so no other word can share a stem with the question's terms."""
+    stop = _stopwords()
+    out: dict[str, str] = {}
+    plain: list[str] = []
+    for w in vocab:
+        if _DIGIT.search(w):
+            out[w] = w.replace(",", "")
+            continue
+        v = w.replace("'", "") if "'" in w else w
+        if len(v) >= 2 and (prefixes is None or v[:3] in prefixes) and v not in stop:
+            plain.append(w)
+    stems = _stem_fn()([w.replace("'", "") for w in plain])
+    out.update(zip(plain, stems))
+    return out
+
+
 def lexical_scores(question: str, texts: Sequence[str]) -> np.ndarray:
-    """IDF-weighted share of the question's content terms each text contains."""
+    """IDF-weighted share of the question's content terms each text contains. Each distinct
+    word is stemmed once, so 100k tokens take one regex pass and set intersections."""
     q = content_terms(question)
     if not q or not texts:
         return np.zeros(len(texts), dtype=np.float64)
-    has = [content_terms(t) & q for t in texts]
+    words = [set(_WORD.findall(t.lower())) for t in texts]
+    vocab: set[str] = set().union(*words)
+    hit = {w: t for w, t in _terms_of(vocab, {t[:3] for t in q}).items() if t in q}
+    keys = hit.keys()
+    has = [{hit[w] for w in (ws & keys)} for ws in words]
     n = len(texts)
     df = {t: sum(1 for h in has if t in h) for t in q}
     idf = {t: math.log(1.0 + n / (1.0 + df[t])) for t in q}
@@ -156,8 +183,8 @@ def select_sentences(
     ``cap_tokens`` lowers the budget further (e.g. the room the model's window leaves);
     ``dense`` (doc id -> cosine per sentence) adds the embedding match."""
     texts_by_doc = {d.doc.id: [s.text_of(d.doc) for s in d.sentences] for d in docs}
-    n_tokens = {d.doc.id: np.asarray([max(1, s.n_tokens) for s in d.sentences], dtype=np.int64) for d in docs}
-    full = int(full_tokens if full_tokens is not None else sum(int(v.sum()) for v in n_tokens.values()))
+    n_tokens = {d.doc.id: [max(1, int(s.n_tokens)) for s in d.sentences] for d in docs}
+    full = int(full_tokens if full_tokens is not None else sum(sum(v) for v in n_tokens.values()))
     budget = config.budget(full)
     if cap_tokens is not None:
         budget = max(1, min(budget, int(cap_tokens)))
@@ -183,6 +210,7 @@ def select_sentences(
             smooth[w:] = np.maximum(smooth[w:], share * s[:-w])
             smooth[:-w] = np.maximum(smooth[:-w], share * s[w:])
         scores[did] = smooth
+        smooth_l = smooth.tolist()
         # units: table-row sentences sharing a line stay together; headings and table headers
         heading_idx = -1
         table_head = -1
@@ -209,7 +237,7 @@ def select_sentences(
                 if row and table_head >= 0 and table_head not in idx:
                     ctx.append(table_head)
             context_of[(did, i)] = tuple(ctx)
-            units.append((-float(smooth[i:j].max()), order, did, idx))
+            units.append((-max(smooth_l[i:j]), order, did, idx))
             order += 1
             prev_row = row
             i = j
@@ -221,7 +249,8 @@ def select_sentences(
         new = [i for i in idx if i not in kept[did]]
         if not new:
             return 0
-        c = int(n_tokens[did][new].sum()) + ID_TOKENS * len(new)
+        toks = n_tokens[did]
+        c = sum(toks[i] for i in new) + ID_TOKENS * len(new)
         k = kept[did]
         lo, hi = min(new), max(new)
         # a new run needs an omission marker; joining a neighbour run needs none

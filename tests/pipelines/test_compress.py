@@ -140,3 +140,15 @@ def test_engine_caps_to_the_window(coll):
     assert ans.route_taken is Route.COMPRESSED
     assert any("compressed to fit" in w for w in ans.warnings)
     assert llm.requests and all(u.prompt_tokens + 300 <= 1200 for u in ans.usage)
+
+
+def test_lexical_scores_match_content_terms():
+    from ctxroute.pipelines.compress import lexical_scores
+    from ctxroute.router.answer import content_terms
+
+    q = "How many employees did the Northern offices report in 2031, and who runs them?"
+    texts = ["The Northern office reported 1,200 employees in 2031.", "Nothing here.", "Offices run by Maria.", ""]
+    got = lexical_scores(q, texts)
+    qt = content_terms(q)
+    assert [bool(v) for v in got] == [bool(content_terms(t) & qt) for t in texts]
+    assert got[0] > got[2] > 0 and got[1] == 0 == got[3]
