@@ -114,7 +114,11 @@ class CascadeRouter:
         lam: float | None = None,
         settings: EstimateSettings = EstimateSettings(),
         just_send_factor: float = 2.0,
+        escalate_to_compressed: bool = False,
     ) -> None:
+        """``escalate_to_compressed``: when LC does not fit but compressed-lc does, escalate to it
+        instead of hybrid. Off by default: the shipped parameters were fitted and evaluated with
+        hybrid as that target (no recorded compressed-lc outcomes exist to fit its trade-off)."""
         self.params = params if params is not None else packaged_params("cascade.json")
         if tuple(self.params.feature_names) != CASCADE_FEATURE_NAMES:
             raise InputError(
@@ -127,13 +131,14 @@ class CascadeRouter:
         self.lam = self.params.lam if lam is None else float(lam)
         self.settings = settings
         self.just_send_factor = just_send_factor
+        self.escalate_to_compressed = escalate_to_compressed
 
     # --- step 1 ---------------------------------------------------------------------
     def escalation_order(self, by: Mapping[Route, RouteEstimate]) -> tuple[Route, ...]:
         if by[Route.LC].feasible:
             return (Route.LC, Route.HYBRID, Route.MR)
         comp = by.get(Route.COMPRESSED)
-        if comp is not None and comp.feasible:  # the full text does not fit, its query-relevant share does
+        if self.escalate_to_compressed and comp is not None and comp.feasible:  # the full text does not fit, its query-relevant share does
             return (Route.COMPRESSED, Route.HYBRID, Route.MR, Route.LC)
         return (Route.HYBRID, Route.MR, Route.LC)
 

@@ -49,8 +49,10 @@ def test_compressed_over_budget_is_not_chosen():
 
 
 def test_cascade_escalates_to_compressed_when_lc_does_not_fit():
-    router = CascadeRouter()
     f, profile = features("Compare the two methods in paper 0.", 100_000, "frontier", probe=UNSURE)
+    # default (the fitted, evaluated behaviour): hybrid is the target when LC does not fit
+    assert CascadeRouter().route(f, profile).fallbacks[0] is Route.HYBRID
+    router = CascadeRouter(escalate_to_compressed=True)
     d = router.route(f, profile)
     assert d.route is Route.RAG and d.fallbacks[0] is Route.COMPRESSED
     assert "escalate to compressed-lc" in d.reasons[0]
