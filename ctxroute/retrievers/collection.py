@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ctxroute.errors import CollectionNotFound, DocumentNotFound, InputError, ManifestMismatch, NotFound
+from ctxroute.errors import CollectionNotFound, DocumentNotFound, InputError, NotFound
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import DocumentChunks, chunk_document
 from ctxroute.retrievers.collection_config import (
@@ -27,6 +27,7 @@ from ctxroute.retrievers.dense import DenseIndex, DenseRetriever
 from ctxroute.retrievers.embedders import CachedEmbedder, query_embedder
 from ctxroute.retrievers.graph import GraphRetriever
 from ctxroute.retrievers.hybrid import HybridRetriever
+from ctxroute.retrievers.ingest_embed import embed_passages
 from ctxroute.retrievers.persist import (
     FORMAT_VERSION, _load_state, _now, _read_current, _State, _version_of, _write_version,
 )
@@ -347,37 +348,8 @@ class Collection:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _embed(self, texts: Sequence[str], progress: Progress | None, st: _State | None = None) -> np.ndarray:
-        """Vectors of ``texts``. Each distinct text (by content hash) is embedded once, and not
-        at all when a stored passage already has that text; the rest go to the embedder
-        longest first, so every batch holds texts of similar length (less padding)."""
-        dim = self.config.embedder_dim
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        rows_of: dict[str, list[int]] = {}
-        for i, text in enumerate(texts):
-            rows_of.setdefault(content_hash(text), []).append(i)
-        if st is not None and st.passages and len(st.dense) == len(st.passages):
-            vectors = st.dense.vectors
-            for j, p in enumerate(st.passages):
-                rows = rows_of.pop(content_hash(index_text(st.docs[p.doc_id], p)), None)
-                if rows is not None:
-                    out[rows] = vectors[j]
-                    if not rows_of:
-                        break
-        todo = sorted(rows_of.values(), key=lambda rows: len(texts[rows[0]]), reverse=True)
-        step = EMBED_BATCH * 4
-        for start in range(0, len(todo), step):
-            group = todo[start:start + step]
-            vec = np.asarray(self.embedder.embed([texts[rows[0]] for rows in group]), dtype=np.float32)
-            if vec.shape != (len(group), dim):
-                raise ManifestMismatch(
-                    f"embedder {self.embedder.name!r} returned shape {vec.shape}, collection {self.name!r} "
-                    f"expects (n, {dim}); use the embedder the collection was created with",
-                )
-            for rows, v in zip(group, vec):
-                out[rows] = v
-            if progress:
-                progress("embed", min(start + step, len(todo)), len(todo))
-        return out
+        return embed_passages(self.embedder, texts, self.config.embedder_dim, self.name, st, progress,
+                              batch=EMBED_BATCH * 4)
 
     def _derive(
         self,
