@@ -215,7 +215,12 @@ class FeatureBuilder:
                 pool = self._pools.get(o.key)
                 if pool is None:
                     pool = self._pools[o.key] = content_terms("\n".join(ctx))
-            s = self._signals[k] = answer_signals(o.question, answer, context_terms=pool)
+            s = answer_signals(o.question, answer, context_terms=pool)
+            if o.rag_refused and not s.refused:  # a record labelled a refusal the detector missed
+                from dataclasses import replace as _replace
+
+                s = _replace(s, refused=1, hedged=1, type_missing=0)
+            self._signals[k] = s
         return s
 
     def profile(self, model: str) -> ModelProfile:

@@ -188,3 +188,9 @@ def test_cli_records_without_model_use_a_named_stand_in(tmp_path: Path, collecti
     res = CliRunner().invoke(app, ["eval", "replay", str(path), "-c", "c", "--policy", "auto"])
     assert res.exit_code == 0, res.output
     assert "profile gpt-4o" in res.output and "replay over 4 replay records" in res.output
+
+
+def test_a_labelled_refusal_counts_as_refused_even_when_the_detector_misses_it(collection) -> None:  # type: ignore[no-untyped-def]
+    r = parse_record(rec(1, "What was revenue in 2023?", "report.md", "Sorry, I could not work that out.", "refusal", "correct"), 1)
+    outs, fb = outcomes_from_records([r], collection=collection, profile_for=get_profile)
+    assert outs[0].rag_refused and fb.signals(outs[0]).refused == 1
