@@ -45,9 +45,10 @@ class ExtractiveConfig:
 @dataclass(frozen=True)
 class ScoredSentence:
     sentence: Chunk
-    score: float
+    score: float  # ranks the candidates: the support below, weighted by asked-for type and key terms
     lexical: float
     cosine: float
+    support: float = 0.0  # lexical/cosine mix alone: the abstention and cut-off thresholds apply to it
 
 
 _ASKS_NUMBER = re.compile(
@@ -145,6 +146,7 @@ class ExtractiveReader:
         cands: list[Chunk] = []
         texts: list[str] = []
         toks: list[list[str]] = []
+        ctx_toks: list[list[str]] = []  # plus the section path's last part: context a table row lacks
         for h in hits:
             doc = corpus.document(h.chunk.doc_id)
             for s in corpus.sentences(h.chunk.doc_id):
@@ -162,15 +164,21 @@ class ExtractiveReader:
                     cands.append(s)
                     texts.append(text)
                     # the section path is context a short sentence (a table row) lacks
-                    toks.append(tokens + content_tokens(heading_context(s.heading)))
+                    toks.append(tokens)
+                    ctx_toks.append(tokens + content_tokens(heading_context(s.heading)))
         if not cands:
             return []
         q = content_tokens(question)
-        bm = _bm25_scores(q, toks, self.config.k1, self.config.b)
-        # normalise by the best possible score (every question term matched once)
         qset = set(q)
-        recall = np.array([len(qset & set(t)) / len(qset) if qset else 0.0 for t in toks])
-        lexical = 0.5 * (bm / bm.max() if bm.max() > 0 else bm) * recall + 0.5 * recall
+
+        def lexical_of(tokens: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
+            bm = _bm25_scores(q, tokens, self.config.k1, self.config.b)
+            # normalise by the best possible score (every question term matched once)
+            recall = np.array([len(qset & set(t)) / len(qset) if qset else 0.0 for t in tokens])
+            return 0.5 * (bm / bm.max() if bm.max() > 0 else bm) * recall + 0.5 * recall, recall
+
+        plain, _ = lexical_of(toks)  # the support thresholds see the sentence alone
+        lexical, recall = lexical_of(ctx_toks)
         # a table row is short: judge it by how much of its label the question names
         # ("Total gross margin $ 36,413" for "What was the gross margin ...?")
         for i, t in enumerate(texts):
@@ -188,13 +196,13 @@ class ExtractiveReader:
             cos = np.clip(np.asarray(sentence_vectors(texts), dtype=np.float32) @ qvec, 0.0, 1.0)
             w = self.config.lexical_weight
         elif embedder is not None:
-            framed = [f"{heading_context(c.heading)}: {t}" if heading_context(c.heading) else t for c, t in zip(cands, texts)]
-            vecs = np.asarray(embedder.embed([question] + framed), dtype=np.float32)
+            vecs = np.asarray(embedder.embed([question] + texts), dtype=np.float32)
             cos = np.clip(vecs[1:] @ vecs[0], 0.0, 1.0)
             w = self.config.lexical_weight
         else:
             cos = np.zeros(len(cands))
             w = 1.0
+        support = w * plain + (1 - w) * cos
         score = w * lexical + (1 - w) * cos
         kind = asked_type(question)
         if kind:
@@ -205,7 +213,8 @@ class ExtractiveReader:
             share = np.array([sum(term in n for term in terms) / len(terms) for n in normed])
             score = score * (1.0 + self.config.keyterm_weight * share) / (1.0 + self.config.keyterm_weight)
         order = np.argsort(-score, kind="stable")
-        return [ScoredSentence(cands[i], float(score[i]), float(lexical[i]), float(cos[i])) for i in order]
+        return [ScoredSentence(cands[i], float(score[i]), float(lexical[i]), float(cos[i]), float(support[i]))
+                for i in order]
 
     def run(
         self, question: str, collection: CollectionLike | Corpus, *, hits: list[ScoredChunk] | None = None
@@ -215,10 +224,10 @@ class ExtractiveReader:
         hits = corpus.hits(question, self.config.k, self.config.retriever, hits)
         ranked = self.score(question, corpus, hits)
         elapsed = (time.perf_counter() - t0) * 1000.0
-        floor = max(self.config.min_score, self.config.relative_cutoff * ranked[0].score) if ranked else 0.0
-        best = [r for r in ranked[: self.config.n_sentences] if r.score >= floor]
+        floor = max(self.config.min_score, self.config.relative_cutoff * ranked[0].support) if ranked else 0.0
+        best = [r for r in ranked[: self.config.n_sentences] if r.support >= floor]
         if not best:
-            top = f"{ranked[0].score:.2f}" if ranked else "none"
+            top = f"{ranked[0].support:.2f}" if ranked else "none"
             return StrategyResult(
                 route=Route.EXTRACTIVE,
                 text="NOT_FOUND: no sentence in the retrieved passages matches the question",
@@ -240,7 +249,7 @@ class ExtractiveReader:
             sid = f"S{n}"
             refs[sid] = SentenceRef(sid, s.doc_id, s.start, s.end)
             cites.append(
-                Citation(doc_id=s.doc_id, start=s.start, end=s.end, quote=quote, supports=round(r.score, 4),
+                Citation(doc_id=s.doc_id, start=s.start, end=s.end, quote=quote, supports=round(r.support, 4),
                          sentence_id=sid, title=doc.title, page=doc.page_at(s.start), claim=" ".join(quote.split()),
                          origin="extractive")
             )
