@@ -231,7 +231,7 @@ def evaluate(
     from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
     from ctxroute.retrievers.embedders import HashingEmbedder
 
-    base = config if config is not None else CompressConfig()
+    base = replace(config if config is not None else CompressConfig(), retriever=retriever)
     embedder = HashingEmbedder(dim=256)
     results: dict[str, Result] = {}
     sums: dict[str, dict[str, dict[float, float]]] = {}
@@ -253,7 +253,6 @@ def evaluate(
             corpus = Corpus(coll)
             for it in g.items:
                 res.questions += 1
-                hits = coll.search(it.question, k=base.k, retriever=retriever)
                 ranking = coll.search(it.question, k=max(1, len(coll.passages())), retriever=retriever) if baselines else []
                 for ci, extra in enumerate(configs):
                     key = f"{g.dataset}#{ci}"
@@ -261,10 +260,10 @@ def evaluate(
                     xacc = sums.setdefault(key, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})
                     xres.questions += 1
                     for r in ratios:
-                        out = compress(it.question, corpus, replace(extra, ratio=r), hits=hits)
+                        out = compress(it.question, corpus, replace(extra, ratio=r, retriever=retriever))
                         xacc["c"][r] += retention(it, _spans(sentences, out.selection.kept.get(doc.id, ())), doc)
                 for r in ratios:
-                    out = compress(it.question, corpus, replace(base, ratio=r), hits=hits)
+                    out = compress(it.question, corpus, replace(base, ratio=r))
                     kept = out.selection.kept.get(doc.id, ())
                     acc["c"][r] += retention(it, _spans(sentences, kept), doc)
                     acc["s"][r] += out.selection.kept_tokens / max(1, out.selection.full_tokens)

@@ -50,7 +50,8 @@ class CompressConfig:
 
     ratio: float | None = 0.35
     max_tokens: int | None = None
-    k: int = 40  # passages asked of collection.search for the passage score
+    k: int = 40  # at least this many passages asked of collection.search for the passage score
+    hits_cover: float = 1.5  # ... and enough to cover this many times the budget (compress() searching itself)
     retriever: str = "hybrid"
     w_passage: float = 1.0
     w_lexical: float = 2.0  # tuned on LooGLE (benchmarks/compression_retention.py --tune): 1.0 -> 2.0
@@ -357,6 +358,17 @@ def _dense_scores(question: str, corpus: Corpus, docs: Sequence[DocSentences], h
     return out
 
 
+def search_k(config: CompressConfig, full_tokens: int, corpus: Corpus) -> int:
+    """Passages to retrieve: ``config.k``, or enough of the collection's mean passage size to
+    cover ``hits_cover`` x the budget (past the last hit a sentence has no passage score)."""
+    n_passages = sum(len(corpus.passages(d)) for d in corpus.doc_ids())
+    if not n_passages:
+        return max(1, config.k)
+    mean = max(1.0, full_tokens / n_passages)
+    want = int(math.ceil(config.hits_cover * config.budget(full_tokens) / mean))
+    return max(1, min(n_passages, max(config.k, want)))
+
+
 @dataclass(frozen=True)
 class Compressed:
     packed: PackedContext
@@ -379,7 +391,7 @@ def compress(
     docs = [DocSentences(corpus.document(d), corpus.sentences(d)) for d in doc_ids]
     full = sum(int(corpus.chunks(d).document.n_tokens or sum(s.n_tokens for s in corpus.sentences(d))) for d in doc_ids)
     if hits is None:
-        hits = corpus.collection.search(question, config.k, retriever=config.retriever) if doc_ids else []
+        hits = corpus.collection.search(question, search_k(config, full, corpus), retriever=config.retriever) if doc_ids else []
     dense = _dense_scores(question, corpus, docs, hits) if config.w_dense > 0 else None
     sel = select_sentences(question, docs, hits, config, full_tokens=full, cap_tokens=cap_tokens, dense=dense)
     packed = render_compressed(sel, docs, id_start=id_start, count_tokens=count_tokens)

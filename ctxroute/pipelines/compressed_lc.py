@@ -7,6 +7,7 @@ as on the LC route.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
 
@@ -44,7 +45,8 @@ class CompressedLongContext:
         room = max(100, usable - cfg.max_tokens - overhead)
         cap = room
         warnings: list[str] = []
-        out = compress(question, corpus, cfg.compress, hits=hits, cap_tokens=cap, count_tokens=self.llm.count_tokens)
+        out = await asyncio.to_thread(compress, question, corpus, cfg.compress, hits=hits, cap_tokens=cap,
+                                      count_tokens=self.llm.count_tokens)
         wanted = cfg.compress.budget(out.selection.full_tokens)
         if wanted > room:
             warnings.append(
@@ -57,7 +59,8 @@ class CompressedLongContext:
             if need <= usable:
                 break
             cap = max(50, int(min(cap, out.selection.kept_tokens) * usable / need * 0.95))
-            out = compress(question, corpus, cfg.compress, hits=out.hits, cap_tokens=cap, count_tokens=self.llm.count_tokens)
+            out = await asyncio.to_thread(compress, question, corpus, cfg.compress, hits=out.hits, cap_tokens=cap,
+                                          count_tokens=self.llm.count_tokens)
         retrieve_ms = (time.perf_counter() - t0) * 1000.0
         result = await answer_from_context(
             self.llm, question, out.packed, route=self.route, max_tokens=cfg.max_tokens, on_delta=on_delta,

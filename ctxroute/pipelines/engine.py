@@ -430,10 +430,8 @@ class Engine:
             return await RAG(self.llm, cfg.rag).run(question, corpus, on_delta=on_delta, hits=hits)
         if route == Route.LC:
             return await LongContext(self.llm, cfg.lc).run(question, corpus, on_delta=on_delta)
-        if route == Route.COMPRESSED:
-            c = cfg.compressed.compress
-            hits = await asyncio.to_thread(corpus.collection.search, question, c.k, c.retriever) if corpus.doc_ids() else []
-            return await CompressedLongContext(self.llm, cfg.compressed).run(question, corpus, on_delta=on_delta, hits=hits)
+        if route == Route.COMPRESSED:  # searches itself: as many passages as the budget needs
+            return await CompressedLongContext(self.llm, cfg.compressed).run(question, corpus, on_delta=on_delta)
         if route == Route.HYBRID:
             hits = await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
             return await Hybrid(self.llm, cfg.hybrid).run(question, corpus, on_delta=on_delta, hits=hits)

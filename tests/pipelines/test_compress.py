@@ -152,3 +152,13 @@ def test_lexical_scores_match_content_terms():
     qt = content_terms(q)
     assert [bool(v) for v in got] == [bool(content_terms(t) & qt) for t in texts]
     assert got[0] > got[2] > 0 and got[1] == 0 == got[3]
+
+
+def test_search_k_covers_the_budget(coll):
+    from ctxroute.pipelines.compress import search_k
+
+    corpus = Corpus(coll)
+    n = sum(len(corpus.passages(d)) for d in corpus.doc_ids())
+    full = sum(coll.chunks(d).document.n_tokens for d in corpus.doc_ids())
+    assert search_k(CompressConfig(k=1, ratio=0.1), full, corpus) <= search_k(CompressConfig(k=1, ratio=0.5), full, corpus) <= n
+    assert search_k(CompressConfig(k=3, ratio=0.01), full, corpus) == 3
