@@ -82,11 +82,25 @@ def asked_type(question: str) -> str:
     return ""
 
 
+_COUNTED = re.compile(r"(?:([A-Za-z.§]+)\s+)?\b\d+(?:\.\d+)?\s+([a-z]{3,})\b")
+_NOT_A_QUANTITY = frozenset(
+    "section sections note item part exhibit page pages rule chapter article schedule form u.s.c §".split()
+)
+
+
 def has_type(text: str, kind: str) -> bool:
+    """Whether ``text`` holds what a question of ``kind`` asks for: a date, or an amount
+    ("$36,413", "12.5 %", "$4.1 billion", "812 millimetres"; not "Section 1350")."""
     if kind == "date":
         return bool(_HAS_DATE.search(text))
     if kind == "number":
-        return bool(_HAS_NUMBER.search(text))
+        if _HAS_NUMBER.search(text):
+            return True
+        for m in _COUNTED.finditer(text):
+            before, unit = (m.group(1) or "").lower(), m.group(2)
+            if before not in _NOT_A_QUANTITY and unit not in STOPWORDS:
+                return True  # a count with its unit
+        return False
     return True
 
 

@@ -100,4 +100,5 @@ def test_asked_type() -> None:
     assert asked_type("When did the merger close?") == "date"
     assert asked_type("Who is the chief executive?") == ""
     assert has_type("Sales were $1,577 million", "number") and has_type("12.5 %", "number")
+    assert has_type("Rainfall reached 812 millimetres at the station.", "number")
     assert not has_type("pursuant to 18 U.S.C. Section 1350", "number")
