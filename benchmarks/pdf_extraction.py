@@ -40,7 +40,7 @@ SEC = Path("docugami-sec-10q") / "data" / "v1"
 
 _NUM = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?:\.\d+)?(?![\d,]\d)|(?<![\w.,])\d+(?:\.\d+)?(?![\w])")
 _LONG_WORD = re.compile(r"[A-Za-z]{6,}")
-_ROW = re.compile(r"^(.*?)(?:\s*\(?\$?\s*\(?[\d,]+(?:\.\d+)?\)?%?){2,}\s*$")
+_ROW_TAIL = re.compile(r"(?>[\s$(]*\d[\d,]*+(?:\.\d+)?\)?\s*%?)+$")  # atomic: no backtracking blow-up
 
 
 def norm_number(tok: str) -> str:
@@ -123,10 +123,11 @@ def version_of(name: str) -> str:
 def row_label_share(text: str) -> tuple[int, int]:
     rows = labelled = 0
     for line in text.splitlines():
-        m = _ROW.match(line.strip())
-        if m and len(numbers_of(line, 1)) >= 2:
+        line = line.strip()
+        m = _ROW_TAIL.search(line) if len(line) <= 400 else None
+        if m and len(numbers_of(m.group(), 1)) >= 2:
             rows += 1
-            if re.search(r"[A-Za-z]{3,}", m.group(1)):
+            if re.search(r"[A-Za-z]{3,}", line[: m.start()]):
                 labelled += 1
     return labelled, rows
 

@@ -19,7 +19,7 @@ DEFAULT_RRF_K = 60
 # 10-Q filings and LaRA (benchmarks/README.md): a small rrf_k lets the graph's order show
 # through (with 60 the fused list is the bm25+dense one). The best candidates on the tuning sets
 # (rrf_k 1 or 5, weights 0.5/0.5/2) were within 0.3 points of these, so these stay. A fusion
-# tuned on the 10-Q filings instead (rrf_k 60, dense weight 2) lost 5-9 points on LooGLE and
+# tuned on the 10-Q filings instead (rrf_k 60, dense weight 2) lost 9 points on LooGLE and
 # L-Eval: no fixed fusion was best on every set.
 TUNED_RRF_K = 5
 TUNED_WEIGHTS: Mapping[str, float] = {"bm25": 1.0, "dense": 1.0, "graph": 2.0}
