@@ -220,7 +220,8 @@ def markdown_table(results: Sequence[DatasetResult], ks: Sequence[int]) -> str:
     return "\n".join(lines)
 
 
-def load(data: Path, datasets: Sequence[str], limit_docs: int | None = None, lara_docs: int = 4) -> list[QADoc]:
+def load(data: Path, datasets: Sequence[str], limit_docs: int | None = None, lara_docs: int = 4,
+         sec_files: str = "*") -> list[QADoc]:
     qadocs: list[QADoc] = []
     if "loogle" in datasets and (data / "LooGLE").is_dir():
         qadocs += _data.load_loogle(data, limit_docs=limit_docs)
@@ -229,7 +230,7 @@ def load(data: Path, datasets: Sequence[str], limit_docs: int | None = None, lar
     if "lara" in datasets and (data / "LaRA").is_dir():
         qadocs += _data.load_lara(data, limit_docs=min(lara_docs, limit_docs or lara_docs))
     if "sec" in datasets and (data / _data.SEC_DIR).is_dir():
-        qadocs += _data.load_sec(data, limit_docs=limit_docs)
+        qadocs += _data.load_sec(data, limit_docs=limit_docs, only=sec_files)
     if not qadocs:
         raise FileNotFoundError(f"none of {list(datasets)} found under {data}; see ../shared/data/README.md")
     return qadocs
@@ -248,9 +249,10 @@ def run(
     dump: list[dict] | None = None,
     lara_docs: int = 4,
     reader: bool = False,
+    sec_files: str = "*",
 ) -> list[DatasetResult]:
     """``lara_docs``: LaRA documents per domain (book, financial, paper); embedding all is slow."""
-    qadocs = load(data, datasets, limit_docs, lara_docs)
+    qadocs = load(data, datasets, limit_docs, lara_docs, sec_files)
     return evaluate(qadocs, make_embedder(embedder_kind, bf16=bf16), ks, progress=progress, cache=cache, dump=dump,
                     reader=reader)
 
@@ -286,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--limit-docs", type=int, default=None)
     ap.add_argument("--datasets", default="loogle,leval_contracts")
     ap.add_argument("--lara-docs", type=int, default=4, help="LaRA documents per domain")
+    ap.add_argument("--sec-files", default="*", help='glob over the 10-Q file names, e.g. "2023 Q3*"')
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--dump", type=Path, default=None)
     ap.add_argument("--reader", action="store_true", help="also score the extractive reader on the SEC set")
@@ -301,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.data, ks, args.embedder, limit_docs=args.limit_docs, datasets=parse_datasets(args.datasets),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             bf16=args.bf16, cache=args.cache, dump=dump, lara_docs=args.lara_docs,
-            reader=args.reader,
+            reader=args.reader, sec_files=args.sec_files,
         )
     print(markdown_table(results, ks))
     if args.out:

@@ -141,6 +141,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         datasets: str = typer.Option("loogle,leval_contracts,lara,sec", help="Some of loogle, leval_contracts, lara, sec."),
         limit_docs: Optional[int] = typer.Option(None, help="Use only the first N documents of each set."),
         lara_docs: int = typer.Option(4, help="LaRA 32k documents per domain (book, financial, paper)."),
+        sec_files: str = typer.Option("*", help='Glob over the 10-Q file names, e.g. "2023 Q3*".'),
         bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32",
                                             help="Embedder dtype (default: bf16 where the CPU has bf16 units)."),
         reader: bool = typer.Option(False, "--reader", help="Also score the extractive reader on the SEC questions."),
@@ -167,7 +168,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             task = bar.add_task("questions", total=None)
             try:
                 results = mod.run(folder, ks, embedder, limit_docs=limit_docs, datasets=names, bf16=bf16,
-                                  cache=cache, dump=records, lara_docs=lara_docs, reader=reader,
+                                  cache=cache, dump=records, lara_docs=lara_docs, reader=reader, sec_files=sec_files,
                                   progress=lambda done, total: bar.update(task, completed=done, total=total))
             except FileNotFoundError as exc:
                 err_console.print(f"[red]{exc}[/red]")
