@@ -70,6 +70,17 @@ def _records_features(path: Path, collection: Optional[str], model: Optional[str
         )
 
 
+def _fit_rows(path: Path, collection: Optional[str], data_root: Optional[Path]) -> tuple[list, Any]:
+    """Outcomes and their FeatureBuilder from replay records (with their collection) or LaRA outcomes."""
+    from ctxroute.eval.lara import Outcome
+    from ctxroute.eval.records import is_replay_record
+
+    if is_replay_record(_first_record(path)):
+        return _records_features(path, collection, None, "hybrid")
+    rows = [Outcome.from_dict(json.loads(x)) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return rows, _lara_features(data_root, True)
+
+
 @eval_app.command("replay")
 def replay_cmd(
     file: Path = typer.Argument(..., help="replay records JSONL (docs/EVAL.md) or LaRA outcomes from `ctxroute eval judge-lara`"),
@@ -138,18 +149,11 @@ def evidence_cmd(
 ) -> None:
     """Out-of-sample router evidence: every policy on folds it was not fitted on (README table)."""
     from ctxroute.errors import CtxrouteError
-    from ctxroute.eval.lara import Outcome
     from ctxroute.eval.protocols import PROTOCOLS, protocol_markdown, run_protocol
-    from ctxroute.eval.records import is_replay_record
 
     protos = list(PROTOCOLS) if protocol == "all" else [protocol]
     try:
-        first = _first_record(outcomes)
-        if is_replay_record(first):
-            rows, fb = _records_features(outcomes, collection, None, "hybrid")
-        else:
-            rows = [Outcome.from_dict(json.loads(x)) for x in outcomes.read_text(encoding="utf-8").splitlines() if x.strip()]
-            fb = _lara_features(data_root, True)
+        rows, fb = _fit_rows(outcomes, collection, data_root)
         if model:
             rows = [o for o in rows if o.model in model]
         out.mkdir(parents=True, exist_ok=True)
@@ -203,16 +207,9 @@ def fit_cascade_cmd(
     """Fit the cascade policy (answer-side escalation rule) and write its JSON (`--router-params`)."""
     from ctxroute.errors import CtxrouteError
     from ctxroute.eval.cascade import fit_cascade
-    from ctxroute.eval.lara import Outcome
-    from ctxroute.eval.records import is_replay_record
 
     try:
-        first = _first_record(outcomes)
-        if is_replay_record(first):
-            rows, fb = _records_features(outcomes, collection, None, "hybrid")
-        else:
-            rows = [Outcome.from_dict(json.loads(x)) for x in outcomes.read_text(encoding="utf-8").splitlines() if x.strip()]
-            fb = _lara_features(data_root, True)
+        rows, fb = _fit_rows(outcomes, collection, data_root)
         rate = None if unanswerable_rate is not None and unanswerable_rate < 0 else unanswerable_rate
         params, tried = fit_cascade(rows, fb, lam=lam, max_token_ratio=max_token_ratio, C=C, unanswerable_rate=rate,
                                     meta={"source": str(outcomes.name)})

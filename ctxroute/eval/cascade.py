@@ -17,6 +17,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from ctxroute.errors import InputError
+from ctxroute.eval.fit import outcome_labels
 from ctxroute.eval.lara import Outcome
 from ctxroute.eval.replay import FeatureBuilder
 from ctxroute.router.cascade import CASCADE_FEATURE_NAMES, CascadeRouter, cascade_vector
@@ -50,14 +51,7 @@ def cascade_arrays(outcomes: Sequence[Outcome], fb: FeatureBuilder) -> tuple[np.
     if not outcomes:
         raise InputError("no outcomes to fit the cascade on; check the filters")
     X = np.vstack([cascade_vector(fb(o), fb.signals(o)) for o in outcomes])
-    correct = {
-        Route.RAG: np.array([o.rag_correct for o in outcomes], dtype=int),
-        Route.LC: np.array([o.lc_correct for o in outcomes], dtype=int),
-    }
-    cost = {
-        Route.RAG: np.array([o.rag_prompt_tokens for o in outcomes], dtype=float),
-        Route.LC: np.array([o.lc_prompt_tokens for o in outcomes], dtype=float),
-    }
+    correct, cost = outcome_labels(outcomes)
     return X, correct, cost
 
 

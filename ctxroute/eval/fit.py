@@ -27,12 +27,8 @@ EVIDENCE_POLICIES = ("rag", "lc", "rules", "learned", "self-route", "learned+esc
 DEFAULT_LAM_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 
 
-def training_arrays(outcomes: Sequence[Outcome], features: FeatureBuilder | None = None) -> tuple[np.ndarray, dict[Route, np.ndarray], dict[Route, np.ndarray]]:
-    """X (n, len(FEATURE_NAMES)), per-route correctness and prompt tokens."""
-    if not outcomes:
-        raise InputError("no outcomes to fit on; check the model/length filters")
-    fb = features or FeatureBuilder()
-    X = np.vstack([fb(o).vector() for o in outcomes])
+def outcome_labels(outcomes: Sequence[Outcome]) -> tuple[dict[Route, np.ndarray], dict[Route, np.ndarray]]:
+    """Per-route correctness (0/1) and prompt tokens of recorded outcomes (RAG and LC)."""
     correct = {
         Route.RAG: np.array([o.rag_correct for o in outcomes], dtype=int),
         Route.LC: np.array([o.lc_correct for o in outcomes], dtype=int),
@@ -41,6 +37,16 @@ def training_arrays(outcomes: Sequence[Outcome], features: FeatureBuilder | None
         Route.RAG: np.array([o.rag_prompt_tokens for o in outcomes], dtype=float),
         Route.LC: np.array([o.lc_prompt_tokens for o in outcomes], dtype=float),
     }
+    return correct, cost
+
+
+def training_arrays(outcomes: Sequence[Outcome], features: FeatureBuilder | None = None) -> tuple[np.ndarray, dict[Route, np.ndarray], dict[Route, np.ndarray]]:
+    """X (n, len(FEATURE_NAMES)), per-route correctness and prompt tokens."""
+    if not outcomes:
+        raise InputError("no outcomes to fit on; check the model/length filters")
+    fb = features or FeatureBuilder()
+    X = np.vstack([fb(o).vector() for o in outcomes])
+    correct, cost = outcome_labels(outcomes)
     return X, correct, cost
 
 
@@ -281,6 +287,7 @@ __all__ = [
     "cross_length_evidence",
     "features_from_dict",
     "fit_from_outcomes",
+    "outcome_labels",
     "grouped_cv_evidence",
     "read_records",
     "training_arrays",
