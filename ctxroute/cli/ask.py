@@ -58,13 +58,14 @@ def demo_questions() -> list[tuple[str, tuple[DemoQuestion, ...], frozenset[str]
     ]
 
 
-async def pick_demo_question(engine: Any, candidates: tuple[DemoQuestion, ...], wanted: frozenset[str]) -> DemoQuestion:
+async def pick_demo_question(engine: Any, candidates: tuple[DemoQuestion, ...], wanted: frozenset[str],
+                             docs: list[str] | None = None) -> DemoQuestion:
     """The first candidate routed to a wanted route (routing only: no LLM call), preferring one
     the router did not also flag as likely unanswerable."""
     if wanted and engine.llm is not None:
         routed: list[DemoQuestion] = []
         for dq in candidates[:8]:
-            decision = await engine.decide(dq.question, DEMO_COLLECTION)
+            decision = await engine.decide(dq.question, DEMO_COLLECTION, docs=docs)
             if decision.route.value in wanted:
                 if not any("unanswerable" in r for r in decision.reasons):
                     return dq
@@ -279,15 +280,20 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             engine = Engine({DEMO_COLLECTION: coll}, client, config=_engine_config(max_tokens, "rules", None, "parallel", 0.35, attribute,
                                                          rag_context_tokens))
 
+            # every demo question is about the first report: scoped to it (`--doc`), as a user would,
+            # the map-reduce question reads one report (2 map calls), not both
+            first = next((d for d in coll.documents() if d.source.endswith(":0")), None)
+            scope = [first.id] if first is not None else None
+
             async def run() -> None:
                 try:
                     for _slot, candidates, wanted in demo_questions()[:questions]:
                         if not candidates:
                             continue
-                        dq = await pick_demo_question(engine, candidates, wanted)
+                        dq = await pick_demo_question(engine, candidates, wanted, scope)
                         if not as_json:
-                            console.rule(f"[dim]{dq.why}[/dim]")
-                        answer = await engine.answer(dq.question, DEMO_COLLECTION)
+                            console.rule(f"[dim]{dq.why}" + (f" (scoped to {first.title})" if first else "") + "[/dim]")
+                        answer = await engine.answer(dq.question, DEMO_COLLECTION, docs=scope)
                         if as_json:
                             data = answer_to_dict(answer)
                             data["question"], data["gold"] = dq.question, dq.gold
