@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from anywhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ctxroute.cli.route import print_bench, run_router_bench  # noqa: E402
+from ctxroute.cli.bench_router import print_bench, run_router_bench  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

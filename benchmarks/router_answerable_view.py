@@ -19,7 +19,8 @@ import numpy as np
 from ctxroute.eval.cascade import DEFAULT_UNANSWERABLE_RATE, cascade_plan, fit_cascade, plan_result
 from ctxroute.eval.lara import read_outcomes
 from ctxroute.eval.protocols import PROTOCOLS, protocol_folds
-from ctxroute.eval.replay import FeatureBuilder, lara_retrieval, replay_choices
+from ctxroute.eval.probes import lara_retrieval
+from ctxroute.eval.replay import FeatureBuilder, replay_choices
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ctxroute.eval.lara import build_outcomes  # noqa: E402
-from ctxroute.eval.replay import FeatureBuilder, lara_probes, replay_choices, summarize  # noqa: E402
+from ctxroute.eval.probes import lara_probes  # noqa: E402
+from ctxroute.eval.replay import FeatureBuilder, replay_choices, summarize  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

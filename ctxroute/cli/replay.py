@@ -29,7 +29,8 @@ def _first_record(path: Path) -> dict:
 def _lara_features(data_root: Optional[Path], need: bool) -> Any:
     """FeatureBuilder with LaRA BM25 probes and retrieved text (the cascade's answer-side signals
     read the retrieved text); a plain one, with a warning, when LaRA's documents are absent."""
-    from ctxroute.eval.replay import FeatureBuilder, lara_retrieval
+    from ctxroute.eval.probes import lara_retrieval
+    from ctxroute.eval.replay import FeatureBuilder
 
     if not need:
         return FeatureBuilder()

@@ -88,7 +88,7 @@ def cascade_plan(outcomes: Sequence[Outcome], params: LearnedParams, fb: Feature
         d = cas.route(f, fb.profile(o.model))
         first_lc.append(d.route != Route.RAG)
         by = {e.route: e for e in d.estimates}
-        target = next((r for r in d.fallbacks if r != Route.RAG and by[r].feasible), None)
+        target, _ = cas.target(d)
         proba = cas.probabilities(f, fb.signals(o))
         p_cur.append(proba[Route.RAG])
         p_tgt.append(proba[Route.LC])

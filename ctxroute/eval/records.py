@@ -218,7 +218,7 @@ def outcomes_from_records(
         prof = profile_for(m)
         qtok = count_tokens(r.question)
         if r.text:
-            from ctxroute.eval.replay import window_retrieval
+            from ctxroute.eval.probes import window_retrieval
 
             doc_tokens = (count_tokens(r.text),)
             hits, texts = window_retrieval(r.text, r.question, key, k=probe_k)

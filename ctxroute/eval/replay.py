@@ -102,70 +102,6 @@ class ReplaySummary:
         return d
 
 
-def lara_probes(root: str | Path, *, chunk_tokens: int = 600, k: int = 10, progress: Callable[[int, int], None] | None = None) -> dict[str, ProbeSignals]:
-    """BM25 retrieval-probe signals for every LaRA question (keyed like outcomes); see
-    :func:`lara_retrieval`."""
-    return lara_retrieval(root, chunk_tokens=chunk_tokens, k=k, progress=progress)[0]
-
-
-def window_retrieval(text: str, question: str, doc_id: str, *, chunk_tokens: int = 600, k: int = 10, context_k: int = 5) -> tuple[list, list[str]]:
-    """BM25 over ``chunk_tokens`` windows of one inline document: (probe hits, top
-    ``context_k`` window texts). For replay records that carry their document's text."""
-    from ctxroute.retrievers.sparse import SparseIndex
-    from ctxroute.types import Chunk, Level, ScoredChunk
-
-    width = max(200, chunk_tokens * 4)
-    spans = [(s0, min(len(text), s0 + width)) for s0 in range(0, len(text), width)] or [(0, 0)]
-    chunks = [Chunk(f"{doc_id}#{i}", doc_id, Level.PASSAGE, a, b, None, i) for i, (a, b) in enumerate(spans)]
-    found = SparseIndex().build([text[a:b] for a, b in spans]).search(question, k)
-    hits = [ScoredChunk(chunks[i], float(sc), "bm25") for i, sc in found]
-    return hits, [text[spans[i][0]:spans[i][1]] for i, _ in found[:context_k]]
-
-
-def lara_retrieval(
-    root: str | Path, *, chunk_tokens: int = 600, k: int = 10, context_k: int = 5, progress: Callable[[int, int], None] | None = None
-) -> tuple[dict[str, ProbeSignals], dict[str, list[str]]]:
-    """BM25 retrieval for every LaRA question: probe signals and the retrieved text.
-
-    Each document is cut into windows of about ``chunk_tokens`` tokens (LaRA's RAG chunk
-    size; character windows scaled by the document's characters per token), indexed with
-    ctxroute's BM25 (``SparseIndex``), and queried with the question; the top ``k`` hits
-    give the probe signals the router uses (top score, margin, entropy, spread) and the top
-    ``context_k`` windows (LaRA's RAG context: 5 x 600 tokens) stand in for the text the
-    recorded RAG answer was written from (answer-side signals).
-    """
-    from ctxroute.eval.datasets import load_lara
-    from ctxroute.retrievers.sparse import SparseIndex
-    from ctxroute.retrievers.tokens import get_counter
-    from ctxroute.router import probe_signals
-    from ctxroute.types import Chunk, Level, ScoredChunk
-
-    ds = load_lara(Path(root), length=None)
-    counter = get_counter("cl100k_base")
-    by_doc: dict[str, list] = {}
-    for it in ds.items:
-        by_doc.setdefault(it.docs[0], []).append(it)
-    out: dict[str, ProbeSignals] = {}
-    texts: dict[str, list[str]] = {}
-    done = 0
-    for dk, items in by_doc.items():
-        text = ds.documents[dk].text
-        n_tok = max(1, counter.count(text))
-        width = max(200, int(len(text) / n_tok * chunk_tokens))
-        spans = [(s0, min(len(text), s0 + width)) for s0 in range(0, len(text), width)]
-        chunks = [Chunk(f"{dk}#{i}", dk, Level.PASSAGE, a, b, None, i) for i, (a, b) in enumerate(spans)]
-        index = SparseIndex().build([text[a:b] for a, b in spans])
-        for it in items:
-            found = index.search(it.question, k)
-            hits = [ScoredChunk(chunks[i], float(sc), "bm25") for i, sc in found]
-            out[it.id] = probe_signals(hits, top_n=k, doc_chars={dk: len(text)})
-            texts[it.id] = [text[spans[i][0]:spans[i][1]] for i, _ in found[:context_k]]
-        done += len(items)
-        if progress:
-            progress(done, len(ds.items))
-    return out, texts
-
-
 class FeatureBuilder:
     """Router features for a recorded outcome; question typing is cached per question text."""
 
@@ -202,25 +138,18 @@ class FeatureBuilder:
         self._pools: dict[str, set[str]] = {}
 
     def signals(self, o: Outcome) -> AnswerSignals:
-        """Answer-side signals of the recorded RAG answer (cached per question and model)."""
+        """Answer-side signals of the recorded RAG answer (cached per question and model); a
+        recorded refusal counts as one even when the text detector misses its wording."""
         k = (o.key, o.model)
         s = self._signals.get(k)
         if s is None:
-            answer = o.rag_answer
-            if not answer and o.rag_refused:
-                answer = "The provided text does not contain this information."  # a labelled refusal without its text
             ctx = self.contexts.get(o.key)
             pool = None
             if ctx is not None:
                 pool = self._pools.get(o.key)
                 if pool is None:
                     pool = self._pools[o.key] = content_terms("\n".join(ctx))
-            s = answer_signals(o.question, answer, context_terms=pool)
-            if o.rag_refused and not s.refused:  # a record labelled a refusal the detector missed
-                from dataclasses import replace as _replace
-
-                s = _replace(s, refused=1, hedged=1, type_missing=0)
-            self._signals[k] = s
+            s = self._signals[k] = answer_signals(o.question, o.rag_answer, context_terms=pool, known_refusal=o.rag_refused)
         return s
 
     def profile(self, model: str) -> ModelProfile:

@@ -15,7 +15,7 @@ from ctxroute.pipelines import prompts
 from ctxroute.pipelines.compress import CompressConfig, compress
 from ctxroute.pipelines.llm.base import LLMClient, prompt_text
 from ctxroute.pipelines.rag import answer_from_context
-from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult
+from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, answer_room
 from ctxroute.router.estimates import fmt_tokens
 from ctxroute.types import Route, ScoredChunk
 
@@ -41,8 +41,7 @@ class CompressedLongContext:
         cfg = self.config
         t0 = time.perf_counter()
         usable = self.llm.profile.usable_window
-        overhead = self.llm.count_tokens(prompts.ANSWER_SYSTEM + question * 2) + 100
-        room = max(100, usable - cfg.max_tokens - overhead)
+        room = max(100, answer_room(self.llm, prompts.ANSWER_SYSTEM, question, cfg.max_tokens))
         cap = room
         warnings: list[str] = []
         out = await asyncio.to_thread(compress, question, corpus, cfg.compress, hits=hits, cap_tokens=cap,

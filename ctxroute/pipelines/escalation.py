@@ -11,7 +11,6 @@ route the router marked infeasible or one already tried, and never past the toke
 """
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from ctxroute.pipelines.citations import VerifiedText
@@ -70,10 +69,8 @@ def after_rag(
         text = verified.text if not abstained else (result.abstain_reason or result.text or "NOT_FOUND")
         signals = answer_signals(
             question, text, context=context, n_citations=len(verified.citations), n_markers=verified.n_cited,
-            supports=[c.supports for c in verified.citations],
+            supports=[c.supports for c in verified.citations], known_refusal=abstained,
         )
-        if abstained and not signals.refused:
-            signals = replace(signals, refused=1, hedged=1)
         esc = router.after_answer(feats, signals, decision, spent_tokens=spent, budget=budget)
         extra = esc.reasons
         target = esc.to if esc.escalate and esc.to not in tried else None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ctxroute.pipelines import prompts
 from ctxroute.pipelines.llm.base import LLMClient, prompt_text
 from ctxroute.pipelines.rag import answer_from_context, expand_and_pack
-from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult
+from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, answer_room
 from ctxroute.types import Route, ScoredChunk
 
 
@@ -35,8 +35,7 @@ class Hybrid:
         t0 = time.perf_counter()
         if hits is None:
             hits = corpus.collection.search(question, self.config.k, retriever=self.config.retriever)
-        overhead = self.llm.count_tokens(prompts.ANSWER_SYSTEM + question * 2) + 100
-        room = self.llm.profile.usable_window - self.config.max_tokens - overhead
+        room = answer_room(self.llm, prompts.ANSWER_SYSTEM, question, self.config.max_tokens)
         # packing adds sentence ids; expand to a little less than the room
         budget = max(200, int(room * self.config.window_fraction / 1.15) - 50)
         for _ in range(3):  # the model's tokenizer may count more than the index did: shrink to fit

@@ -12,52 +12,22 @@ chunk plus the previous worker's notes; the reduce call then sees every worker's
 """
 from __future__ import annotations
 
-import ast
 import asyncio
 import bisect
-import json
-import re
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 from ctxroute.errors import ContextWindowExceeded, InputError
 from ctxroute.pipelines import prompts
-from ctxroute.pipelines.citations import parse_markers
 from ctxroute.pipelines.llm.base import LLMClient
+from ctxroute.pipelines.map_records import Fact, MapRecord, parse_record, render_records
 from ctxroute.pipelines.packing import PackedContext, SentenceMap, pack_evidence
-from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, call_llm, check_window
+from ctxroute.pipelines.result import CollectionLike, Corpus, DeltaCallback, StrategyResult, answer_room, call_llm, check_window
 from ctxroute.router.estimates import GROUP_SLACK_TOKENS, greedy_groups, map_group_tokens, packed_tokens
 from ctxroute.types import CallUsage, Chunk, Route
 
 ProgressCallback = Callable[[str, int, int], None]  # (stage, done, total); one instance per run
-
-_FENCE = re.compile(r"```(?:json|JSON)?\s*(.*?)```", re.DOTALL)
-_SID = re.compile(r"[Ss](\d+)")
-
-
-@dataclass(frozen=True)
-class Fact:
-    text: str
-    sentence_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class MapRecord:
-    """One worker's structured notes. ``warning`` is set when the reply had to be salvaged."""
-
-    group: int
-    facts: tuple[Fact, ...] = ()
-    rationale: str = ""
-    answer: str = ""
-    confidence: float = 0.0
-    no_information: bool = False
-    warning: str = ""
-
-    @property
-    def sentence_ids(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(s for f in self.facts for s in f.sentence_ids))
-
 
 @dataclass(frozen=True)
 class MapReduceConfig:
@@ -68,153 +38,6 @@ class MapReduceConfig:
     group_tokens: int | None = None  # context tokens per map group; default: what fits the usable window
     max_collapse_rounds: int = 3
     max_map_calls: int | None = 64  # more groups than this: ContextWindowExceeded (the engine falls back to hybrid)
-
-
-def _balanced_object(text: str) -> str | None:
-    """The first balanced ``{...}`` in ``text`` (string-aware), or None."""
-    start = text.find("{")
-    while start >= 0:
-        depth, in_str, quote, esc = 0, False, "", False
-        for i in range(start, len(text)):
-            ch = text[i]
-            if in_str:
-                if esc:
-                    esc = False
-                elif ch == "\\":
-                    esc = True
-                elif ch == quote:
-                    in_str = False
-            elif ch in "\"'":
-                in_str, quote = True, ch
-            elif ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start : i + 1]
-        start = text.find("{", start + 1)
-    return None
-
-
-def _loads(blob: str) -> Any:
-    for attempt in (
-        lambda b: json.loads(b),
-        lambda b: ast.literal_eval(b),
-        lambda b: json.loads(re.sub(r",\s*([}\]])", r"\1", b.replace("'", '"'))),
-        lambda b: ast.literal_eval(re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", b)))),
-    ):
-        try:
-            return attempt(blob)
-        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
-            continue
-    return None
-
-
-def _ids(value: Any) -> tuple[str, ...]:
-    if isinstance(value, (list, tuple)):
-        raw = " ".join(str(v) for v in value)
-    else:
-        raw = str(value or "")
-    return tuple(dict.fromkeys(f"S{m.group(1)}" for m in _SID.finditer(raw)))
-
-
-def _confidence(value: Any) -> float:
-    if isinstance(value, bool):
-        return 5.0 if value else 0.0
-    if isinstance(value, (int, float)):
-        return float(min(5.0, max(0.0, value)))
-    m = re.search(r"\d+(?:\.\d+)?", str(value or ""))
-    return float(min(5.0, max(0.0, float(m.group())))) if m else 0.0
-
-
-def _record_from_obj(obj: dict, group: int) -> MapRecord:
-    facts: list[Fact] = []
-    raw_facts = obj.get("facts") or obj.get("evidence") or []
-    if isinstance(raw_facts, (str, dict)):
-        raw_facts = [raw_facts]
-    for f in raw_facts if isinstance(raw_facts, list) else []:
-        if isinstance(f, dict):
-            text = str(f.get("text") or f.get("fact") or "").strip()
-            ids = _ids(f.get("sentences") or f.get("sentence_ids") or f.get("ids") or f.get("source") or "")
-            if not ids:
-                ids = tuple(sid for m in parse_markers(text) for sid in m.ids)
-        else:
-            text = str(f).strip()
-            ids = tuple(sid for m in parse_markers(text) for sid in m.ids) or _ids(text)
-        if text or ids:
-            facts.append(Fact(text=text, sentence_ids=ids))
-    answer = str(obj.get("answer") or obj.get("partial_answer") or "").strip()
-    no_info = any(prompts.NO_INFORMATION in str(v) for v in (answer, obj.get("status", "")))
-    return MapRecord(
-        group=group,
-        facts=tuple(facts),
-        rationale=str(obj.get("rationale") or "").strip(),
-        answer=answer,
-        confidence=_confidence(obj.get("confidence")),
-        no_information=no_info and not facts,
-    )
-
-
-def parse_record(text: str, group: int) -> MapRecord:
-    """Parse a worker's reply robustly; never raises.
-
-    Tolerates code fences, text around the object, single quotes, trailing commas, missing
-    fields and plain text. Unparsable replies become a record with confidence 0 and a warning.
-    """
-    raw = text or ""
-    fenced = _FENCE.search(raw)
-    candidates = [fenced.group(1)] if fenced else []
-    candidates.append(raw)
-    for cand in candidates:
-        blob = _balanced_object(cand)
-        if blob is None:
-            continue
-        obj = _loads(blob)
-        if isinstance(obj, dict):
-            return _record_from_obj(obj, group)
-    stripped = raw.strip()
-    if not stripped or re.match(r"^\W*NO_INFORMATION\b", stripped) or stripped.upper().startswith("NO INFORMATION"):
-        return MapRecord(group=group, no_information=True)
-    ids = tuple(sid for m in parse_markers(stripped) for sid in m.ids)
-    return MapRecord(
-        group=group,
-        facts=(Fact(text=stripped[:500], sentence_ids=ids),) if ids else (),
-        answer=stripped[:500],
-        confidence=0.0,
-        warning=f"map group {group}: reply was not a JSON record; kept as plain text with confidence 0",
-    )
-
-
-def render_records(records: Sequence[MapRecord], sentence_map: SentenceMap, *, quote_chars: int = 300) -> str:
-    """Records as text for the collapse/reduce prompt: facts with ids and the cited sentences."""
-    lines: list[str] = []
-    for n, r in enumerate(sorted(records, key=lambda r: -r.confidence), 1):
-        lines.append(f"Note {n} (part {r.group + 1}, confidence {r.confidence:g}/5):")
-        for f in r.facts:
-            ids = ", ".join(s for s in f.sentence_ids if s in sentence_map)
-            lines.append(f"- {f.text}" + (f" [{ids}]" if ids else ""))
-        if r.answer:
-            lines.append(f"  Partial answer: {r.answer}")
-        if r.rationale:
-            lines.append(f"  Rationale: {r.rationale}")
-    cited = dict.fromkeys(s for r in records for s in r.sentence_ids if s in sentence_map)
-    if cited:
-        lines.append("Cited sentences:")
-        for sid in cited:
-            quote = " ".join(sentence_map.text(sid).split())
-            lines.append(f"[{sid}] {quote[:quote_chars]}")
-    return "\n".join(lines)
-
-
-def _record_json(r: MapRecord) -> str:
-    return json.dumps(
-        {
-            "facts": [{"text": f.text, "sentences": list(f.sentence_ids)} for f in r.facts],
-            "rationale": r.rationale,
-            "answer": r.answer,
-            "confidence": r.confidence,
-        }
-    )
 
 
 def group_passages(corpus: Corpus, count_tokens, group_tokens: int) -> list[list[Chunk]]:  # type: ignore[no-untyped-def]
@@ -327,9 +150,14 @@ class MapReduce:
                 "raise MapReduceConfig.max_map_calls or scope the question to fewer documents",
                 prompt_tokens=sum(p.n_tokens for p in packs), window=self.llm.profile.usable_window,
             )
-        self._progress = on_progress
-        self._done = 0
-        self._total = len(packs)
+        done = 0
+
+        def tick() -> None:  # one finished map call
+            nonlocal done
+            done += 1
+            if on_progress:
+                on_progress("map", done, len(packs))
+
         if on_progress:
             on_progress("map", 0, len(packs))
         smap = SentenceMap.empty()
@@ -341,9 +169,9 @@ class MapReduce:
         usage: list[CallUsage] = []
         warnings: list[str] = []
         if self.config.mode == "chain":
-            records = await self._chain(question, packs, usage)
+            records = await self._chain(question, packs, usage, tick)
         else:
-            records = await self._parallel(question, packs, usage)
+            records = await self._parallel(question, packs, usage, tick)
         warnings.extend(r.warning for r in records if r.warning)
         informative = [r for r in records if not r.no_information]
         if not informative:
@@ -380,10 +208,6 @@ class MapReduce:
         request = prompts.map_request(question, pack.text, max_tokens=self.config.map_max_tokens, stage=stage, notes=notes)
         check_window(self.llm, request, stage=stage)
         response, u = await call_llm(self.llm, request)
-        self._done = getattr(self, "_done", 0) + 1
-        progress = getattr(self, "_progress", None)
-        if progress:
-            progress("map", self._done, max(self._done, getattr(self, "_total", 0)))
         record = parse_record(response.text, i)
         # ids outside this worker's chunk (or notes) are hallucinated: drop them here
         known = pack.sentence_map
@@ -393,22 +217,27 @@ class MapReduce:
         )
         return replace(record, facts=facts), u
 
-    async def _parallel(self, question: str, packs: Sequence[PackedContext], usage: list[CallUsage]) -> list[MapRecord]:
+    async def _parallel(self, question: str, packs: Sequence[PackedContext], usage: list[CallUsage],
+                        tick: Callable[[], None]) -> list[MapRecord]:
         sem = asyncio.Semaphore(self.config.max_concurrency)
 
         async def worker(i: int, pack: PackedContext) -> tuple[MapRecord, CallUsage]:
             async with sem:
-                return await self._map_one(question, pack, i)
+                out = await self._map_one(question, pack, i)
+            tick()
+            return out
 
         results = await asyncio.gather(*(worker(i, p) for i, p in enumerate(packs)))
         usage.extend(u for _, u in results)
         return [r for r, _ in results]
 
-    async def _chain(self, question: str, packs: Sequence[PackedContext], usage: list[CallUsage]) -> list[MapRecord]:
+    async def _chain(self, question: str, packs: Sequence[PackedContext], usage: list[CallUsage],
+                     tick: Callable[[], None]) -> list[MapRecord]:
         records: list[MapRecord] = []
         notes = ""
         for i, pack in enumerate(packs):
             record, u = await self._map_one(question, pack, i, notes=notes)
+            tick()
             usage.append(u)
             records.append(record)
             if not record.no_information:
@@ -423,9 +252,7 @@ class MapReduce:
         usage: list[CallUsage],
         warnings: list[str],
     ) -> list[MapRecord]:
-        budget = self.llm.profile.usable_window - self.config.reduce_max_tokens - self.llm.count_tokens(
-            prompts.REDUCE_SYSTEM + question * 2
-        ) - 100
+        budget = answer_room(self.llm, prompts.REDUCE_SYSTEM, question, self.config.reduce_max_tokens)
         for round_ in range(self.config.max_collapse_rounds):
             if self.llm.count_tokens(render_records(records, smap)) <= budget or len(records) == 1:
                 return records

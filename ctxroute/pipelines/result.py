@@ -194,6 +194,12 @@ class Corpus:
         return {d: self.sentences(d) for d in doc_ids}
 
 
+def answer_room(llm: LLMClient, system: str, question: str, max_tokens: int, slack: int = 100) -> int:
+    """Context tokens an answering call may pack into the model's usable window: what the system
+    prompt, the question (asked before and after the context), the answer and ``slack`` leave."""
+    return llm.profile.usable_window - max_tokens - llm.count_tokens(system + question * 2) - slack
+
+
 def check_window(llm: LLMClient, request: LLMRequest, *, stage: str) -> int:
     """Prompt tokens of ``request``; raises ContextWindowExceeded BEFORE any model call
     when prompt + max_tokens exceeds the profile's usable window."""

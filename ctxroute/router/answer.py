@@ -220,15 +220,18 @@ def answer_signals(
     n_markers: int | None = None,
     supports: Iterable[float] = (),
     context_terms: set[str] | None = None,
+    known_refusal: bool = False,
 ) -> AnswerSignals:
     """Signals from one answer. ``context`` is the retrieved text (passages) the answer was
     meant to come from, or a stand-in for it (the router's probe passages); ``n_markers`` the
     citation markers the answer wrote (verified or not), ``n_citations`` how many verified;
-    ``context_terms`` (``content_terms`` of the context) saves recomputing them per answer."""
+    ``context_terms`` (``content_terms`` of the context) saves recomputing them per answer;
+    ``known_refusal``: the answer is a refusal whatever its wording (the pipeline abstained, or a
+    person labelled it so), for the refusals the text detector misses."""
     text = _MARKER.sub(" ", answer or "")
     head = text.strip()
-    refused = is_refusal(head)
-    hedged = is_refusal(head, lenient=True)
+    refused = known_refusal or is_refusal(head)
+    hedged = refused or is_refusal(head, lenient=True)
     wn, wd, wl = question_wants(question)
     body = _REFUSAL.sub(" ", head) if refused else head
     has_num = bool(_NUMBER.search(body))

@@ -22,7 +22,7 @@ needs no file; pass ``params`` to use your own.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from typing import Mapping
@@ -88,18 +88,14 @@ class Escalation:
         return "; ".join(self.reasons)
 
 
-def _package_params(name: str) -> LearnedParams:
+@lru_cache(maxsize=4)
+def packaged_params(name: str) -> LearnedParams:
+    """Parameters shipped inside the package: ``cascade.json`` or ``learned.json`` (read once)."""
     try:
         text = resources.files("ctxroute.router").joinpath("data", name).read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError) as exc:  # pragma: no cover - shipped with the package
         raise InputError(f"the packaged router parameters {name!r} are missing; reinstall ctxroute") from exc
     return LearnedParams.from_dict(json.loads(text))
-
-
-@lru_cache(maxsize=4)
-def packaged_params(name: str) -> LearnedParams:
-    """Parameters shipped inside the package: ``cascade.json`` or ``learned.json``."""
-    return _package_params(name)
 
 
 class CascadeRouter:
@@ -162,6 +158,23 @@ class CascadeRouter:
         return _decision(route, [first, *notes], features, est, fallbacks, self.name)
 
     # --- step 2 ---------------------------------------------------------------------
+    @staticmethod
+    def target(decision: RoutingDecision, *, spent_tokens: int = 0, budget: Budget = Budget()) -> tuple[Route | None, list[str]]:
+        """Where an escalation from RAG would go: the first feasible fallback that still fits the
+        budget after ``spent_tokens``, and why richer ones were skipped."""
+        by = {e.route: e for e in decision.estimates}
+        left = None if budget.max_tokens is None else budget.max_tokens - spent_tokens
+        skipped: list[str] = []
+        for r in decision.fallbacks:
+            e = by.get(r)
+            if e is None or r == Route.RAG or not e.feasible:
+                continue
+            if left is not None and e.total_tokens > left:
+                skipped.append(f"{r.value} needs {fmt_tokens(e.total_tokens)} tokens, {fmt_tokens(max(0, left))} left in the budget")
+                continue
+            return r, skipped
+        return None, skipped
+
     def probabilities(self, features: RouteFeatures, signals: AnswerSignals) -> dict[Route, float]:
         return self.params.predict_proba(cascade_vector(features, signals))
 
@@ -180,18 +193,7 @@ class CascadeRouter:
         if current != Route.RAG:
             return Escalation(False, None, (f"cascade: {current.value} answered; nothing cheaper-to-richer left to try",), 0.0, 0.0, 0.0)
         by = {e.route: e for e in decision.estimates}
-        target: Route | None = None
-        skipped: list[str] = []
-        for r in decision.fallbacks:
-            e = by.get(r)
-            if e is None or r == current or not e.feasible:
-                continue
-            left_tokens = None if budget.max_tokens is None else budget.max_tokens - spent_tokens
-            if left_tokens is not None and e.total_tokens > left_tokens:
-                skipped.append(f"{r.value} needs {fmt_tokens(e.total_tokens)} tokens, {fmt_tokens(max(0, left_tokens))} left in the budget")
-                continue
-            target = r
-            break
+        target, skipped = self.target(decision, spent_tokens=spent_tokens, budget=budget)
         proba = self.probabilities(features, signals)
         p_cur, p_lc = proba[Route.RAG], proba[Route.LC]
         what = self._describe(signals)
@@ -238,10 +240,6 @@ def lc_share_cost(prompt_tokens: int, features: RouteFeatures) -> float:
     return float(prompt_tokens) / max(1, int(features.total_tokens) + int(features.question_tokens))
 
 
-def with_cascade_lam(params: LearnedParams, lam: float) -> LearnedParams:
-    return replace(params, lam=float(lam))
-
-
 __all__ = [
     "CASCADE_FEATURE_NAMES",
     "CASCADE_PRE_FEATURES",
@@ -250,6 +248,5 @@ __all__ = [
     "cascade_vector",
     "packaged_params",
     "lc_share_cost",
-    "with_cascade_lam",
 ]
 

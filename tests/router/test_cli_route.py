@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ctxroute.cli import app
-from ctxroute.cli.route import run_router_bench
+from ctxroute.cli.bench_router import run_router_bench
 from ctxroute.retrievers.collection import CollectionStore
 from ctxroute.retrievers.documents import document_from_text
 from ctxroute.retrievers.embedders import HashingEmbedder
