@@ -106,7 +106,8 @@ class Backend:
         self.llm = llm
         self.embedder = embedder
         self._own_llm = llm is None
-        self._open: OrderedDict[tuple[str, str], tuple[Collection, int]] = OrderedDict()
+        self._open: OrderedDict[tuple[str, str], tuple[Collection, str]] = OrderedDict()
+        self._stores: dict[str, CollectionStore] = {}
         self._lock = threading.Lock()
         self._engines: dict[int, Engine] = {}
 
@@ -167,7 +168,17 @@ class Backend:
         return self.settings.home / "tenants" / tenant / "collections"
 
     def _store(self, tenant: str) -> CollectionStore:
-        return CollectionStore(self.tenant_root(tenant))
+        """The tenant's collections: files under ``tenant_root`` or, with ``CTXROUTE_STORE``
+        a postgresql:// URL, the tenant's namespace there (shared by every replica)."""
+        store = self._stores.get(tenant)
+        if store is None:
+            if self.settings.store_url:
+                store = CollectionStore(self.settings.store_url, namespace=tenant)
+            else:
+                store = CollectionStore(self.tenant_root(tenant))
+            with self._lock:
+                store = self._stores.setdefault(tenant, store)
+        return store
 
     def collection(self, tenant: str, name: str) -> Collection:
         """The open collection (cached; reloaded when another writer committed). Blocking."""
@@ -176,37 +187,34 @@ class Backend:
             entry = self._open.get(key)
             if entry is not None:
                 self._open.move_to_end(key)
-        current = self._store(tenant).root / name / "CURRENT"
+        store = self._store(tenant)
         if entry is None:
-            col = self._store(tenant).open(name, self.embedder)
+            col = store.open(name, self.embedder)
         else:
             col = entry[0]
-            if not current.exists():
+            if store.current(name) is None:
                 self._forget(tenant, name)
                 raise CollectionNotFound(name)
             col.refresh()
-        try:
-            mtime = current.stat().st_mtime_ns
-        except FileNotFoundError:
-            self._forget(tenant, name)
-            raise CollectionNotFound(name) from None
         with self._lock:
-            self._open[key] = (col, mtime)
+            self._open[key] = (col, col._state.version_dir)
             while len(self._open) > _MAX_OPEN:
                 self._open.popitem(last=False)
         return col
 
     def cached_collection(self, tenant: str, name: str) -> Collection | None:
-        """The open collection when its pointer file is unchanged since it was loaded (one
-        stat, safe on the event loop); None when it must be (re)loaded with ``collection``."""
+        """The open collection when the store's live version is the one it loaded (a small
+        file read for the files store; safe on the event loop); None when it must be
+        (re)loaded with ``collection``. Shared stores always answer None: their version check
+        is a network round trip, made in a thread by ``collection``."""
         entry = self._open.get((tenant, name))
-        if entry is None:
+        if entry is None or self.settings.store_url:
             return None
         try:
-            mtime = (self._store(tenant).root / name / "CURRENT").stat().st_mtime_ns
+            current = self._store(tenant).current(name)
         except OSError:
             return None
-        return entry[0] if mtime == entry[1] else None
+        return entry[0] if current == entry[1] else None
 
     async def open(self, tenant: str, name: str) -> Collection:
         """``collection`` without a thread hop in the common case."""
@@ -249,6 +257,12 @@ class Backend:
         with self._lock:
             for key in [k for k in self._open if k[0] == tenant]:
                 del self._open[key]
+        if self.settings.store_url:  # the record is shared: delete the tenant's collections there
+            store = self._store(tenant)
+            for info in store.list():
+                store.delete(info.name)
+        with self._lock:
+            self._stores.pop(tenant, None)
         shutil.rmtree(self.settings.home / "tenants" / tenant, ignore_errors=True)
 
     # --- documents ------------------------------------------------------------------

@@ -35,6 +35,7 @@ ENV_VARS: dict[str, str] = {
     "CTXROUTE_MAX_DOCUMENT_CHARS": "most characters extracted from one uploaded file, default 2000000",
     "CTXROUTE_PARSE_WORKERS": "worker threads that parse uploads (off the event loop), default 2",
     "CTXROUTE_AUTH_FAILURES_PER_MIN": "failed authentications per client address per minute before 429, default 30 (0 = off)",
+    "CTXROUTE_STORE": "where collections are recorded: files (default, under CTXROUTE_HOME) or a postgresql:// URL shared by replicas",
 }
 
 MIN_KEY_CHARS = 16
@@ -76,6 +77,17 @@ def parse_api_keys(spec: str) -> dict[str, str]:
     return keys
 
 
+def store_url(raw: str) -> str:
+    """``CTXROUTE_STORE``: empty or ``files`` (collections under CTXROUTE_HOME), or a
+    ``postgresql://`` URL."""
+    raw = raw.strip()
+    if raw in ("", "files"):
+        return ""
+    if raw.startswith(("postgres://", "postgresql://")):
+        return raw
+    raise InputError(f"CTXROUTE_STORE={raw!r}: use 'files' or a postgresql:// URL", name="CTXROUTE_STORE")
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     """Everything the service needs; build with ``from_env`` or directly in tests."""
@@ -87,6 +99,9 @@ class ApiSettings:
     api_keys: Mapping[str, str] = field(default_factory=dict)  # key -> tenant
     key_pepper: str = ""
     redis_url: str = ""
+    # where collections are recorded: "" = files under <home> (embedded default), or a
+    # postgresql:// URL shared by every replica (one namespace per tenant)
+    store_url: str = ""
     embedder: str = "minilm"
     reader: str = "llm"
     max_upload_bytes: int = 50 * 1024 * 1024
@@ -165,6 +180,7 @@ class ApiSettings:
             api_keys=parse_api_keys(env.get("CTXROUTE_API_KEYS", "")),
             key_pepper=env.get("CTXROUTE_KEY_PEPPER", ""),
             redis_url=env.get("CTXROUTE_REDIS_URL", "").strip(),
+            store_url=store_url(env.get("CTXROUTE_STORE", "")),
             embedder=embedder,
             reader=reader,
             max_upload_bytes=int(num("CTXROUTE_MAX_UPLOAD_MB", 50, float) * 1024 * 1024),

@@ -54,7 +54,11 @@ def cli_errors() -> Iterator[None]:
 
 
 def collection_store() -> Any:
-    """The CollectionStore under data_dir()."""
+    """The CollectionStore the CLI uses: ``data_dir()/collections``, or the PostgreSQL store
+    that ``CTXROUTE_STORE=postgresql://...`` names (namespace ``default``, the API's dev tenant)."""
     from ctxroute.retrievers.collection import CollectionStore
 
+    url = os.environ.get("CTXROUTE_STORE", "").strip()
+    if url.startswith(("postgres://", "postgresql://")):
+        return CollectionStore(url, namespace="default")
     return CollectionStore(data_dir() / "collections")

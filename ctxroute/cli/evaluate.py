@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ctxroute.cli.common import console, data_dir, err_console
+from ctxroute.cli.common import collection_store, console, err_console
 
 eval_app = typer.Typer(help="Batch evaluation: run datasets, report, replay recorded LaRA outcomes.", no_args_is_help=True)
 router_app = typer.Typer(help="Router parameters: fit the learned policy.", no_args_is_help=True)
@@ -92,13 +92,12 @@ def run_cmd(
     from ctxroute.eval.runner import build_eval_collection, engine_answer_fn, parse_routes, run_eval
     from ctxroute.pipelines.engine import Engine, EngineConfig
     from ctxroute.cli.common import build_llm_from_env
-    from ctxroute.retrievers.collection import CollectionStore
 
     try:
         route_list = parse_routes(routes)
         ds = load_dataset(dataset, data_root or default_data_root())
         ds = ds.filter(task=task, limit=limit)
-        store = CollectionStore(data_dir() / "collections")
+        store = collection_store()
         if collection is None:
             if docs is not None:
                 from ctxroute.retrievers.documents import iter_files, load_path

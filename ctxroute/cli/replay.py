@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ctxroute.cli.common import console, data_dir, err_console
+from ctxroute.cli.common import collection_store, console, err_console
 from ctxroute.cli.evaluate import _fail, _lara_root, _progress, _summary_table, default_data_root, eval_app, router_app
 
 
@@ -53,7 +53,6 @@ def _records_features(path: Path, collection: Optional[str], model: Optional[str
 
     from ctxroute.eval.records import load_records, outcomes_from_records
     from ctxroute.profiles import get_profile
-    from ctxroute.retrievers.collection import CollectionStore
 
     records = load_records(path)
     default_model = None
@@ -62,7 +61,7 @@ def _records_features(path: Path, collection: Optional[str], model: Optional[str
         prof = get_profile(default_model)
         err_console.print(f"[yellow]note:[/yellow] records without a 'model' are replayed with profile {prof.name} "
                           f"({prof.context_window:,} window, {prof.usable_window:,} usable); pass --model to choose")
-    col = CollectionStore(data_dir() / "collections").open(collection) if collection else None
+    col = collection_store().open(collection) if collection else None
     with _progress() as prog:
         tid = prog.add_task("scope sizes, probe and retrieved text per record", total=len(records))
         return outcomes_from_records(

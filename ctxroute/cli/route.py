@@ -8,7 +8,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from ctxroute.cli.common import console, data_dir, err_console
+from ctxroute.cli.common import collection_store, console, err_console
 
 DEFAULT_PROFILE = "smollm2-135m-instruct"
 
@@ -193,13 +193,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
         from ctxroute.errors import CtxrouteError
         from ctxroute.pipelines.result import scoped
-        from ctxroute.retrievers.collection import CollectionStore
         from ctxroute.types import Budget
 
         try:
             prof = resolve_profile(profile)
             budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
-            col = CollectionStore(data_dir() / "collections").open(collection)
+            col = collection_store().open(collection)
             engine = route_engine(col, prof, policy=policy, router_params=router_params, k=k, retriever=retriever,
                                   prototypes=prototypes)
             view = scoped(col, list(doc) if doc else None)

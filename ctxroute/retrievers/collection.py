@@ -8,7 +8,6 @@ Configuration types live in ``collection_config.py``, the disk format in ``persi
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import threading
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ctxroute.errors import CollectionNotFound, DocumentNotFound, InputError, NotFound
+from ctxroute.errors import DocumentNotFound, InputError, NotFound
+from ctxroute.retrievers.backend import Delta, StorageBackend
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import DocumentChunks, chunk_document
 from ctxroute.retrievers.collection_config import (
@@ -29,7 +29,7 @@ from ctxroute.retrievers.graph import GraphRetriever
 from ctxroute.retrievers.hybrid import HybridRetriever
 from ctxroute.retrievers.ingest_embed import embed_passages
 from ctxroute.retrievers.persist import (
-    FORMAT_VERSION, _load_state, _now, _read_current, _State, _version_of, _write_version,
+    FORMAT_VERSION, _now, _State, _version_of,
 )
 from ctxroute.retrievers.sparse import SparseIndex, SparseRetriever
 from ctxroute.types import Chunk, Document, ScoredChunk
@@ -48,8 +48,9 @@ class Collection:
     first and then swap it in, so a failed write changes nothing.
     """
 
-    def __init__(self, path: Path, name: str, config: CollectionConfig, embedder: Any, state: _State) -> None:
-        self.path = path
+    def __init__(self, backend: StorageBackend, name: str, config: CollectionConfig, embedder: Any,
+                 state: _State) -> None:
+        self.backend = backend
         self.name = name
         self.config = config
         self.embedder = embedder
@@ -62,6 +63,11 @@ class Collection:
         self._lock = threading.RLock()
 
     # --- reading ----------------------------------------------------------------------
+    @property
+    def path(self) -> Path:
+        """Where the collection lives (a directory for the files backend)."""
+        return Path(self.backend.location(self.name))
+
     @property
     def version(self) -> str:
         """Changes whenever the documents change (hash of the document hashes and config)."""
@@ -148,7 +154,7 @@ class Collection:
         stats = self.stats()
         return CollectionInfo(self.name, self.version, stats.n_docs, stats.n_passages, stats.total_tokens,
                               self.config.embedder_name, self.config.embedder_dim, self._state.updated_at,
-                              str(self.path))
+                              self.backend.location(self.name))
 
     def retriever(self, name: str = "hybrid") -> Retriever:
         """``bm25``, ``dense``, ``graph`` (PageRank seeded by bm25+dense) or ``hybrid`` (weighted RRF)."""
@@ -279,7 +285,8 @@ class Collection:
                 "dtypes": sorted(set(st.embedding.get("dtypes", [])) | {str(getattr(self.embedder, "dtype", "float32"))}),
                 "long_text": str(getattr(self.embedder, "long_text", st.embedding.get("long_text", "n/a"))),
             }
-            self._commit(state, progress, seconds)
+            self._commit(st, state, Delta(tuple(zip(new_docs, new_chunks)), frozenset(replaced), vectors),
+                         progress, seconds)
             return IngestStats(
                 added=tuple(d.id for d in new_docs),
                 skipped=tuple(skipped),
@@ -308,15 +315,16 @@ class Collection:
                                  new_vectors=np.zeros((0, self.config.embedder_dim), dtype=np.float32),
                                  progress=None, seconds=seconds)
             state.embedding = dict(st.embedding)
-            self._commit(state, None, seconds)
+            self._commit(st, state, Delta((), frozenset({doc_id}), np.zeros((0, self.config.embedder_dim), np.float32)),
+                         None, seconds)
 
     def refresh(self) -> bool:
-        """Reload from disk if another process committed a newer version; True if it did."""
+        """Reload if another process committed a newer version; True if it did."""
         with self._lock:
-            current = _read_current(self.path)
+            current = self.backend.current(self.name)
             if current is None or current == self._state.version_dir:
                 return False
-            self._state = _load_state(self.path, current, self.config)
+            self._state = self.backend.load(self.name, self.config)
             return True
 
     # --- internals --------------------------------------------------------------------
@@ -334,18 +342,9 @@ class Collection:
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
-        with self._lock:
-            if not self.path.is_dir():
-                raise CollectionNotFound(self.name)
-            with (self.path / ".lock").open("a+") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    if not self.path.is_dir() or _read_current(self.path) is None:
-                        raise CollectionNotFound(self.name)
-                    self.refresh()  # another process may have committed since we loaded
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._lock, self.backend.write_lock(self.name):
+            self.refresh()  # another process may have committed since we loaded
+            yield
 
     def _embed(self, texts: Sequence[str], progress: Progress | None, st: _State | None = None) -> np.ndarray:
         return embed_passages(self.embedder, texts, self.config.embedder_dim, self.name, st, progress,
@@ -397,9 +396,10 @@ class Collection:
                       dense=dense, graph=graph, version=_version_of(self.config, hashes), version_dir="",
                       created_at=st.created_at, updated_at=now)
 
-    def _commit(self, state: _State, progress: Progress | None, seconds: dict[str, float]) -> None:
+    def _commit(self, base: _State, state: _State, delta: Delta, progress: Progress | None,
+                seconds: dict[str, float]) -> None:
         t0 = time.perf_counter()
-        state.version_dir = _write_version(self.path, self.name, self.config, state)
+        state = self.backend.commit(self.name, self.config, base, state, delta)
         seconds["save"] = time.perf_counter() - t0
         if progress:
             progress("save", 1, 1)
