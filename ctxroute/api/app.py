@@ -129,8 +129,12 @@ def create_app(
             static_keys=settings.api_keys,
         )
         link = RedisLink(settings.redis_url, on_failure=metrics.redis_failures.inc)
-        jobs = JobManager(home)
+        jobs: Any = JobManager(home)
         jobs.recover()
+        if settings.job_queue == "redis":  # jobs go through Redis (arq); any replica reads their status
+            from ctxroute.api.jobqueue import RedisJobs
+
+            jobs = RedisJobs(settings, disk=jobs)
         backend = Backend(settings, llm=llm, embedder=embedder)
         svc = Services(
             settings=settings, tenants=tenants, link=link,
@@ -144,6 +148,8 @@ def create_app(
             await backend.load()
             if settings.demo:
                 await backend.ensure_demo(DEV_TENANT)
+            if settings.job_queue == "redis" and settings.job_worker:
+                await jobs.start_worker(backend)  # this replica also works the queue
             svc.ready = True
             yield
         finally:

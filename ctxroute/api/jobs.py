@@ -41,12 +41,19 @@ class JobState:
     finished_at: float | None = None
     collection_version: str = ""
     pid: int = 0  # the worker process running it (several uvicorn workers share the home)
+    # queued jobs (ctxroute.api.jobqueue): what it is, tries so far, an ingestion's documents
+    # being committed (a retry after a crash counts them as its own), the eval output folder
+    kind: str = "ingest"  # ingest | eval
+    attempts: int = 0
+    pending: tuple[str, ...] = ()
+    detail: str = ""
 
     @staticmethod
     def from_json(raw: dict) -> "JobState":
         raw = dict(raw)
         raw["errors"] = tuple(FileError(**e) for e in raw.get("errors", ()))
         raw["documents_added"] = tuple(raw.get("documents_added", ()))
+        raw["pending"] = tuple(raw.get("pending", ()))
         return JobState(**raw)
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from ctxroute.api import models as M
 from ctxroute.api.deps import Admin, DocId, JobId, KeyId, Name, Svc, Tenant, TenantName
 from ctxroute.api.jobs import JobHandle, JobState
+from ctxroute.api.jobqueue import RedisJobs
 from ctxroute.api.uploads import spool
 from ctxroute.errors import DocumentError, InputError, InputTooLarge
 
@@ -100,6 +101,9 @@ async def upload_files(
                 raise InputTooLarge(f"{big.file}: {big.message}")
             raise DocumentError(first.file, first.message)
         return await asyncio.to_thread(svc.backend.add_documents, t, name, parsed.documents, parsed.errors)
+    if isinstance(svc.jobs, RedisJobs):  # the Redis queue: spooled into Redis, any worker ingests it
+        state = await svc.jobs.submit_upload(t, name, files)
+        return JSONResponse(job_out(state).model_dump(), status_code=202, headers={"Location": f"/v1/jobs/{state.id}"})
     job_id = svc.jobs.new_id()
     spool_dir = svc.jobs.spool_dir(t, job_id)
     spool_dir.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,13 @@ ENV_VARS: dict[str, str] = {
     "CTXROUTE_PARSE_WORKERS": "worker threads that parse uploads (off the event loop), default 2",
     "CTXROUTE_AUTH_FAILURES_PER_MIN": "failed authentications per client address per minute before 429, default 30 (0 = off)",
     "CTXROUTE_STORE": "where collections are recorded: files (default, under CTXROUTE_HOME) or a postgresql:// URL shared by replicas",
+    "CTXROUTE_JOB_QUEUE": "where background jobs run: redis (arq workers; the default when CTXROUTE_REDIS_URL is set) or thread",
+    "CTXROUTE_JOB_WORKER": "1 (default): `ctxroute serve` also runs a queue worker in-process when the queue is redis; 0: none",
+    "CTXROUTE_JOB_LEASE_S": "a running job's lease in Redis, renewed every third of it; a killed worker's job is retried after it, default 30",
+    "CTXROUTE_JOB_TIMEOUT_S": "longest a queued job may run before the worker cancels it, default 86400",
+    "CTXROUTE_JOB_MAX_TRIES": "attempts of one queued job (a worker killed mid-job counts one) before it is failed, default 5",
+    "CTXROUTE_JOB_TTL_S": "how long queued jobs' status and spooled uploads stay in Redis, default 604800 (7 days)",
+    "CTXROUTE_JOB_BATCH_DOCS": "documents committed per step of a queued ingestion (a retried job resumes after the last step), default 256",
 }
 
 MIN_KEY_CHARS = 16
@@ -120,8 +127,20 @@ class ApiSettings:
     max_document_chars: int = 2_000_000
     parse_workers: int = 2
     auth_failures_per_min: int = 30
+    job_queue: str = "thread"  # thread | redis (from_env: redis when a Redis URL is set)
+    job_worker: bool = True  # `serve` runs an in-process queue worker when job_queue is redis
+    job_lease_s: float = 30.0
+    job_timeout_s: float = 86400.0
+    job_max_tries: int = 5
+    job_ttl_s: int = 7 * 86400
+    job_batch_docs: int = 256
 
     def __post_init__(self) -> None:
+        if self.job_queue not in ("thread", "redis"):
+            raise InputError(f"CTXROUTE_JOB_QUEUE={self.job_queue!r}: use 'redis' or 'thread'", name="CTXROUTE_JOB_QUEUE")
+        if self.job_queue == "redis" and not self.redis_url:
+            raise InputError("CTXROUTE_JOB_QUEUE=redis needs CTXROUTE_REDIS_URL (redis://host:6379/0)",
+                             name="CTXROUTE_JOB_QUEUE")
         if self.admin_key and len(self.admin_key) < MIN_KEY_CHARS:
             raise InputError(
                 f"CTXROUTE_ADMIN_KEY has {len(self.admin_key)} characters; use at least {MIN_KEY_CHARS} "
@@ -169,6 +188,8 @@ class ApiSettings:
         embedder = env.get("CTXROUTE_EMBEDDER", "minilm").strip().lower() or "minilm"
         if embedder not in ("minilm", "hashing"):
             raise InputError(f"CTXROUTE_EMBEDDER={embedder!r}: use 'minilm' or 'hashing'", name="CTXROUTE_EMBEDDER")
+        redis_url = env.get("CTXROUTE_REDIS_URL", "").strip()
+        job_queue = env.get("CTXROUTE_JOB_QUEUE", "").strip().lower() or ("redis" if redis_url else "thread")
         reader = env.get("CTXROUTE_READER", "llm").strip().lower() or "llm"
         if reader not in ("llm", "extractive"):
             raise InputError(f"CTXROUTE_READER={reader!r}: use 'llm' or 'extractive'", name="CTXROUTE_READER")
@@ -199,4 +220,11 @@ class ApiSettings:
             max_document_chars=int(num("CTXROUTE_MAX_DOCUMENT_CHARS", 2_000_000)),
             parse_workers=max(1, int(num("CTXROUTE_PARSE_WORKERS", 2))),
             auth_failures_per_min=int(num("CTXROUTE_AUTH_FAILURES_PER_MIN", 30)),
+            job_queue=job_queue,
+            job_worker=env.get("CTXROUTE_JOB_WORKER", "1").strip().lower() not in ("0", "false", "no", "off"),
+            job_lease_s=max(1.0, float(num("CTXROUTE_JOB_LEASE_S", 30.0, float))),
+            job_timeout_s=max(1.0, float(num("CTXROUTE_JOB_TIMEOUT_S", 86400.0, float))),
+            job_max_tries=max(1, int(num("CTXROUTE_JOB_MAX_TRIES", 5))),
+            job_ttl_s=max(60, int(num("CTXROUTE_JOB_TTL_S", 7 * 86400))),
+            job_batch_docs=max(1, int(num("CTXROUTE_JOB_BATCH_DOCS", 256))),
         )

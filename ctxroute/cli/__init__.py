@@ -20,7 +20,7 @@ bench = typer.Typer(help="Benchmarks (ratios against a reference measured in the
 app.add_typer(bench, name="bench")
 
 # module name -> registers commands with register(app, bench)
-_MODULES = ("ingest", "llm", "ask", "route", "bench_router", "evaluate", "replay", "serve", "bench_retrieval")
+_MODULES = ("ingest", "llm", "ask", "route", "bench_router", "evaluate", "replay", "serve", "bench_retrieval", "worker")
 
 
 def _load() -> None:

@@ -86,8 +86,17 @@ def run_cmd(
     """Answer a dataset with each route; one JSONL record per (question, route), written as it comes."""
     import asyncio
 
+    queue: bool = typer.Option(False, "--queue", help="enqueue the run for `ctxroute worker` (Redis at $CTXROUTE_REDIS_URL) and print its job id; the worker writes results and report under --out"),
     from ctxroute.errors import CtxrouteError
     from ctxroute.eval.datasets import Dataset, SourceText, load_dataset
+    if queue:
+        from ctxroute.cli.worker import enqueue_eval_cmd
+
+        enqueue_eval_cmd(dict(dataset=dataset, out=out, collection=collection, docs=docs, routes=routes, limit=limit,
+                              concurrency=concurrency, policy=policy, router_params=router_params,
+                              data_root=data_root or default_data_root(), task=task, retry_errors=retry_errors,
+                              llm_judge=llm_judge, embedder=embedder, llm=llm_backend, max_tokens=max_tokens))
+        return
     from ctxroute.eval.judge import LLMJudge
     from ctxroute.eval.runner import build_eval_collection, engine_answer_fn, parse_routes, run_eval
     from ctxroute.pipelines.engine import Engine, EngineConfig

@@ -17,6 +17,9 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         demo: bool = typer.Option(False, "--demo", help="load the demo collection (built if absent) for tenant 'default'"),
         workers: int = typer.Option(1, min=1, help="uvicorn worker processes (use Redis to share limits and cache)"),
         log_level: str = typer.Option("info", help="uvicorn log level"),
+        worker: Optional[bool] = typer.Option(
+            None, "--worker/--no-worker",
+            help="with the Redis job queue, also run a queue worker in this process (default on; $CTXROUTE_JOB_WORKER)"),
     ) -> None:
         """Start the REST API. Without API keys it only listens on loopback."""
         import uvicorn
@@ -28,7 +31,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         try:
             settings = ApiSettings.from_env()
             settings = settings.with_overrides(
-                host=host or settings.host, port=port or settings.port, demo=demo or settings.demo
+                host=host or settings.host, port=port or settings.port, demo=demo or settings.demo,
+                job_worker=settings.job_worker if worker is None else worker,
             )
             stored_keys = stored_keys_exist(settings.home)
             settings.check_bind(stored_keys=stored_keys)
@@ -39,6 +43,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             f"ctxroute API on http://{settings.host}:{settings.port} (docs at /docs; "
             f"{'API keys required' if settings.auth_enabled or stored_keys else 'development mode: no keys, loopback only'})"
         )
+        if settings.job_queue == "redis":
+            err_console.print(f"background jobs: Redis queue{' (with an in-process worker)' if settings.job_worker else ''}")
         if workers > 1:
             import os
 
@@ -46,6 +52,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             os.environ["CTXROUTE_HOST"], os.environ["CTXROUTE_PORT"] = settings.host, str(settings.port)
             if settings.demo:
                 os.environ["CTXROUTE_DEMO"] = "1"
+            os.environ["CTXROUTE_JOB_WORKER"] = "1" if settings.job_worker else "0"
             uvicorn.run(
                 "ctxroute.api.app:app_from_env", factory=True, host=settings.host, port=settings.port,
                 workers=workers, log_level=log_level,

@@ -1,0 +1,170 @@
+"""Jobs on the Redis queue (arq), against a real Redis server, real uvicorn servers and real
+`ctxroute worker` processes: an upload enqueued through one replica is finished by a worker
+and its status is read through another; a worker SIGKILLed mid-job leaves the job to a second
+worker, which finishes it with every document exactly once."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("arq", reason="the Redis job queue needs arq (pip install 'ctxroute[scale]')")
+
+from ctxroute.api import jobqueue as Q  # noqa: E402
+from tests.api.conftest import upload, wait_job  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _queue_settings(settings_factory: Any, redis_url: str, **kw: Any) -> Any:
+    return settings_factory(redis_url=redis_url, job_queue="redis", **kw)
+
+
+def _worker(home: Path, redis_url: str, log: Path, **env_extra: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXROUTE_")}
+    env.update(CTXROUTE_HOME=str(home), CTXROUTE_REDIS_URL=redis_url, CTXROUTE_EMBEDDER="hashing",
+               HF_HUB_OFFLINE="1", **env_extra)
+    return subprocess.Popen([sys.executable, "-m", "ctxroute", "worker"], env=env, cwd=ROOT,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def _records(n: int, words: int = 120) -> tuple[bytes, list[str]]:
+    vocab = "harbour pilot vessel mooring fee orchard cider station glacier turbine".split()
+    lines, ids = [], []
+    for i in range(n):
+        text = " ".join(f"{vocab[(i + j) % len(vocab)]}{j % 89}" for j in range(words)) + f". Record {i} ends here."
+        ids.append(f"rec-{i}")
+        lines.append(json.dumps({"id": ids[-1], "text": text}))
+    return "\n".join(lines).encode(), ids
+
+
+def test_settings_pick_the_queue() -> None:
+    from ctxroute.api.settings import ApiSettings
+    from ctxroute.errors import InputError
+
+    assert ApiSettings.from_env({}).job_queue == "thread"
+    s = ApiSettings.from_env({"CTXROUTE_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert (s.job_queue, s.job_worker) == ("redis", True)
+    assert ApiSettings.from_env({"CTXROUTE_REDIS_URL": "redis://x/0", "CTXROUTE_JOB_QUEUE": "thread"}).job_queue == "thread"
+    with pytest.raises(InputError, match="needs CTXROUTE_REDIS_URL"):
+        ApiSettings.from_env({"CTXROUTE_JOB_QUEUE": "redis"})
+    with pytest.raises(InputError, match="use 'redis' or 'thread'"):
+        ApiSettings.from_env({"CTXROUTE_REDIS_URL": "redis://x/0", "CTXROUTE_JOB_QUEUE": "celery"})
+
+
+def test_in_progress_prefix_is_arqs() -> None:
+    from arq.constants import in_progress_key_prefix
+
+    assert Q.IN_PROGRESS_PREFIX == in_progress_key_prefix
+
+
+def test_upload_through_one_replica_read_through_another(settings_factory, live_server, redis_restartable) -> None:
+    """Replica A (with its in-process worker) takes the upload; replica B (no worker) reads
+    the job from Redis; the documents are in the shared collection."""
+    a = live_server(_queue_settings(settings_factory, redis_restartable.url, job_worker=True))
+    b = live_server(_queue_settings(settings_factory, redis_restartable.url, job_worker=False))
+    ca, cb = httpx.Client(base_url=a.url, timeout=30), httpx.Client(base_url=b.url, timeout=30)
+    assert ca.post("/v1/collections", json={"name": "notes"}).status_code == 201
+    docs = {f"note{i}.md": f"# Note {i}\n\nThe parcel number {i} left the depot at {i} o'clock. It was blue.\n"
+            for i in range(5)}
+    r = upload(ca, "notes", docs, background=True)
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] == "queued" and job["files_total"] == 5 and r.headers["location"] == f"/v1/jobs/{job['id']}"
+    done = wait_job(cb, job["id"])  # read through the replica that did not take the upload
+    assert done["status"] == "succeeded", done
+    assert done["files_done"] == 5 and len(done["documents_added"]) == 5 and done["collection_version"]
+    listed = cb.get("/v1/jobs").json()["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]] and listed[0]["status"] == "succeeded"
+    ids = {d["id"] for d in cb.get("/v1/collections/notes/documents").json()["documents"]}
+    assert ids == set(done["documents_added"])
+    assert not [k for k in b.svc.jobs.records.r.keys("ctxroute:jobfile:*")], "spooled upload left in Redis"
+    # the same files again: nothing duplicated, each reported as already there
+    again = wait_job(cb, upload(ca, "notes", docs, background=True).json()["id"])
+    assert again["status"] == "failed" and again["documents_added"] == []
+    assert len(again["errors"]) == 5 and all("already in the collection" in e["message"] for e in again["errors"])
+    assert cb.get("/v1/collections/notes").json()["documents"] == 5
+    # another tenant's job (here: an unknown id) answers 404 from both replicas
+    assert cb.get("/v1/jobs/job_0123456789abcdef").status_code == 404
+
+
+def test_redis_down_upload_answers_503_and_loses_nothing(settings_factory, live_server, redis_restartable) -> None:
+    server = live_server(_queue_settings(settings_factory, redis_restartable.url, job_worker=False))
+    c = httpx.Client(base_url=server.url, timeout=30)
+    assert c.post("/v1/collections", json={"name": "notes"}).status_code == 201
+    redis_restartable.stop()
+    r = upload(c, "notes", {"a.md": "# A\n\nAlpha is the first letter.\n"}, background=True)
+    assert r.status_code == 503, r.text
+    assert r.json()["code"] == "queue_unavailable" and "retry" in r.json()["message"]
+    assert c.get("/v1/jobs").status_code == 503
+    redis_restartable.start()
+    r = upload(c, "notes", {"a.md": "# A\n\nAlpha is the first letter.\n"}, background=True)
+    assert r.status_code == 202, r.text
+
+
+def test_killed_worker_job_is_finished_by_another(settings_factory, live_server, redis_restartable, tmp_path) -> None:
+    """SIGKILL the worker after its first commits; a second worker resumes once the lease
+    (2 s here) lapses: all documents once, none lost, none reported twice."""
+    settings = _queue_settings(settings_factory, redis_restartable.url, job_worker=False)
+    api = live_server(settings)
+    c = httpx.Client(base_url=api.url, timeout=60)
+    assert c.post("/v1/collections", json={"name": "big"}).status_code == 201
+    data, ids = _records(3000)
+    env = dict(CTXROUTE_JOB_LEASE_S="2", CTXROUTE_JOB_BATCH_DOCS="150")
+    log = tmp_path / "workers.log"
+    first = _worker(settings.home, redis_restartable.url, log, **env)
+    second = None
+    try:
+        r = c.post("/v1/collections/big/files", params={"background": True},
+                   files=[("files", ("big.jsonl", data, "application/jsonl"))])
+        assert r.status_code == 202, r.text
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 240
+        while True:
+            job = c.get(f"/v1/jobs/{job_id}").json()
+            if job["status"] == "running" and job["documents_added"]:
+                break
+            assert job["status"] in ("queued", "running"), (job, log.read_text()[-2000:])
+            assert time.monotonic() < deadline, f"no commit within 240 s: {job}"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+        committed = len(job["documents_added"])
+        assert 0 < committed < 3000, "the job finished before the kill; make it bigger"
+        deadline = time.monotonic() + 30
+        while (job := c.get(f"/v1/jobs/{job_id}").json())["status"] != "queued":  # the lease lapses
+            assert time.monotonic() < deadline, job
+            time.sleep(0.1)
+        assert "waiting for a worker" in job["stage"]
+        second = _worker(settings.home, redis_restartable.url, log, **env)
+        done = wait_job(c, job_id, timeout=600)
+        assert done["status"] == "succeeded", (done, log.read_text()[-3000:])
+        assert done["errors"] == []
+        assert sorted(done["documents_added"]) == sorted(ids), "lost or duplicated documents in the job's report"
+        state = api.svc.jobs.records.load("default", job_id)
+        assert state.attempts == 2 and state.pending == ()
+        listed = [d["id"] for d in c.get("/v1/collections/big/documents").json()["documents"]]
+        assert sorted(listed) == sorted(ids) and len(listed) == len(set(listed))
+        assert c.get("/v1/collections/big").json()["documents"] == 3000
+    finally:
+        _stop(first)
+        if second is not None:
+            _stop(second)
