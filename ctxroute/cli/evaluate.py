@@ -79,6 +79,10 @@ def run_cmd(
     task: Optional[str] = typer.Option(None, help="only items of this task (e.g. a LaRA level)"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="drop recorded errors and try those items again"),
     llm_judge: bool = typer.Option(False, "--llm-judge", help="also grade answers with the configured LLM (True/False)"),
+    ray: bool = typer.Option(False, "--ray", help="fan questions out over Ray actors (a local cluster unless --ray-address); needs ctxroute[scale]"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="'auto' or ray://HOST:PORT: use a running Ray cluster (implies --ray)"),
+    ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="with --ray: engine actors (default: the cluster's CPUs)"),
+    llm_calls: Optional[int] = typer.Option(None, "--llm-calls", min=1, help="with --ray: LLM calls in flight per endpoint, cluster-wide (default --concurrency)"),
     embedder: Optional[str] = typer.Option(None, "--embedder", help="embedder for a new eval collection: minilm (default) | hashing"),
     llm_backend: Optional[str] = typer.Option(None, "--llm", help="local | openai | scripted | extractive (no LLM); default from CTXROUTE_LLM_BACKEND"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="most tokens each LLM call may produce"),
@@ -146,14 +150,37 @@ def run_cmd(
             def step(done: int, total: int) -> None:
                 prog.update(tid, completed=done, total=total)
 
-            stats = asyncio.run(
-                run_eval(ds.items, engine_answer_fn(engine, collection), out, routes=route_list, concurrency=concurrency,
-                         dataset=ds.name, retry_errors=retry_errors, llm_judge=judge, progress=step)
-            )
+            if ray or ray_address:
+                stats = _run_on_ray(ds, store, collection, llm is not None, llm_backend, config, llm_judge, out, route_list,
+                                    concurrency, retry_errors, step, ray_address, ray_workers, llm_calls)
+            else:
+                stats = asyncio.run(
+                    run_eval(ds.items, engine_answer_fn(engine, collection), out, routes=route_list, concurrency=concurrency,
+                             dataset=ds.name, retry_errors=retry_errors, llm_judge=judge, progress=step)
+                )
     except CtxrouteError as exc:
         _fail(exc)
         return
     console.print(f"{stats.done} answered ({stats.errors} errors), {stats.skipped} already recorded, {stats.seconds:.1f}s -> {out / 'results.jsonl'}")
+
+
+def _run_on_ray(ds: Any, store: Any, collection: str, has_llm: bool, llm_backend: Optional[str], config: Any,
+                llm_judge: bool, out: Path, routes: Any, concurrency: int, retry_errors: bool, step: Any,
+                address: Optional[str], workers: Optional[int], llm_calls: Optional[int]) -> Any:
+    """``eval run --ray``: the same records from engine actors on a Ray cluster, written in order."""
+    from ctxroute.eval.distributed import EvalRecipe, run_eval_ray, store_factory_of
+    from ctxroute.pipelines.llm.factory import LLMConfig
+    from ctxroute.retrievers.distributed import ray_session
+
+    env = dict(os.environ, **({"CTXROUTE_LLM_BACKEND": llm_backend} if llm_backend else {}))
+    recipe = EvalRecipe(store_factory_of(store), collection, llm_config=LLMConfig.from_env(env) if has_llm else None,
+                        engine_config=config, llm_judge=llm_judge)
+    with ray_session(address, num_cpus=workers or os.cpu_count()):
+        res = run_eval_ray(ds.items, recipe, out, routes=routes, concurrency=concurrency, llm_calls=llm_calls,
+                           workers=workers, dataset=ds.name, retry_errors=retry_errors, progress=step)
+    bound = f", LLM calls in flight at most {res.limiter['peak']} of {res.limiter['limit']}" if res.limiter else ""
+    err_console.print(f"ray: {res.workers} engine actors{bound}", highlight=False)
+    return res.run
 
 
 @eval_app.command("report")

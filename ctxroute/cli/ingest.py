@@ -11,7 +11,7 @@ import typer
 from ctxroute.cli.common import cli_errors, collection_store, console, data_dir, err_console
 
 _STAGES = {"chunk": "chunking", "embed": "embedding", "sparse": "BM25 index", "dense": "FAISS index",
-           "graph": "graph index", "save": "saving"}
+           "graph": "graph index", "save": "saving", "load": "loading", "ray embed": "embedding (ray)"}
 
 
 def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: int | None = None) -> Any:
@@ -39,6 +39,35 @@ def _progress() -> Any:
 
     return Progress(TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err_console, transient=True)
+
+
+def _stage_progress(bar: Any) -> Any:
+    """``progress(stage, done, total)`` drawing one bar per stage."""
+    tasks: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return progress
+
+
+def _ingest_on_ray(store: Any, name: str, col: Any, config: Any, emb: Any, paths: List[Path], address: str | None,
+                   workers: int | None, threads: int | None) -> Any:
+    """``--ray``: load, chunk and embed on Ray actors, commit in one version (nothing is
+    created when no file loads). Returns the load report and the commit's stats (or None)."""
+    from ctxroute.retrievers.distributed import ray_ingest, ray_session
+
+    target = col if col is not None else (lambda: store.open_or_create(name, config, emb))
+    extra = {} if col is not None else {"chunking": config.chunking, "embedder": emb}
+    with ray_session(address, num_cpus=workers or os.cpu_count()), _progress() as bar:
+        result = ray_ingest(target, paths, workers=workers, threads=threads or 1, progress=_stage_progress(bar), **extra)
+    s = result.seconds
+    err_console.print(f"ray: {result.workers} workers, {result.shards} shards, {result.vectors_computed:,} passage vectors "
+                      f"from the actors, {result.vectors_missed:,} embedded by the driver; load {s.get('load', 0):.1f}s, "
+                      f"chunk+embed {s.get('ray embed', 0):.1f}s, commit {s.get('commit', 0):.1f}s", highlight=False)
+    return result.load, result.stats
 
 
 def _warn(message: str, label: str = "skipped") -> None:
@@ -90,6 +119,12 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         bf16: bool = typer.Option(False, "--bf16", help="run the embedding model in bfloat16"),
         threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default $CTXROUTE_TORCH_THREADS, "
                                                           "else torch's own; 1 is fastest on a busy machine)"),
+        ray: bool = typer.Option(False, "--ray", help="load, chunk and embed on Ray actors (a local cluster unless "
+                                                      "--ray-address), then commit in one version; needs ctxroute[scale]"),
+        ray_address: Optional[str] = typer.Option(None, "--ray-address", help="'auto' or ray://HOST:PORT: use a running "
+                                                                               "Ray cluster (implies --ray)"),
+        ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="embedding actors, each holding the "
+                                                                                     "model once (default: the cluster's CPUs)"),
     ) -> None:
         """Load documents, chunk them, index them (BM25, FAISS, graph) and save the collection."""
         from rich.table import Table
@@ -129,9 +164,14 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                     f"{', '.join(SUPPORTED_SUFFIXES)} files (folders are searched recursively, hidden files skipped)",
                     highlight=False, soft_wrap=True)
                 raise typer.Exit(1)
-            with _progress() as bar:
-                task = bar.add_task("loading", total=None)
-                report = load_paths(paths, progress=lambda done, total: bar.update(task, completed=done, total=total))
+            stats = None
+            if ray or ray_address:
+                report, stats = _ingest_on_ray(store, collection, col, config if col is None else None, emb, paths,
+                                               ray_address, ray_workers, threads)
+            else:
+                with _progress() as bar:
+                    task = bar.add_task("loading", total=None)
+                    report = load_paths(paths, progress=lambda done, total: bar.update(task, completed=done, total=total))
             duplicates = [e for e in report.errors if _is_duplicate(e)]
             load_failures = [e for e in report.errors if not _is_duplicate(e)]
             for error in report.errors:
@@ -140,18 +180,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                 err_console.print(f"[red]error:[/red] none of the {len(report.errors)} file(s) could be loaded "
                                   "(reasons above); nothing ingested", highlight=False, soft_wrap=True)
                 raise typer.Exit(1)
-            if col is None:
-                col = store.open_or_create(collection, config, emb)
-
-            with _progress() as bar:
-                tasks: dict[str, Any] = {}
-
-                def progress(stage: str, done: int, total: int) -> None:
-                    if stage not in tasks:
-                        tasks[stage] = bar.add_task(_STAGES.get(stage, stage), total=total)
-                    bar.update(tasks[stage], completed=done, total=total)
-
-                stats = col.add_documents(report.documents, progress=progress)
+            if stats is None:
+                if col is None:
+                    col = store.open_or_create(collection, config, emb)
+                with _progress() as bar:
+                    stats = col.add_documents(report.documents, progress=_stage_progress(bar))
 
         for doc_id in stats.skipped:
             _warn(f"{doc_id}: already in the collection (same text)")
