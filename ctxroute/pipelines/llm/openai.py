@@ -9,15 +9,11 @@ backoff and full jitter; never retries other 4xx. Every failure becomes one of t
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import random
-import re
 import time
-from datetime import datetime, timezone
 from typing import Any, AsyncIterator, NoReturn
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from httpx_sse import EventSource, SSEError
@@ -25,13 +21,14 @@ from httpx_sse import EventSource, SSEError
 from ctxroute.errors import (
     ContextWindowExceeded,
     InputError,
-    LLMAuthError,
     LLMBadRequest,
     LLMError,
     LLMMalformedResponse,
-    LLMRateLimited,
     LLMServerError,
     LLMTimeout,
+)
+from ctxroute.pipelines.llm.http_errors import (  # noqa: F401 - redact_url, parse_retry_after, CONTEXT_LENGTH_PATTERN: public here too
+    _MAX_PROVIDER_MESSAGE, CONTEXT_LENGTH_PATTERN, _Retry, error_for, parse_retry_after, redact_url, transport_error,
 )
 from ctxroute.pipelines.llm.base import LLMRequest, LLMResponse, StreamDelta, StreamEnd, StreamItem, prompt_text
 from ctxroute.retrievers.tokens import TokenCounter, get_counter
@@ -39,63 +36,9 @@ from ctxroute.types import ModelProfile
 
 logger = logging.getLogger(__name__)
 
-# what servers say when the prompt is too long (OpenAI, vLLM, llama.cpp, TGI, Ollama, Anthropic proxies)
-CONTEXT_LENGTH_PATTERN = re.compile(
-    r"maximum context length|context_length_exceeded|context (length|size|window)|too many tokens|"
-    r"exceeds? the context|exceed_context_size|prompt is too long|input is too long|"
-    r"reduce the length|tokens? limit|longer than the model",
-    re.IGNORECASE,
-)
-_MAX_PROVIDER_MESSAGE = 500
-
-
-def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` removed (safe to show)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
-
-
 def counter_for(profile: ModelProfile) -> TokenCounter:
     """tiktoken counter for a profile; non-tiktoken tokenizers are approximated by cl100k_base."""
     return get_counter("o200k_base" if profile.tokenizer == "o200k_base" else "cl100k_base")
-
-
-def parse_retry_after(headers: httpx.Headers, now: datetime | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms``, or ``Retry-After`` as seconds or an HTTP date."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
-class _Retry(Exception):
-    """Internal: a retryable failure and how long the server asked us to wait."""
-
-    def __init__(self, error: LLMError, wait_s: float | None = None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.wait_s = wait_s
 
 
 class OpenAICompatibleLLM:
@@ -209,58 +152,13 @@ class OpenAICompatibleLLM:
     def _backoff(self, attempt: int) -> float:
         return self._rng.uniform(0.0, min(self.backoff_max_s, self.backoff_base_s * (2**attempt)))
 
-    def _provider_message(self, response: httpx.Response) -> str:
-        text = response.text
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        message = text
-        if isinstance(data, dict):
-            err = data.get("error", data.get("detail", data.get("message")))
-            if isinstance(err, dict):
-                err = err.get("message") or err.get("code") or json.dumps(err)
-            if isinstance(err, str) and err:
-                message = err
-        return self._redact(message.strip()[:_MAX_PROVIDER_MESSAGE])
-
     def _error_for(self, response: httpx.Response) -> LLMError | _Retry:
         """The error for a non-2xx response, wrapped in ``_Retry`` when retrying can help."""
-        status = response.status_code
-        provider = self._provider_message(response)
-        request_id = response.headers.get("x-request-id")
-        where = f"{redact_url(self.base_url)} (model {self.model!r})"
-        fields: dict[str, Any] = {"status": status, "provider_message": provider, "request_id": request_id}
-        if status == 429:
-            retry_after = parse_retry_after(response.headers)
-            err: LLMError = LLMRateLimited(
-                f"rate limited by {where}: {provider or 'HTTP 429'}; slow down or raise the provider's quota",
-                retry_after=retry_after,
-                **fields,
-            )
-            return _Retry(err, retry_after)
-        if status == 408:
-            return _Retry(LLMTimeout(f"{where} timed out the request (HTTP 408): {provider}", **fields))
-        if status >= 500:
-            return _Retry(LLMServerError(f"server error {status} from {where}: {provider}", **fields))
-        if status in (401, 403):
-            return LLMAuthError(
-                f"{where} rejected the credentials (HTTP {status}): {provider}; check CTXROUTE_LLM_API_KEY", **fields
-            )
-        if CONTEXT_LENGTH_PATTERN.search(provider):
-            return ContextWindowExceeded(
-                f"{where} says the prompt is too long: {provider}; shorten it or pick a route that splits the document",
-                window=self.profile.context_window,
-                **fields,
-            )
-        hint = "; check CTXROUTE_LLM_MODEL" if status == 404 else ""
-        return LLMBadRequest(f"{where} refused the request (HTTP {status}): {provider}{hint}", **fields)
+        return error_for(response, base_url=self.base_url, model=self.model,
+                         window=self.profile.context_window, redact=self._redact)
 
     def _transport_error(self, exc: Exception) -> _Retry:
-        where = redact_url(self.base_url)
-        if isinstance(exc, httpx.TimeoutException):
-            return _Retry(LLMTimeout(f"no answer from {where} within {self.timeout_s:g} s; raise CTXROUTE_LLM_TIMEOUT or use a faster model"))
-        return _Retry(LLMServerError(f"cannot reach {where}: {type(exc).__name__}: {self._redact(str(exc))}; is the server running?"))
+        return transport_error(exc, base_url=self.base_url, timeout_s=self.timeout_s, redact=self._redact)
 
     async def _with_retries(self, attempt_once: Any) -> Any:
         """Run ``attempt_once()`` with retries; it raises ``_Retry`` for retryable failures."""
