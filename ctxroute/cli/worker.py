@@ -42,6 +42,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         `ctxroute serve` stores them). Run as many as you like, on any machine that reaches Redis
         and the collection store; a worker killed mid-job leaves the job to the next one."""
         import asyncio
+        import logging
 
         from ctxroute.api.backend import Backend
         from ctxroute.api.jobqueue_worker import build_worker, worker_error
@@ -56,6 +57,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise typer.Exit(1) from None
         err_console.print(f"ctxroute worker: queue {settings.redis_url.rsplit('@', 1)[-1]}, home {settings.home}, "
                           f"lease {settings.job_lease_s:g} s, {jobs} job(s) at once; Ctrl-C to stop")
+        handler = logging.StreamHandler()  # arq's own lines: one per job started, retried or finished
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        arq_log = logging.getLogger("arq")
+        arq_log.addHandler(handler)
+        arq_log.setLevel(logging.INFO)
         w = build_worker(settings, backend, max_jobs=jobs, burst=burst)
         try:
             w.run()

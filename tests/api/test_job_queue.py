@@ -120,9 +120,11 @@ def test_redis_down_upload_answers_503_and_loses_nothing(settings_factory, live_
     assert r.status_code == 202, r.text
 
 
-def test_killed_worker_job_is_finished_by_another(settings_factory, live_server, redis_restartable, tmp_path) -> None:
-    """SIGKILL the worker after its first commits; a second worker resumes once the lease
-    (2 s here) lapses: all documents once, none lost, none reported twice."""
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+def test_killed_worker_job_is_finished_by_another(settings_factory, live_server, redis_restartable, tmp_path, sig) -> None:
+    """Kill the worker after its first commits; a second worker resumes: after SIGKILL once the
+    lease (2 s here) lapses, after SIGTERM at once (arq hands a cancelled job back). All
+    documents once, none lost, none reported twice."""
     settings = _queue_settings(settings_factory, redis_restartable.url, job_worker=False)
     api = live_server(settings)
     c = httpx.Client(base_url=api.url, timeout=60)
@@ -145,7 +147,7 @@ def test_killed_worker_job_is_finished_by_another(settings_factory, live_server,
             assert job["status"] in ("queued", "running"), (job, log.read_text()[-2000:])
             assert time.monotonic() < deadline, f"no commit within 240 s: {job}"
             time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
+        first.send_signal(sig)
         first.wait(timeout=30)
         committed = len(job["documents_added"])
         assert 0 < committed < 3000, "the job finished before the kill; make it bigger"
@@ -168,3 +170,64 @@ def test_killed_worker_job_is_finished_by_another(settings_factory, live_server,
         _stop(first)
         if second is not None:
             _stop(second)
+
+
+def _cli(args: list[str], env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ctxroute", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_eval_run_through_the_queue(redis_restartable, tmp_path) -> None:
+    """`eval run --queue` prints a job id; a worker (burst mode) runs the same runner and
+    writes results and report under --out; `jobs status`/`jobs list` read it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTXROUTE_")}
+    env.update(CTXROUTE_HOME=str(tmp_path / "home"), CTXROUTE_REDIS_URL=redis_restartable.url, HF_HUB_OFFLINE="1")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.txt").write_text("The lighthouse keeper was named Ada Byrne. She kept the lamp lit for forty years.\n" * 3)
+    (data / "qa.jsonl").write_text(
+        json.dumps({"id": "q1", "question": "Who kept the lighthouse?", "answers": ["Ada Byrne"], "docs": ["a.txt"]}) + "\n"
+        + json.dumps({"id": "q2", "question": "What colour was the lamp?", "answers": [], "docs": ["a.txt"],
+                      "answerable": False}) + "\n")
+    out = tmp_path / "run"
+    res = _cli(["eval", "run", str(data / "qa.jsonl"), "--routes", "rag,lc", "--out", str(out), "--embedder", "hashing",
+                "--llm", "scripted", "--queue"], env)
+    assert res.returncode == 0, res.stderr
+    job_id = res.stdout.strip().splitlines()[-1]
+    assert job_id.startswith("job_") and not out.exists(), "the CLI ran the evaluation itself"
+    res = _cli(["jobs", "status", job_id], env)
+    assert res.returncode == 3 and json.loads(res.stdout)["status"] == "queued", res.stdout + res.stderr
+    worker = _cli(["worker", "--burst"], {**env, "CTXROUTE_EMBEDDER": "hashing"}, timeout=600)
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    res = _cli(["jobs", "status", job_id, "--wait", "5"], env)
+    job = json.loads(res.stdout)
+    assert res.returncode == 0 and job["status"] == "succeeded", res.stdout + res.stderr
+    assert job["kind"] == "eval" and job["attempts"] == 1 and job["files_done"] == job["files_total"] == 4
+    assert job["detail"] == str(out / "report")
+    keys = sorted(json.loads(line)["key"] for line in (out / "results.jsonl").read_text().splitlines())
+    assert keys == ["q1|lc", "q1|rag", "q2|lc", "q2|rag"]
+    assert (out / "report" / "summary.json").is_file()
+    listed = json.loads(_cli(["jobs", "list", "--json"], env).stdout)
+    assert [(j["id"], j["status"]) for j in listed] == [(job_id, "succeeded")]
+    res = _cli(["jobs", "status", "job_ffffffffffffffff"], env)
+    assert res.returncode == 1 and "does not exist" in res.stderr
+
+
+def test_compose_runs_a_worker_with_the_apis_image_and_store() -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from ctxroute.cli import app as cli_app
+    from tests.api.test_serve import code_env_vars
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker, api = services["worker"], services["api"]
+    assert worker["command"][:2] == ["ctxroute", "worker"] and worker["image"] == api["image"]
+    res = CliRunner().invoke(cli_app, [*worker["command"][1:], "--help"])
+    assert res.exit_code == 0, res.output
+    env = worker["environment"]
+    assert set(env) <= code_env_vars()
+    for same in ("CTXROUTE_HOME", "CTXROUTE_REDIS_URL", "CTXROUTE_EMBEDDER"):
+        assert env[same] == api["environment"][same], same
+    assert worker["volumes"] == api["volumes"]
+    assert "noeviction" in services["redis"]["command"], "an evicting Redis can drop queued jobs"
