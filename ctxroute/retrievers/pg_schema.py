@@ -1,0 +1,180 @@
+"""Schema and connections of the ``postgres`` backend.
+
+Tables (schema ``ctxroute``; created idempotently under an advisory lock, versioned in
+``schema_info``)::
+
+    collections  one row per (namespace = tenant, name): config, live version (seq, content
+                 hash), counts, embedding provenance, timestamps
+    documents    text, metadata, content hash, order, counts, and the chunk hierarchy with its
+                 sentence spans as one compact bytea per document (pg_codec.py)
+    passages     per passage: the vector (pgvector, float32), a tsvector for Postgres full-text
+                 search and the graph's key terms; LIST-partitioned by collection, one partition
+                 per collection with its own HNSW (inner product) and GIN indexes
+
+A collection's vector dimension is fixed by its embedder; the column is an untyped ``vector``
+and each partition's HNSW index is on ``embedding::vector(dim)`` (pgvector's documented way to
+index vectors whose dimension differs between rows of one table).
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import threading
+from typing import Any
+
+from ctxroute.errors import CtxrouteError, ManifestMismatch
+
+
+class StoreUnavailable(CtxrouteError):
+    """The PostgreSQL store cannot be reached (retryable)."""
+
+    code = "store_unavailable"
+    retryable = True
+
+
+SCHEMA = "ctxroute"
+SCHEMA_VERSION = 1
+FTS_CONFIG = "english"
+_SCHEMA_LOCK = 0x63747872_6F757465 - (1 << 63)  # "ctxroute" as a signed bigint
+
+DDL = f"""
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_info (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.collections (
+    id          bigserial PRIMARY KEY,
+    namespace   text NOT NULL,
+    name        text NOT NULL,
+    config      jsonb NOT NULL,
+    seq         bigint NOT NULL DEFAULT 1,
+    version     text NOT NULL,
+    embedding   jsonb NOT NULL DEFAULT '{{}}',
+    n_docs      bigint NOT NULL DEFAULT 0,
+    n_passages  bigint NOT NULL DEFAULT 0,
+    n_tokens    bigint NOT NULL DEFAULT 0,
+    next_ord    bigint NOT NULL DEFAULT 0,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (namespace, name)
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.documents (
+    collection_id bigint NOT NULL REFERENCES {SCHEMA}.collections (id) ON DELETE CASCADE,
+    doc_id      text NOT NULL,
+    ord         bigint NOT NULL,
+    hash        text NOT NULL,
+    title       text NOT NULL,
+    source      text NOT NULL,
+    format      text NOT NULL,
+    page_starts integer[] NOT NULL,
+    metadata    jsonb NOT NULL,
+    text        text NOT NULL,
+    n_tokens    integer NOT NULL,
+    n_sections  integer NOT NULL,
+    n_passages  integer NOT NULL,
+    n_sentences integer NOT NULL,
+    chunks      bytea NOT NULL,
+    PRIMARY KEY (collection_id, doc_id)
+);
+CREATE INDEX IF NOT EXISTS documents_order ON {SCHEMA}.documents (collection_id, ord);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.passages (
+    collection_id bigint NOT NULL,
+    doc_id      text NOT NULL,
+    pos         integer NOT NULL,
+    embedding   vector NOT NULL,
+    tsv         tsvector NOT NULL,
+    terms       text[] NOT NULL,
+    PRIMARY KEY (collection_id, doc_id, pos),
+    FOREIGN KEY (collection_id, doc_id) REFERENCES {SCHEMA}.documents (collection_id, doc_id) ON DELETE CASCADE
+) PARTITION BY LIST (collection_id);
+CREATE INDEX IF NOT EXISTS passages_tsv ON {SCHEMA}.passages USING gin (tsv);
+"""
+
+
+def partition(collection_id: int) -> str:
+    return f"{SCHEMA}.passages_{int(collection_id)}"
+
+
+def partition_ddl(collection_id: int, dim: int) -> list[str]:
+    """The passages partition of one collection and its HNSW index (inner product: the
+    embedders L2-normalise, so this is cosine, and it is the files backend's FAISS metric)."""
+    table, cid, dim = partition(collection_id), int(collection_id), int(dim)
+    return [
+        f"CREATE TABLE {table} PARTITION OF {SCHEMA}.passages FOR VALUES IN ({cid})",
+        f"CREATE INDEX passages_{cid}_hnsw ON {table} USING hnsw ((embedding::vector({dim})) vector_ip_ops)"
+        " WITH (m = 16, ef_construction = 64)",
+    ]
+
+
+def lock_key(namespace: str, name: str) -> int:
+    """The advisory-lock key of one collection (64-bit, signed)."""
+    digest = hashlib.sha256(f"ctxroute-collection\0{namespace}\0{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def ensure_schema(conn: Any) -> None:
+    """Create the schema when missing (concurrent callers serialise on an advisory lock);
+    refuse a database written by a newer schema version."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+        conn.execute(DDL)
+        conn.execute(f"INSERT INTO {SCHEMA}.schema_info VALUES ('version', %s) ON CONFLICT DO NOTHING",
+                     (str(SCHEMA_VERSION),))
+        found = conn.execute(f"SELECT value FROM {SCHEMA}.schema_info WHERE key = 'version'").fetchone()[0]
+    if int(found) != SCHEMA_VERSION:
+        raise ManifestMismatch(
+            f"the database holds ctxroute schema version {found} but this code reads {SCHEMA_VERSION}; "
+            "upgrade ctxroute, or point CTXROUTE_STORE at another database",
+            found=int(found), expected=SCHEMA_VERSION,
+        )
+
+
+# --- connection pools: one per DSN and process, shared by every namespace (tenant) ------
+_POOLS: dict[str, Any] = {}
+_POOLS_LOCK = threading.Lock()
+POOL_MAX = 16
+
+
+def _configure(conn: Any) -> None:
+    from pgvector.psycopg import register_vector
+
+    register_vector(conn)
+
+
+def pool_for(dsn: str) -> Any:
+    """The process's connection pool for ``dsn`` (autocommit connections with pgvector's
+    types registered); the schema is checked once when the pool is made."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(dsn)
+        if pool is not None:
+            return pool
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        try:
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
+                ensure_schema(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot reach the PostgreSQL store {redact(dsn)}: {exc}".strip()) from exc
+        pool = ConnectionPool(dsn, min_size=1, max_size=POOL_MAX, kwargs={"autocommit": True},
+                              configure=_configure, open=True, name=f"ctxroute-{len(_POOLS)}")
+        _POOLS[dsn] = pool
+        return pool
+
+
+def close_pools() -> None:
+    """Close every pool of this process (tests call it before stopping their server)."""
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        pool.close()
+
+
+atexit.register(close_pools)
+
+
+def redact(dsn: str) -> str:
+    """``dsn`` without its password, for messages."""
+    import re
+
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", dsn)
