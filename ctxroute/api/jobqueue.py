@@ -171,6 +171,15 @@ class RedisJobs:
     def recover(self) -> int:
         return self.disk.recover()
 
+    def purge(self, tenant: str) -> None:
+        """Forget a purged tenant's job statuses (a job still running records its status again when
+        it next reports; that record expires after CTXROUTE_JOB_TTL_S)."""
+        try:
+            ids = [i.decode() for i in self.records.r.zrange(index_key(tenant), 0, -1)]
+            self.records.r.delete(index_key(tenant), *[job_key(tenant, i) for i in ids])
+        except RedisError:
+            raise QueueUnavailable("forgetting the tenant's jobs") from None
+
     # --- enqueueing ----------------------------------------------------------------------
     async def _get_pool(self) -> Any:
         if self._pool is None:

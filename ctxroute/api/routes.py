@@ -154,6 +154,8 @@ async def delete_tenant(
     svc.tenants.delete_tenant(tenant_name)
     if purge:
         await asyncio.to_thread(svc.backend.purge_tenant, tenant_name)
+        if isinstance(svc.jobs, RedisJobs):
+            await asyncio.to_thread(svc.jobs.purge, tenant_name)
     return Response(status_code=204)
 
 

@@ -231,3 +231,25 @@ def test_compose_runs_a_worker_with_the_apis_image_and_store() -> None:
         assert env[same] == api["environment"][same], same
     assert worker["volumes"] == api["volumes"]
     assert "noeviction" in services["redis"]["command"], "an evicting Redis can drop queued jobs"
+
+
+def test_queued_jobs_are_tenant_scoped_and_purged(settings_factory, live_server, redis_restartable) -> None:
+    from tests.api.conftest import ADMIN_KEY, DOCS
+
+    server = live_server(_queue_settings(settings_factory, redis_restartable.url, admin_key=ADMIN_KEY,
+                                         background_upload_bytes=1))
+    admin = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    keys = {}
+    for t in ("team-a", "team-b"):
+        assert admin.post("/v1/admin/tenants", json={"name": t}).status_code == 201
+        keys[t] = admin.post(f"/v1/admin/tenants/{t}/keys", json={"label": "q"}).json()["key"]
+    a = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {keys['team-a']}"})
+    b = httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {keys['team-b']}"})
+    assert a.post("/v1/collections", json={"name": "c"}).status_code == 201
+    job = upload(a, "c", DOCS).json()
+    assert wait_job(a, job["id"])["status"] == "succeeded"
+    assert b.get(f"/v1/jobs/{job['id']}").status_code == 404 and b.get("/v1/jobs").json()["jobs"] == []
+    records = server.svc.jobs.records
+    assert records.load("team-a", job["id"]) is not None
+    assert admin.delete("/v1/admin/tenants/team-a", params={"purge": True}).status_code == 204
+    assert records.load("team-a", job["id"]) is None and not records.r.exists(Q.index_key("team-a"))
