@@ -229,20 +229,29 @@ class RedisJobs:
         embedder with the API."""
         from ctxroute.api.jobqueue_worker import build_worker
 
-        self._worker = build_worker(self.settings, backend, max_jobs=1, handle_signals=False)
-        self._worker_task = asyncio.get_running_loop().create_task(self._worker.main())
+        self._worker = worker = build_worker(self.settings, backend, max_jobs=1, handle_signals=False)
+
+        async def run() -> None:
+            while True:  # Redis down (at start or later): keep trying; the API itself stays up
+                try:
+                    await worker.main()
+                    return
+                except (RedisError, OSError):
+                    await asyncio.sleep(2.0)
+
+        self._worker_task = asyncio.get_running_loop().create_task(run())
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Stop the in-process worker (its running job goes back to the queue for another
         worker: arq re-runs a cancelled job), close the pools, and drain thread-mode jobs."""
         if self._worker is not None:
+            if self._worker_task is not None:  # first stop polling, so no new job starts
+                self._worker_task.cancel()
+                await asyncio.gather(self._worker_task, return_exceptions=True)
             try:
                 await asyncio.wait_for(self._worker.close(), timeout)
             except (RedisError, OSError, asyncio.TimeoutError):
                 pass
-            if self._worker_task is not None:
-                self._worker_task.cancel()
-                await asyncio.gather(self._worker_task, return_exceptions=True)
             self._worker = None
         if self._pool is not None:
             await self._pool.aclose()

@@ -253,3 +253,18 @@ def test_queued_jobs_are_tenant_scoped_and_purged(settings_factory, live_server,
     assert records.load("team-a", job["id"]) is not None
     assert admin.delete("/v1/admin/tenants/team-a", params={"purge": True}).status_code == 204
     assert records.load("team-a", job["id"]) is None and not records.r.exists(Q.index_key("team-a"))
+
+
+def test_in_process_worker_waits_for_redis(settings_factory, live_server, redis_restartable) -> None:
+    """A replica started while Redis is down is ready at once (queries need no Redis) and its
+    worker starts taking jobs once Redis is back."""
+    redis_restartable.stop()
+    server = live_server(_queue_settings(settings_factory, redis_restartable.url, job_worker=True))
+    c = httpx.Client(base_url=server.url, timeout=30)
+    assert c.get("/readyz").status_code == 200
+    assert c.post("/v1/collections", json={"name": "notes"}).status_code == 201
+    redis_restartable.start()
+    r = upload(c, "notes", {"a.md": "# A\n\nAlpha is the first letter of the alphabet.\n"}, background=True)
+    assert r.status_code == 202, r.text
+    done = wait_job(c, r.json()["id"], timeout=60)
+    assert done["status"] == "succeeded" and len(done["documents_added"]) == 1
