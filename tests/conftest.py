@@ -1,4 +1,4 @@
-"""Shared fixtures. Real-server fixtures (Redis) live in tests/redis_fixture.py."""
+"""Shared fixtures. Real-server fixtures live in tests/redis_fixture.py (Redis) and tests/pg_fixture.py (PostgreSQL)."""
 from __future__ import annotations
 
 import os
@@ -10,7 +10,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-pytest_plugins = ["tests.redis_fixture"] if (Path(__file__).parent / "redis_fixture.py").exists() else []
+pytest_plugins = [f"tests.{m}" for m in ("redis_fixture", "pg_fixture") if (Path(__file__).parent / f"{m}.py").exists()]
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import tempfile
+import warnings
 from typing import Any, Iterator
 
 import pytest
@@ -22,7 +23,9 @@ def pg_missing() -> str | None:
     for module, what in (("pgserver", "the embedded PostgreSQL server"), ("psycopg", "the PostgreSQL driver"),
                          ("psycopg_pool", "psycopg's connection pool"), ("pgvector", "pgvector's Python types")):
         try:
-            __import__(module)
+            with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers)
+                warnings.simplefilter("ignore")
+                __import__(module)
         except ImportError:
             return f"{module} ({what}) is not installed: pip install 'ctxroute[scale]'"
     return None
@@ -33,7 +36,7 @@ def pg_server() -> Iterator[Any]:
     reason = pg_missing()
     if reason:
         pytest.skip(reason)
-    import pgserver
+    import pgserver  # imported once by pg_missing(), with its warning silenced
 
     from ctxroute.retrievers.pg_schema import close_pools
 

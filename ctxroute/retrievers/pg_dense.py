@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ctxroute.errors import InputError, ManifestMismatch
-from ctxroute.retrievers.pg_schema import FTS_CONFIG, SCHEMA
+from ctxroute.retrievers.pg_schema import FTS_CONFIG, SCHEMA, partition
 from ctxroute.types import Chunk, ScoredChunk
 
 EF_SEARCH_MAX = 1000
@@ -85,14 +85,17 @@ class PgDenseIndex:
 
         k = min(k, len(self))
         cast = f"vector({self.dim})"
-        sql = (f"SELECT doc_id, pos, -(embedding::{cast} <#> %(q)s::{cast}) FROM {SCHEMA}.passages "
-               f"WHERE collection_id = %(c)s ORDER BY embedding::{cast} <#> %(q)s::{cast} LIMIT %(k)s")
+        # the collection's own partition: a WHERE on collection_id would steer the planner to the
+        # primary key instead of the HNSW index
+        sql = (f"SELECT doc_id, pos, -(embedding::{cast} <#> %(q)s::{cast}) FROM {partition(self.collection_id)} "
+               f"ORDER BY embedding::{cast} <#> %(q)s::{cast} LIMIT %(k)s")
         with self.pool.connection() as conn, conn.transaction():
-            if self.kind == "flat":
+            if self.kind == "flat":  # exact, as the files backend below its threshold
                 conn.execute("SET LOCAL enable_indexscan = off")
-            else:
+            else:  # the HNSW index, whatever the (possibly stale) table statistics say
+                conn.execute("SET LOCAL enable_seqscan = off")
                 conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_SEARCH_MAX, max(40, 2 * k))}")
-            rows = conn.execute(sql, {"q": Vector(query), "c": self.collection_id, "k": k}).fetchall()
+            rows = conn.execute(sql, {"q": Vector(query), "k": k}).fetchall()
         out = []
         for doc_id, pos, score in rows:
             i = self.positions.get((doc_id, pos))
