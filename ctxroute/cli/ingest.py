@@ -295,6 +295,16 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             store.delete(name)
         console.print(f"deleted collection {name!r}")
 
+    @collections_app.command("compact")
+    def collections_compact(name: str = typer.Argument(...)) -> None:
+        """Fold a collection's segments into one (each write appends a segment; a write
+        compacts the newest ones on its own when there are more than 8, or 20% of the rows
+        are removed ones). The result is what a fresh ingest writes: same search results."""
+        with cli_errors():
+            summary = collection_store().compact(name)
+        console.print(f"compacted {name!r}: {summary['segments_before']} segments -> {summary['segments_after']}, "
+                      f"{summary['dead_rows_dropped']:,} removed passages dropped (version {summary['version']})")
+
     @docs_app.command("list")
     def docs_list(collection: str = typer.Option(..., "--collection", "-c")) -> None:
         """Documents of a collection."""

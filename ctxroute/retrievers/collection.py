@@ -1,7 +1,8 @@
 """Persisted collections: documents, their chunk hierarchy and the sparse, dense and graph
 indexes, versioned on disk with atomic commits (layout in ``persist.py``).
 
-Adding or removing documents never re-embeds the other documents: their vectors are copied.
+Adding or removing documents never re-embeds, re-tokenises or rewrites the other documents:
+a write adds one segment to each index and marks removed rows dead (``_derive``).
 Configuration types live in ``collection_config.py``, the disk format in ``persist.py`` and
 ``CollectionStore`` in ``store.py``; all are importable from here as before.
 """
@@ -19,19 +20,19 @@ from ctxroute.errors import DocumentNotFound, InputError, NotFound
 from ctxroute.retrievers.backend import Delta, StorageBackend
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import DocumentChunks, chunk_document
+from ctxroute.retrievers.compaction import compacted
 from ctxroute.retrievers.collection_config import (
     DEFAULT_FUSION_WEIGHTS, DEFAULT_RRF_K, RETRIEVERS, CollectionConfig, CollectionInfo, CollectionStats,
     IngestStats, content_hash, index_text,
 )
-from ctxroute.retrievers.dense import DenseIndex, DenseRetriever
+from ctxroute.retrievers.dense import DenseRetriever
+from ctxroute.retrievers.derive import next_state
 from ctxroute.retrievers.embedders import CachedEmbedder, query_embedder
 from ctxroute.retrievers.graph import GraphRetriever
 from ctxroute.retrievers.hybrid import HybridRetriever
 from ctxroute.retrievers.ingest_embed import embed_passages
-from ctxroute.retrievers.persist import (
-    FORMAT_VERSION, _now, _State, _version_of,
-)
-from ctxroute.retrievers.sparse import SparseIndex, SparseRetriever
+from ctxroute.retrievers.persist import FORMAT_VERSION, _State
+from ctxroute.retrievers.sparse import SparseRetriever
 from ctxroute.types import Chunk, Document, ScoredChunk
 
 EMBED_BATCH = 64
@@ -363,38 +364,22 @@ class Collection:
         progress: Progress | None,
         seconds: dict[str, float],
     ) -> _State:
-        """The next state: old passages/vectors minus ``removed`` docs, plus ``added`` ones."""
-        keep = [i for i, p in enumerate(st.passages) if p.doc_id not in removed]
-        passages = [st.passages[i] for i in keep] + [p for _, dc in added for p in dc.passages]
+        """The next state: ``st`` minus ``removed`` docs, plus ``added`` ones, in time
+        proportional to the change (``derive.next_state``)."""
+        return next_state(self.config, st, docs_map, chunks_map, hashes, removed=removed, added=added,
+                          new_vectors=new_vectors, progress=progress, seconds=seconds)
 
-        t0 = time.perf_counter()
-        sparse = SparseIndex(self.config.sparse).build([index_text(docs_map[p.doc_id], p) for p in passages])
-        seconds["sparse"] = time.perf_counter() - t0
-        if progress:
-            progress("sparse", 1, 1)
-
-        t0 = time.perf_counter()
-        dense = DenseIndex(self.config.embedder_dim, self.config.hnsw_threshold)
-        dense.add(np.concatenate([st.dense.vectors[keep], new_vectors]))
-        seconds["dense"] = time.perf_counter() - t0
-        if progress:
-            progress("dense", 1, 1)
-
-        t0 = time.perf_counter()
-        graph = st.graph.copy()
-        for doc_id in removed:
-            if doc_id in graph.doc_ids:
-                graph.remove(doc_id)
-        for i, (d, dc) in enumerate(added, start=1):
-            graph.add(d, dc)
-            if progress:
-                progress("graph", i, len(added))
-        seconds["graph"] = time.perf_counter() - t0
-
-        now = _now()
-        return _State(docs=docs_map, chunks=chunks_map, hashes=hashes, passages=passages, sparse=sparse,
-                      dense=dense, graph=graph, version=_version_of(self.config, hashes), version_dir="",
-                      created_at=st.created_at, updated_at=now)
+    def compact(self) -> None:
+        """Fold every segment into one without dead rows (what a fresh ingest of the live
+        documents gives: same search results, same version) and commit it."""
+        with self._write_lock():
+            st = self._state
+            merged = compacted(st)
+            if merged is st:
+                return
+            merged.embedding = dict(st.embedding)
+            empty = Delta((), frozenset(), np.zeros((0, self.config.embedder_dim), np.float32))
+            self._commit(st, merged, empty, None, {})
 
     def _commit(self, base: _State, state: _State, delta: Delta, progress: Progress | None,
                 seconds: dict[str, float]) -> None:

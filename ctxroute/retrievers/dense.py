@@ -4,7 +4,7 @@
 On disk the vectors are stored once: ``vectors.npy`` as float16 for the exact index (the
 float32 copy in memory is made at load; cosine changes by < 1e-3, the measured recall@10 not
 at all), or inside ``dense.faiss`` for HNSW. They are the source of truth: removal rebuilds
-the index from them, so nothing is ever re-embedded. FAISS pads missing results with label
+the index from them (or marks rows dead in a segmented index), so nothing is ever re-embedded. FAISS pads missing results with label
 -1; those are filtered out here so -1 never indexes a passage list.
 """
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ctxroute.errors import InputError, ManifestMismatch
+from ctxroute.retrievers.segments import RowSegments
 from ctxroute.types import Chunk, ScoredChunk
 
 INDEX_FILE = "dense.faiss"
@@ -23,8 +24,26 @@ VECTORS_FILE = "vectors.npy"
 META_FILE = "dense.json"
 
 
+class _Vectors:
+    """One segment of a dense index: its float32 rows and their FAISS index (built on demand)."""
+
+    __slots__ = ("vectors", "faiss", "hnsw")
+
+    def __init__(self, vectors: np.ndarray, hnsw: bool, faiss_index: Any = None) -> None:
+        self.vectors = vectors
+        self.hnsw = hnsw
+        self.faiss = faiss_index
+
+
 class DenseIndex:
-    """Inner-product search over L2-normalised float32 vectors (cosine similarity)."""
+    """Inner-product search over L2-normalised float32 vectors (cosine similarity).
+
+    Rows live in segments, each with its own FAISS index (HNSW when the segment holds more
+    than ``hnsw_threshold`` rows): ``extended`` adds a segment and ``without`` marks rows dead
+    (skipped in searches through a FAISS ID selector), both returning a new index and leaving
+    this one as it was; ``merged`` folds segments into one. ``add``/``remove`` change the index
+    in place as before.
+    """
 
     def __init__(self, dim: int, hnsw_threshold: int = 50_000, *, hnsw_m: int = 32, ef_search: int = 128) -> None:
         if dim < 1:
@@ -35,22 +54,43 @@ class DenseIndex:
         self.hnsw_threshold = hnsw_threshold
         self.hnsw_m = hnsw_m
         self.ef_search = ef_search
-        self._vectors = np.zeros((0, dim), dtype=np.float32)
-        self._index: Any = None
+        self._segs: tuple[_Vectors, ...] = ()
+        self._rows = RowSegments()
+        self._live: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return int(self._vectors.shape[0])
+        return self._rows.n_live
 
     @property
     def vectors(self) -> np.ndarray:
-        """The stored vectors (read-only view), one row per position."""
-        view = self._vectors.view()
+        """The live vectors (read-only), one row per position; concatenated on first use."""
+        if self._live is None:
+            parts = [s.vectors if self._rows.dead[i] is None else s.vectors[self._rows.live_rows(i)]
+                     for i, s in enumerate(self._segs)]
+            live = parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts
+                                                     else np.zeros((0, self.dim), dtype=np.float32))
+            self._live = live
+        view = self._live.view()
         view.flags.writeable = False
         return view
 
+    def vector(self, position: int) -> np.ndarray:
+        """The vector at one live position (no concatenation)."""
+        [(seg, rows)] = self._rows.locate([position])
+        return self._segs[seg].vectors[int(rows[0])]
+
     @property
     def kind(self) -> str:
-        return "hnsw" if len(self) > self.hnsw_threshold else "flat"
+        """``hnsw`` when a segment is searched through HNSW, else ``flat``."""
+        return "hnsw" if any(s.hnsw for s in self._segs) else "flat"
+
+    @property
+    def n_segments(self) -> int:
+        return len(self._segs)
+
+    @property
+    def n_dead(self) -> int:
+        return self._rows.n_dead
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
@@ -69,43 +109,108 @@ class DenseIndex:
         """How the vectors are kept on disk."""
         return "float32 (in dense.faiss)" if self.kind == "hnsw" else "float16"
 
-    def _rebuild(self) -> None:
-        import faiss
+    def _segment(self, vectors: np.ndarray) -> _Vectors:
+        return _Vectors(vectors, hnsw=len(vectors) > self.hnsw_threshold)
 
-        if self.kind != "hnsw":  # faiss, not numpy: BLAS threads collapse on a busy CPU (4.6 ms vs 0.85)
-            index = faiss.IndexFlatIP(self.dim)
-        else:
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = max(40, self.hnsw_m * 2)
-            index.hnsw.efSearch = self.ef_search
-        if len(self):
-            index.add(self._vectors)
-        self._index = index
+    def _faiss(self, seg: _Vectors) -> Any:
+        if seg.faiss is None:
+            import faiss
 
+            if not seg.hnsw:  # faiss, not numpy: BLAS threads collapse on a busy CPU (4.6 ms vs 0.85)
+                index = faiss.IndexFlatIP(self.dim)
+            else:
+                index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = max(40, self.hnsw_m * 2)
+                index.hnsw.efSearch = self.ef_search
+            if len(seg.vectors):
+                index.add(seg.vectors)
+            seg.faiss = index
+        return seg.faiss
+
+    def _with(self, segs: Sequence[_Vectors], rows: RowSegments) -> "DenseIndex":
+        other = DenseIndex(self.dim, self.hnsw_threshold, hnsw_m=self.hnsw_m, ef_search=self.ef_search)
+        other._segs, other._rows = tuple(segs), rows
+        return other
+
+    @staticmethod
+    def _as_stored(arr: np.ndarray) -> np.ndarray:
+        # vectors are stored as float16: keep exactly those values in memory too, so a loaded
+        # collection searches the same as the one that wrote it
+        return arr.astype(np.float16).astype(np.float32)
+
+    # --- new indexes (this one unchanged) -------------------------------------------
+    def extended(self, vectors: np.ndarray) -> "DenseIndex":
+        """This index plus ``vectors`` as a new segment (positions continue from ``len(self)``)."""
+        arr = self._check(vectors)
+        if arr.shape[0] == 0:
+            return self._with(self._segs, self._rows)
+        seg = self._segment(self._as_stored(arr))
+        self._faiss(seg)
+        return self._with((*self._segs, seg), self._rows.appended(len(arr)))
+
+    def without(self, positions: Sequence[int]) -> "DenseIndex":
+        """This index without the rows at ``positions`` (later positions shift down)."""
+        return self._with(self._segs, self._rows.without(positions))
+
+    def merged(self, start: int = 0, stop: int | None = None) -> "DenseIndex":
+        """Segments ``start:stop`` (default all) folded into one of their live rows."""
+        stop = len(self._segs) if stop is None else stop
+        if stop - start < 1 or (stop - start == 1 and self._rows.dead[start] is None):
+            return self._with(self._segs, self._rows)
+        parts = [self._segs[i].vectors if self._rows.dead[i] is None else self._segs[i].vectors[self._rows.live_rows(i)]
+                 for i in range(start, stop)]
+        seg = self._segment(np.ascontiguousarray(np.concatenate(parts)))
+        mid = (seg,) if len(seg.vectors) else ()  # no live row left: no segment
+        for s in mid:
+            self._faiss(s)
+        return self._with((*self._segs[:start], *mid, *self._segs[stop:]), self._rows.merged(start, stop))
+
+    def part(self, i: int) -> "DenseIndex":
+        """Segment ``i`` (all its rows) as an index of its own, e.g. to save it."""
+        return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
+
+    @classmethod
+    def joined(cls, parts: Sequence["DenseIndex"], dead: Sequence[np.ndarray | None], dim: int,
+               hnsw_threshold: int | None = None) -> "DenseIndex":
+        """One index over single-segment ``parts``, rows marked in ``dead`` left out."""
+        if any(p.n_segments != 1 for p in parts):
+            raise InputError("DenseIndex.joined takes non-empty single-segment parts")
+        first = parts[0] if parts else None
+        base = cls(dim, hnsw_threshold or (first.hnsw_threshold if first else 50_000),
+                   hnsw_m=first.hnsw_m if first else 32, ef_search=first.ef_search if first else 128)
+        segs = [p._segs[0] for p in parts]
+        return base._with(segs, RowSegments([len(s.vectors) for s in segs], dead))
+
+    # --- in place -------------------------------------------------------------------
     def add(self, vectors: np.ndarray) -> None:
-        """Append rows; their positions continue from ``len(self)``."""
+        """Append rows in place (to the last segment); positions continue from ``len(self)``."""
         arr = self._check(vectors)
         if arr.shape[0] == 0:
             return
-        # vectors are stored as float16: keep exactly those values in memory too, so a loaded
-        # collection searches the same as the one that wrote it
-        arr = arr.astype(np.float16).astype(np.float32)
-        before = self.kind
-        self._vectors = np.concatenate([self._vectors, arr]) if len(self) else arr.copy()
-        if self._index is None or self.kind != before:
-            self._rebuild()
+        arr = self._as_stored(arr)
+        if not self._segs:
+            seg = self._segment(arr.copy())
+            self._segs, self._rows = (seg,), RowSegments((len(arr),))
         else:
-            self._index.add(arr)
+            last = self._segs[-1]
+            grown = self._segment(np.concatenate([last.vectors, arr]))
+            if last.faiss is not None and grown.hnsw == last.hnsw:
+                last.faiss.add(arr)
+                grown.faiss = last.faiss
+            self._segs = (*self._segs[:-1], grown)
+            self._rows = RowSegments((*self._rows.sizes[:-1], len(grown.vectors)), self._rows.dead[:-1] + (
+                None if self._rows.dead[-1] is None else np.concatenate([self._rows.dead[-1], np.zeros(len(arr), bool)]),))
+        self._live = None
+        self._faiss(self._segs[-1])
 
     def remove(self, positions: Sequence[int]) -> None:
-        """Drop rows at ``positions`` (later rows shift down) and rebuild from stored vectors."""
+        """Drop rows at ``positions`` in place (later rows shift down), rebuilt as one segment."""
         if not len(positions):
             return
-        keep = np.ones(len(self), dtype=bool)
-        keep[np.asarray(list(positions), dtype=np.int64)] = False
-        self._vectors = np.ascontiguousarray(self._vectors[keep])
-        self._rebuild()
+        merged = self.without(positions).merged()
+        self._segs, self._rows, self._live = merged._segs, merged._rows, None
 
+    # --- searching ------------------------------------------------------------------
     def search(self, vector: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
         """(position, inner product) of the ``k`` nearest rows, best first."""
         if k < 1:
@@ -115,29 +220,50 @@ class DenseIndex:
             raise InputError(f"search takes one query vector, got {query.shape[0]}")
         if len(self) == 0:
             return []
-        if self._index is None:
-            self._rebuild()
-        scores, labels = self._index.search(query, min(k, len(self)))
-        return [
-            (int(label), float(score))
-            for label, score in zip(labels[0], scores[0])
-            if 0 <= label < len(self)  # FAISS pads with -1 when it finds fewer than k
-        ]
+        hits: list[tuple[int, float]] = []
+        for i, seg in enumerate(self._segs):
+            n_live = int(self._rows.offsets[i + 1] - self._rows.offsets[i])
+            if n_live == 0:
+                continue
+            index = self._faiss(seg)
+            live = self._rows.live_mask(i)
+            if live is None:
+                scores, labels = index.search(query, min(k, n_live))
+            else:
+                import faiss
 
+                bitmap = np.packbits(live, bitorder="little")
+                sel = faiss.IDSelectorBitmap(len(live), faiss.swig_ptr(bitmap))
+                params = (faiss.SearchParametersHNSW(sel=sel, efSearch=self.ef_search) if seg.hnsw
+                          else faiss.SearchParameters(sel=sel))
+                scores, labels = index.search(query, min(k, n_live), params=params)
+            rows = labels[0]
+            ok = (rows >= 0) & (rows < len(seg.vectors))  # FAISS pads with -1 when it finds fewer than k
+            if live is not None:
+                ok &= live[np.where(ok, rows, 0)]
+            pos = self._rows.positions(i, rows[ok])
+            hits.extend(zip(pos.tolist(), scores[0][ok].tolist()))
+        if len(self._segs) > 1:
+            hits.sort(key=lambda h: (-h[1], h[0]))
+        return [(int(p), float(s)) for p, s in hits[:k]]
+
+    # --- persistence ----------------------------------------------------------------
     def save(self, directory: Path) -> None:
-        """Write the vectors once (``vectors.npy`` float16, or ``dense.faiss`` for HNSW) and ``dense.json``."""
+        """Write the live vectors once, as one segment (``vectors.npy`` float16, or
+        ``dense.faiss`` for HNSW) and ``dense.json``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        if self._index is None:
-            self._rebuild()
-        if self.kind == "hnsw":
+        one = self.merged() if len(self._segs) > 1 or self._rows.n_dead else self
+        seg = one._segs[0] if one._segs else self._segment(np.zeros((0, self.dim), dtype=np.float32))
+        if seg.hnsw:
             import faiss
 
-            faiss.write_index(self._index, str(directory / INDEX_FILE))
+            faiss.write_index(self._faiss(seg), str(directory / INDEX_FILE))
         else:
-            np.save(directory / VECTORS_FILE, self._vectors.astype(np.float16), allow_pickle=False)
+            np.save(directory / VECTORS_FILE, seg.vectors.astype(np.float16), allow_pickle=False)
         meta = {"dim": self.dim, "hnsw_threshold": self.hnsw_threshold, "hnsw_m": self.hnsw_m,
-                "ef_search": self.ef_search, "n": len(self), "kind": self.kind, "dtype": self.storage_dtype}
+                "ef_search": self.ef_search, "n": len(seg.vectors), "kind": "hnsw" if seg.hnsw else "flat",
+                "dtype": one.storage_dtype}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -152,23 +278,24 @@ class DenseIndex:
             )
         index = cls(int(meta["dim"]), int(meta["hnsw_threshold"]), hnsw_m=int(meta["hnsw_m"]),
                     ef_search=int(meta["ef_search"]))
+        faiss_index = None
         if meta.get("kind") == "hnsw":
             import faiss
 
             faiss_index = faiss.read_index(str(directory / INDEX_FILE))
             faiss_index.hnsw.efSearch = index.ef_search
             vectors = faiss_index.reconstruct_n(0, faiss_index.ntotal) if faiss_index.ntotal else None
-            index._vectors = np.ascontiguousarray(vectors if vectors is not None
-                                                  else np.zeros((0, index.dim)), dtype=np.float32)
-            index._index = faiss_index
+            vectors = np.ascontiguousarray(vectors if vectors is not None else np.zeros((0, index.dim)),
+                                           dtype=np.float32)
         else:
-            index._vectors = np.ascontiguousarray(np.load(directory / VECTORS_FILE, allow_pickle=False),
-                                                  dtype=np.float32)
-        if index._vectors.ndim != 2 or index._vectors.shape[1] != index.dim or len(index) != int(meta["n"]):
-            raise ManifestMismatch(f"dense vectors at {directory} have shape {index._vectors.shape}, "
+            vectors = np.ascontiguousarray(np.load(directory / VECTORS_FILE, allow_pickle=False), dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != index.dim or len(vectors) != int(meta["n"]):
+            raise ManifestMismatch(f"dense vectors at {directory} have shape {vectors.shape}, "
                                    f"expected ({meta['n']}, {index.dim}); re-ingest the collection")
-        if index._index is None:
-            index._rebuild()
+        if len(vectors):
+            seg = _Vectors(vectors, hnsw=meta.get("kind") == "hnsw", faiss_index=faiss_index)
+            index._segs, index._rows = (seg,), RowSegments((len(vectors),))
+            index._faiss(seg)
         return index
 
 

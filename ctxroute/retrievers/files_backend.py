@@ -1,5 +1,7 @@
 """The ``files`` storage backend: ``<root>/<name>/`` per collection (layout in ``persist.py``),
-writers serialised by ``fcntl`` on ``<name>/.lock``, versions made live by an atomic rename."""
+writers serialised by ``fcntl`` on ``<name>/.lock``, versions made live by an atomic rename.
+A write adds one immutable segment and a small manifest (append-only, with tombstones);
+``compact`` folds the segments into one."""
 from __future__ import annotations
 
 import contextlib
@@ -11,10 +13,10 @@ from typing import Any, Iterator
 
 from ctxroute.errors import CollectionNotFound, Conflict, ManifestMismatch
 from ctxroute.retrievers.backend import Delta
-from ctxroute.retrievers.codec import DOCUMENTS_FILE, read_chunks, read_documents
 from ctxroute.retrievers.collection_config import CollectionConfig, CollectionInfo
 from ctxroute.retrievers.persist import (
-    _load_state, _read_current, _read_manifest, _State, _write_version, document_table,
+    FORMAT_VERSION, MIGRATES_FROM, _commit, _load_state, _migrate, _read_current, _read_manifest, _State,
+    document_table, read_live_documents,
 )
 
 _DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -40,11 +42,22 @@ class FilesBackend:
     def current(self, name: str) -> str | None:
         return _read_current(self._path(name))
 
-    def read_config(self, name: str) -> CollectionConfig:
-        vname = _read_current(self._path(name))
+    def _live(self, name: str) -> str:
+        """The live version's name, after migrating a format-2 collection (under the lock)."""
+        path = self._path(name)
+        vname = _read_current(path)
         if vname is None:
             raise CollectionNotFound(name)
-        return CollectionConfig.from_dict(_read_manifest(self._path(name), vname)["config"])
+        found = _read_manifest(path, vname, accept=(FORMAT_VERSION, MIGRATES_FROM))["format_version"]
+        if found == MIGRATES_FROM:
+            with self._flock(path):
+                vname = _read_current(path) or vname
+                if _read_manifest(path, vname, accept=(FORMAT_VERSION, MIGRATES_FROM))["format_version"] == MIGRATES_FROM:
+                    vname = _migrate(path, name, vname)
+        return vname
+
+    def read_config(self, name: str) -> CollectionConfig:
+        return CollectionConfig.from_dict(_read_manifest(self._path(name), self._live(name))["config"])
 
     @contextlib.contextmanager
     def _flock(self, path: Path) -> Iterator[None]:
@@ -65,14 +78,11 @@ class FilesBackend:
                     f"`ctxroute collections rm {name}`",
                     name=name,
                 )
-            state.version_dir = _write_version(path, name, config, state)
-        return state
+            return _commit(path, name, config, state)
 
     def load(self, name: str, config: CollectionConfig) -> _State:
         path = self._path(name)
-        vname = _read_current(path)
-        if vname is None:
-            raise CollectionNotFound(name)
+        vname = self._live(name)
         try:
             return _load_state(path, vname, config)
         except FileNotFoundError:
@@ -90,8 +100,24 @@ class FilesBackend:
             yield
 
     def commit(self, name: str, config: CollectionConfig, base: _State, state: _State, delta: Delta) -> _State:
-        state.version_dir = _write_version(self._path(name), name, config, state)
-        return state
+        """Writes only the segments of ``state`` not on disk yet (the delta's documents, or a
+        merge) and a new manifest; ``base``'s segments are listed, not copied."""
+        return _commit(self._path(name), name, config, state)
+
+    def compact(self, name: str) -> dict[str, Any]:
+        """Fold every segment into one without dead rows (what a fresh ingest of the live
+        documents writes) and make it live. Nothing is re-embedded or re-tokenised. Returns
+        ``segments_before``, ``segments_after``, ``dead_rows_dropped`` and ``version``."""
+        from ctxroute.retrievers.compaction import compacted  # imports persist
+
+        config = self.read_config(name)
+        with self.write_lock(name):
+            state = self.load(name, config)
+            merged = compacted(state)
+            if merged is not state:
+                merged = _commit(self._path(name), name, config, merged)
+        return {"segments_before": len(state.segments), "segments_after": len(merged.segments),
+                "dead_rows_dropped": sum(s.n_dead_rows for s in state.segments), "version": merged.version}
 
     def list(self) -> list[CollectionInfo]:
         out: list[CollectionInfo] = []
@@ -104,7 +130,7 @@ class FilesBackend:
             if vname is None:
                 continue
             try:
-                m = _read_manifest(p, vname)
+                m = _read_manifest(p, vname, accept=(FORMAT_VERSION, MIGRATES_FROM))
             except ManifestMismatch:
                 continue
             counts = m.get("counts", {})
@@ -118,16 +144,16 @@ class FilesBackend:
 
     def manifest(self, name: str) -> dict[str, Any]:
         path = self._path(name)
-        vname = _read_current(path)
-        if vname is None:
-            raise CollectionNotFound(name)
-        manifest = _read_manifest(path, vname)
-        vdir = path / "versions" / vname
-        docs, hashes = [], {}
-        for doc, digest in read_documents(vdir / DOCUMENTS_FILE):
-            docs.append(doc)
-            hashes[doc.id] = digest
-        manifest["documents"] = document_table(docs, read_chunks(vdir), hashes)
+        for attempt in range(2):
+            vname = self._live(name)
+            manifest = _read_manifest(path, vname)
+            try:
+                docs, chunks, hashes = read_live_documents(path, manifest)
+                break
+            except FileNotFoundError:  # a writer pruned this version's segments while we read
+                if attempt:
+                    raise
+        manifest["documents"] = document_table(docs, chunks, hashes)
         return manifest
 
     def delete(self, name: str) -> None:

@@ -99,12 +99,41 @@ class GraphIndex:
         self._matrix: _Matrix | None = None
 
     def copy(self) -> "GraphIndex":
-        """A copy sharing the immutable per-document data (writers derive a new version)."""
+        """A copy sharing the immutable per-document data and the term table (writers derive a
+        new version). The term table only ever grows, and ids are never reused, so terms the
+        copy adds are harmless to this index: none of its passages points at them."""
         other = GraphIndex(self.config)
         other._docs = dict(self._docs)
-        other._terms = list(self._terms)
-        other._term_id = dict(self._term_id)
+        other._terms = self._terms
+        other._term_id = self._term_id
         return other
+
+    def subset(self, doc_ids: Sequence[str]) -> "GraphIndex":
+        """The documents ``doc_ids`` (in that order) as an index of their own, e.g. to save one
+        segment of a collection; shares the term table like ``copy``."""
+        other = GraphIndex(self.config)
+        other._docs = {d: self._docs[d] for d in doc_ids}
+        other._terms = self._terms
+        other._term_id = self._term_id
+        return other
+
+    @classmethod
+    def joined(cls, parts: Sequence["GraphIndex"], config: GraphConfig | None = None) -> "GraphIndex":
+        """One index holding the documents of ``parts`` in order (a later part's document
+        replaces an earlier one of the same id); term ids are remapped onto one table."""
+        index = cls(config or (parts[0].config if parts else None))
+        for part in parts:
+            remap = None
+            if part._terms is not index._terms:
+                term_id = index._term_id
+                n0 = len(term_id)
+                remap = [term_id.setdefault(t, len(term_id)) for t in part._terms]  # part terms are distinct
+                index._terms.extend(t for t, i in zip(part._terms, remap) if i >= n0)
+            for doc_id, d in part._docs.items():
+                terms = d.terms if remap is None else tuple(tuple(remap[t] for t in ids) for ids in d.terms)
+                index._docs.pop(doc_id, None)
+                index._docs[doc_id] = _DocGraph(d.chunks, terms)
+        return index
 
     # --- building -------------------------------------------------------------------
     @classmethod

@@ -1,24 +1,37 @@
-"""On-disk layout of a collection: (de)serialisation, atomic version writes, loading.
+"""On-disk layout of a collection: (de)serialisation, atomic commits, loading.
 
 Layout of one collection (``<root>/<name>/``)::
 
-    CURRENT                  name of the live version directory, replaced atomically
+    CURRENT                  name of the live version, replaced atomically
     .lock                    flock'ed by writers (processes and threads)
     versions/v000007/
-        manifest.json        format version, configs, embedder, dense dtype, counts (no per-document bulk)
+        manifest.json        format version, configs, embedder, counts, and the version's
+                             segments in order, each with its dead (removed or replaced)
+                             document ids: the tombstones (no per-document bulk)
+    segments/s000003/        immutable once written; one per write (the documents it added)
         documents.jsonl.gz   one Document per line (text and content hash included), gzip'ed
         chunks.npz/.json     the chunk hierarchy as integer columns + a string table (codec.py)
-        sparse/              bm25s arrays (np.save, allow_pickle=False) + JSON
+        sparse/              BM25 term counts (tf.npz, terms.json; sparse.py), no pickle
         vectors.npy          the passage vectors, float16 (the only copy; the FAISS flat index is
-                             rebuilt from them at load) + dense.json; above the HNSW threshold
-                             dense.faiss holds them instead
+                             rebuilt from them at load) + dense.json; a segment above the HNSW
+                             threshold keeps them in dense.faiss instead
         graph.json/.npz      key-term vocabulary + passage -> term CSR (graph.py)
 
-Format 1 (JSONL chunks, float32 vectors stored twice, networkx JSON graph) is refused with
-an error naming both versions and the fix (re-ingest).
+A write adds one segment (its new documents; nothing when it only removes) and a new small
+manifest that lists the previous version's segments, the new one, and the tombstones: its
+cost is proportional to the documents it adds, not to the collection. Compaction (automatic
+after a write when there are more than ``segments.MAX_SEGMENTS`` segments or more than
+``segments.MAX_DEAD_FRACTION`` dead rows, or explicit: ``Collection.compact``) writes the
+merged segment(s) the same way; segments no kept version lists are deleted afterwards.
 
-A write builds a whole new version in ``versions/.tmp-*``, renames it into place and then
-replaces ``CURRENT``; a crash at any point leaves the previous version loadable.
+A commit writes its segment(s) into ``segments/.tmp-*`` and its manifest into
+``versions/.tmp-*``, renames both into place and then replaces ``CURRENT``; a crash at any
+point leaves the previous version loadable (and the next writer removes the leftovers).
+
+Format 1 (JSONL chunks, float32 vectors stored twice, networkx JSON graph) is refused with
+an error naming both versions and the fix (re-ingest). Format 2 (one directory per version
+holding every document) is migrated on open: it becomes one segment, its vectors, chunks
+and graph kept as they are, the BM25 counts rebuilt from the texts (nothing re-embedded).
 """
 from __future__ import annotations
 
@@ -34,24 +47,28 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from ctxroute.errors import ManifestMismatch
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import DocumentChunks
 from ctxroute.retrievers.codec import DOCUMENTS_FILE, read_chunks, read_documents, write_chunks, write_documents
-from ctxroute.retrievers.collection_config import CollectionConfig
+from ctxroute.retrievers.collection_config import CollectionConfig, index_text
 from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.graph import GraphIndex
+from ctxroute.retrievers.segments import SegmentInfo
 from ctxroute.retrievers.sparse import SparseIndex
 from ctxroute.types import Chunk, Document
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+MIGRATES_FROM = 2  # a format-2 collection is rewritten as format 3 when opened
 _KEEP_VERSIONS = 2  # the live one and its predecessor (a reader may still be loading it)
+MANIFEST_FILE = "manifest.json"
 
 
 def _before_commit(tmp_dir: Path) -> None:
-    """Test seam: called when a new version is fully written, just before it goes live."""
+    """Test seam: called when a new version (its manifest in ``tmp_dir``, its new segments in
+    ``segments/``) is fully written, just before it goes live."""
 
 
 def _now() -> str:
@@ -91,18 +108,22 @@ class _State:
     retrievers: dict[str, Retriever] = field(default_factory=dict)
     # how the vectors were made: {"dtypes": [...every dtype that embedded some], "long_text": policy}
     embedding: dict[str, Any] = field(default_factory=dict)
+    # the segments the index rows sit in (compaction.segments_of); empty: one, or none
+    segments: list[SegmentInfo] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.passage_by_id = {p.id: p for p in self.passages}
+        if not self.passage_by_id and self.passages:  # writers pass it on, updated
+            self.passage_by_id = {p.id: p for p in self.passages}
 
 
 def _version_of(config: CollectionConfig, hashes: Mapping[str, str]) -> str:
     h = hashlib.sha256()
-    h.update(f"ctxroute-collection/{FORMAT_VERSION}\n".encode())
+    h.update(b"ctxroute-collection/2\n")  # the content hash, unchanged by the format-3 layout
     h.update(json.dumps(config.to_dict(), sort_keys=True).encode())
     for doc_id, digest in sorted(hashes.items()):
         h.update(f"\n{doc_id}:{digest}".encode())
     return h.hexdigest()[:16]
+
 
 # --- disk -----------------------------------------------------------------------------
 def _read_current(path: Path) -> str | None:
@@ -127,7 +148,7 @@ def document_table(docs: Iterable[Document], chunks: Mapping[str, DocumentChunks
     return out
 
 
-def _manifest(name: str, config: CollectionConfig, st: _State) -> dict[str, Any]:
+def _manifest(name: str, config: CollectionConfig, st: _State, segments: Sequence[SegmentInfo]) -> dict[str, Any]:
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -142,28 +163,68 @@ def _manifest(name: str, config: CollectionConfig, st: _State) -> dict[str, Any]
         "embedding": dict(st.embedding),
         "counts": {"documents": len(st.docs), "passages": len(st.passages),
                    "tokens": sum(int(st.chunks[d].document.n_tokens) for d in st.docs)},
+        "segments": [{"name": s.name, "documents": len(s.doc_ids), "passages": s.n_rows, "dead": sorted(s.dead)}
+                     for s in segments],
     }
 
 
-def _write_version(path: Path, name: str, config: CollectionConfig, st: _State) -> str:
-    """Write ``st`` as a new version directory and make it live atomically; returns its name."""
-    versions = path / "versions"
+def _next_number(directory: Path, letter: str) -> int:
+    found = [int(m.group(1)) for p in directory.iterdir()
+             if (m := re.fullmatch(rf"(?:\.tmp-)?{letter}(\d+)(?:-.*)?", p.name))]
+    return max(found, default=0) + 1
+
+
+def _write_segment(directory: Path, st: _State, index: int, info: SegmentInfo) -> None:
+    """Segment ``index`` of ``st`` (every document live) into ``directory``."""
+    directory.mkdir()
+    write_documents(directory / DOCUMENTS_FILE, [st.docs[d] for d in info.doc_ids], st.hashes)
+    write_chunks(directory, [st.chunks[d] for d in info.doc_ids])
+    st.sparse.part(index).save(directory / "sparse")
+    st.dense.part(index).save(directory)
+    st.graph.subset(info.doc_ids).save(directory)
+    _fsync_dir(directory)
+
+
+def _commit(path: Path, name: str, config: CollectionConfig, st: _State) -> _State:
+    """Write the segments of ``st`` that have no name yet and a manifest listing all of
+    them, then make it live atomically; returns ``st`` with names and ``version_dir`` set."""
+    from ctxroute.retrievers.compaction import segments_of  # compaction imports this module
+
+    segments = segments_of(st)
+    if segments is None:
+        raise ManifestMismatch(f"collection {name!r}: the state's segments do not match its indexes")
+    versions, segdir = path / "versions", path / "segments"
     versions.mkdir(parents=True, exist_ok=True)
-    numbers = [int(p.name[1:]) for p in versions.iterdir() if re.fullmatch(r"v\d+", p.name)]
-    vname = f"v{max(numbers, default=0) + 1:06d}"
-    tmp = versions / f".tmp-{vname}-{os.getpid()}-{threading.get_ident()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    segdir.mkdir(parents=True, exist_ok=True)
+    suffix = f"{os.getpid()}-{threading.get_ident()}"
+    written: list[Path] = []
+    tmp_version: Path | None = None
+    live = False
     try:
-        write_documents(tmp / DOCUMENTS_FILE, st.docs.values(), st.hashes)
-        write_chunks(tmp, [st.chunks[d] for d in st.docs])
-        st.sparse.save(tmp / "sparse")
-        st.dense.save(tmp)
-        st.graph.save(tmp)
-        _write_json(tmp / "manifest.json", _manifest(name, config, st))
-        _before_commit(tmp)
-        _fsync_dir(tmp)
-        os.rename(tmp, versions / vname)
+        number = _next_number(segdir, "s")
+        named = []
+        for i, info in enumerate(segments):
+            if not info.name:
+                sname = f"s{number:06d}"
+                number += 1
+                tmp = segdir / f".tmp-{sname}-{suffix}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                written.append(tmp)
+                _write_segment(tmp, st, i, info)
+                os.rename(tmp, segdir / sname)
+                written[-1] = segdir / sname
+                info = SegmentInfo(info.doc_ids, info.passages, info.dead, sname)
+            named.append(info)
+        _fsync_dir(segdir)
+        vname = f"v{_next_number(versions, 'v'):06d}"
+        tmp_version = versions / f".tmp-{vname}-{suffix}"
+        shutil.rmtree(tmp_version, ignore_errors=True)
+        tmp_version.mkdir()
+        _write_json(tmp_version / MANIFEST_FILE, _manifest(name, config, st, named))
+        _before_commit(tmp_version)
+        _fsync_dir(tmp_version)
+        os.rename(tmp_version, versions / vname)
+        tmp_version = versions / vname
         _fsync_dir(versions)
         pointer = path / f".CURRENT.{os.getpid()}.tmp"
         with pointer.open("w", encoding="utf-8") as fh:
@@ -171,34 +232,54 @@ def _write_version(path: Path, name: str, config: CollectionConfig, st: _State) 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(pointer, path / "CURRENT")
+        live = True
         _fsync_dir(path)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not live:  # nothing of this commit is referenced: take it all back
+            for p in [*written, *([tmp_version] if tmp_version else [])]:
+                shutil.rmtree(p, ignore_errors=True)
         raise
     _prune(path, vname)
-    return vname
+    st.segments, st.version_dir = named, vname
+    return st
+
+
+def _segment_names(manifest_path: Path) -> set[str]:
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return set()
+    return {str(s["name"]) for s in manifest.get("segments", [])}
 
 
 def _prune(path: Path, live: str) -> None:
-    """Drop old versions (keeping the live one and its predecessor) and stale temp dirs."""
-    versions = path / "versions"
+    """Drop old versions (keeping the live one and its predecessor), segments none of the kept
+    versions lists, and stale temp dirs (writers hold the lock: crashed ones left them)."""
+    versions, segdir = path / "versions", path / "segments"
     done = sorted((p for p in versions.iterdir() if re.fullmatch(r"v\d+", p.name)), key=lambda p: p.name)
+    kept = [p for p in done[-_KEEP_VERSIONS:]] + [versions / live]
     for p in done[:-_KEEP_VERSIONS]:
         if p.name != live:
             shutil.rmtree(p, ignore_errors=True)
     for p in versions.iterdir():
-        if p.name.startswith(".tmp-"):  # writers hold the lock, so these are left by crashed ones
+        if p.name.startswith(".tmp-"):
+            shutil.rmtree(p, ignore_errors=True)
+    if not segdir.is_dir():
+        return
+    used = set().union(*(_segment_names(p / MANIFEST_FILE) for p in kept))
+    for p in segdir.iterdir():
+        if p.name.startswith(".tmp-") or (re.fullmatch(r"s\d+", p.name) and p.name not in used):
             shutil.rmtree(p, ignore_errors=True)
 
 
-def _read_manifest(path: Path, vname: str) -> dict[str, Any]:
-    mpath = path / "versions" / vname / "manifest.json"
+def _read_manifest(path: Path, vname: str, accept: Sequence[int] = (FORMAT_VERSION,)) -> dict[str, Any]:
+    mpath = path / "versions" / vname / MANIFEST_FILE
     try:
         manifest = json.loads(mpath.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ManifestMismatch(f"cannot read {mpath}: {exc}; the collection is damaged, re-ingest it") from exc
     found = manifest.get("format_version")
-    if found != FORMAT_VERSION:
+    if found not in accept:
         raise ManifestMismatch(
             f"collection at {path} has format version {found!r} but this code reads {FORMAT_VERSION}"
             f"{' (format 1 was written before the compact layout)' if found == 1 else ''}; "
@@ -208,30 +289,92 @@ def _read_manifest(path: Path, vname: str) -> dict[str, Any]:
     return manifest
 
 
+def _read_segment_docs(sdir: Path, entry: Mapping[str, Any]) -> tuple[SegmentInfo, list[tuple[Document, str]],
+                                                                      dict[str, DocumentChunks]]:
+    rows = list(read_documents(sdir / DOCUMENTS_FILE))
+    chunks = read_chunks(sdir)
+    ids = tuple(d.id for d, _ in rows)
+    if set(ids) != set(chunks) or len(ids) != int(entry.get("documents", len(ids))):
+        raise ManifestMismatch(f"{sdir}: documents, chunks and manifest disagree; re-ingest the collection")
+    info = SegmentInfo(ids, tuple(len(chunks[d].passages) for d in ids), frozenset(entry.get("dead", ())),
+                       str(entry["name"]))
+    return info, rows, chunks
+
+
+def read_live_documents(path: Path, manifest: Mapping[str, Any]) -> tuple[list[Document], dict[str, DocumentChunks],
+                                                                        dict[str, str]]:
+    """The live documents of a version (segment order), their chunks and content hashes."""
+    docs, chunks, hashes = [], {}, {}
+    for entry in manifest["segments"]:
+        info, rows, seg_chunks = _read_segment_docs(path / "segments" / str(entry["name"]), entry)
+        for doc, digest in rows:
+            if doc.id not in info.dead:
+                docs.append(doc)
+                chunks[doc.id], hashes[doc.id] = seg_chunks[doc.id], digest
+    return docs, chunks, hashes
+
+
 def _load_state(path: Path, vname: str, config: CollectionConfig) -> _State:
     manifest = _read_manifest(path, vname)
+    docs: dict[str, Document] = {}
+    hashes: dict[str, str] = {}
+    chunks: dict[str, DocumentChunks] = {}
+    infos, sparse_parts, dense_parts, graph_parts = [], [], [], []
+    for entry in manifest["segments"]:
+        sdir = path / "segments" / str(entry["name"])
+        info, rows, seg_chunks = _read_segment_docs(sdir, entry)
+        for doc, digest in rows:
+            if doc.id in info.dead:
+                continue
+            if doc.id in docs:
+                raise ManifestMismatch(f"{path}: document {doc.id!r} is live in two segments; re-ingest the collection")
+            docs[doc.id], hashes[doc.id], chunks[doc.id] = doc, digest, seg_chunks[doc.id]
+        sparse = SparseIndex.load(sdir / "sparse", config.sparse)
+        dense = DenseIndex.load(sdir, dim=config.embedder_dim)
+        if len(sparse) != info.n_rows or len(dense) != info.n_rows:
+            raise ManifestMismatch(f"{sdir}: {info.n_rows} passages but sparse holds {len(sparse)} and dense "
+                                   f"{len(dense)}; re-ingest the collection")
+        infos.append(info)
+        sparse_parts.append(sparse)
+        dense_parts.append(dense)
+        graph_parts.append(GraphIndex.load(sdir, seg_chunks).subset(info.live_docs()))
+    passages = [p for d in docs for p in chunks[d].passages]
+    dead = [i.dead_mask() for i in infos]
+    return _State(embedding=dict(manifest.get("embedding", {})), segments=infos,
+                  docs=docs, chunks=chunks, hashes=hashes, passages=passages,
+                  sparse=SparseIndex.joined(sparse_parts, dead, config.sparse),
+                  dense=DenseIndex.joined(dense_parts, dead, config.embedder_dim, config.hnsw_threshold),
+                  graph=GraphIndex.joined(graph_parts), version=str(manifest["version"]), version_dir=vname,
+                  created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")))
+
+
+def _migrate(path: Path, name: str, vname: str) -> str:
+    """Rewrite a format-2 version (one directory with every document) as a format-3 version
+    of one segment; vectors, chunks and graph as stored, BM25 counts rebuilt from the texts.
+    Called under the write lock. Returns the new version's name."""
+    manifest = _read_manifest(path, vname, accept=(MIGRATES_FROM,))
+    config = CollectionConfig.from_dict(manifest["config"])
     vdir = path / "versions" / vname
     docs: dict[str, Document] = {}
     hashes: dict[str, str] = {}
     for doc, digest in read_documents(vdir / DOCUMENTS_FILE):
-        docs[doc.id] = doc
-        hashes[doc.id] = digest
+        docs[doc.id], hashes[doc.id] = doc, digest
     chunks = read_chunks(vdir)
-    if set(docs) != set(chunks) or set(docs) != set(hashes):
-        raise ManifestMismatch(f"{vdir}: documents, chunks and manifest disagree; re-ingest the collection")
+    if set(docs) != set(chunks):
+        raise ManifestMismatch(f"{vdir}: documents and chunks disagree; re-ingest the collection")
     passages = [p for d in docs for p in chunks[d].passages]
-    sparse = SparseIndex.load(vdir / "sparse", config.sparse)
     dense = DenseIndex.load(vdir, dim=config.embedder_dim)
     graph = GraphIndex.load(vdir, chunks)
-    if len(sparse) != len(passages) or len(dense) != len(passages):
-        raise ManifestMismatch(
-            f"{vdir}: {len(passages)} passages but sparse holds {len(sparse)} and dense {len(dense)}; "
-            "re-ingest the collection"
-        )
-    return _State(embedding=dict(manifest.get("embedding", {})),
-                  docs=docs, chunks=chunks, hashes=hashes, passages=passages, sparse=sparse, dense=dense,
-                  graph=graph, version=str(manifest["version"]), version_dir=vname,
-                  created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")))
+    sparse = SparseIndex(config.sparse).build([index_text(docs[p.doc_id], p) for p in passages])
+    if len(dense) != len(passages):
+        raise ManifestMismatch(f"{vdir}: {len(passages)} passages but {len(dense)} vectors; re-ingest the collection")
+    ids = tuple(docs)
+    st = _State(docs=docs, chunks={d: chunks[d] for d in ids}, hashes=hashes, passages=passages, sparse=sparse,
+                dense=dense, graph=graph, version=str(manifest["version"]), version_dir="",
+                created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")),
+                embedding=dict(manifest.get("embedding", {})),
+                segments=[SegmentInfo(ids, tuple(len(chunks[d].passages) for d in ids))] if ids else [])
+    return _commit(path, name, config, st).version_dir
 
 
 def _check_embedder(name: str, config: CollectionConfig, embedder: Any) -> None:

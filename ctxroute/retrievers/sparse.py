@@ -1,14 +1,16 @@
-"""BM25 over passage texts, on ``bm25s`` (sparse score matrix), with PyStemmer stemming.
+"""BM25 over passage texts: term counts in scipy sparse matrices, scored with bm25s's formulas
+at query time (so the index can grow by segments with exact statistics), PyStemmer stemming.
 
 Scoring variant: ``lucene`` by default (idf = log(1 + (N - df + .5)/(df + .5)), never zero, so
 small collections still score common words). ``robertson`` matches rank_bm25's ``BM25Okapi``
 ranking (same idf, tf part differs only by the constant factor k1 + 1).
-Persistence: bm25s's own ``save`` (``np.save(allow_pickle=False)`` arrays + JSON vocab/params),
-plus ``sparse_config.json``. Nothing is pickled.
+Persistence: ``tf.npz`` (CSC term counts and text lengths), ``terms.json`` and
+``sparse_config.json``. Nothing is pickled. Stop-word lists come from bm25s.
 """
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -16,8 +18,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import scipy.sparse as sp
 
 from ctxroute.errors import InputError, ManifestMismatch
+from ctxroute.retrievers.segments import RowSegments
 from ctxroute.types import Chunk, ScoredChunk
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -33,6 +37,9 @@ def _canonical_number(m: re.Match[str]) -> str:
     return t.replace(".", "_") if not t.startswith(".") else "0" + t.replace(".", "_")
 _METHODS = ("robertson", "lucene", "atire")
 _CONFIG_FILE = "sparse_config.json"
+_ARRAYS_FILE = "tf.npz"
+_TERMS_FILE = "terms.json"
+_SAVE_FORMAT = "tf-1"  # term counts; the bm25s score matrices of format-2 collections are not read
 
 
 @dataclass(frozen=True)
@@ -112,44 +119,198 @@ class Tokenizer:
         return words
 
 
+class _Terms:
+    """One segment of a sparse index: term counts (CSC, texts x terms) and text lengths."""
+
+    __slots__ = ("tf", "terms", "vocab", "lengths")
+
+    def __init__(self, tf: sp.csc_matrix, terms: list[str], lengths: np.ndarray) -> None:
+        self.tf = tf
+        self.terms = terms
+        self.vocab = {t: i for i, t in enumerate(terms)}
+        self.lengths = lengths
+
+    @classmethod
+    def count(cls, token_lists: Sequence[Sequence[str]]) -> "_Terms":
+        vocab: dict[str, int] = {}
+        ids = [vocab.setdefault(t, len(vocab)) for toks in token_lists for t in toks]
+        lengths = np.fromiter((len(toks) for toks in token_lists), dtype=np.int64, count=len(token_lists))
+        rows = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
+        tf = sp.coo_matrix((np.ones(len(ids), dtype=np.float32), (rows, np.asarray(ids, dtype=np.int64))),
+                           shape=(len(token_lists), len(vocab))).tocsc()
+        tf.sum_duplicates()
+        return cls(tf, list(vocab), lengths.astype(np.float32))
+
+    @classmethod
+    def concat(cls, parts: Sequence[tuple["_Terms", np.ndarray | None]]) -> "_Terms":
+        """The rows ``rows`` (None: all) of each part, in order, as one segment; terms left
+        without any row are dropped (a fresh build over those rows has the same vocabulary)."""
+        vocab: dict[str, int] = {}
+        blocks, lengths = [], []
+        n_rows = 0
+        for part, rows in parts:
+            col_map = np.asarray([vocab.setdefault(t, len(vocab)) for t in part.terms], dtype=np.int64)
+            m = part.tf.tocsr()
+            if rows is not None:
+                m = m[rows]
+            coo = m.tocoo()
+            blocks.append((coo.data, coo.row.astype(np.int64) + n_rows, col_map[coo.col] if coo.nnz else coo.col))
+            lengths.append(part.lengths if rows is None else part.lengths[rows])
+            n_rows += m.shape[0]
+        data = np.concatenate([b[0] for b in blocks]) if blocks else np.zeros(0, np.float32)
+        row = np.concatenate([b[1] for b in blocks]) if blocks else np.zeros(0, np.int64)
+        col = np.concatenate([b[2] for b in blocks]).astype(np.int64) if blocks else np.zeros(0, np.int64)
+        terms = list(vocab)
+        used = np.zeros(len(terms), dtype=bool)
+        used[col] = True
+        if not used.all():
+            remap = np.cumsum(used) - 1
+            col = remap[col]
+            terms = [t for t, u in zip(terms, used) if u]
+        tf = sp.coo_matrix((data.astype(np.float32), (row, col)), shape=(n_rows, len(terms))).tocsc()
+        return cls(tf, terms, np.concatenate(lengths).astype(np.float32) if lengths else np.zeros(0, np.float32))
+
+
 class SparseIndex:
-    """BM25 index over a list of texts; ``search`` returns (position, score), best first."""
+    """BM25 index over a list of texts; ``search`` returns (position, score), best first.
+
+    The index keeps raw term counts per segment, not precomputed scores, so it can grow by a
+    segment (``extended``) and lose rows (``without``) without touching the other texts, and
+    still score with the statistics (N, document frequency, average length) of all live texts:
+    a segmented index scores exactly like one built from scratch over the same texts.
+    ``merged`` folds segments into one. The formulas are bm25s's (``lucene``, ``robertson``,
+    ``atire``), which bakes idf into a stored score matrix and so cannot grow in place.
+    """
 
     def __init__(self, config: SparseConfig | None = None) -> None:
         self.config = config or SparseConfig()
         self.tokenize = Tokenizer(self.config)
-        self._bm25: Any = None
-        self._n = 0
+        self._segs: tuple[_Terms, ...] = ()
+        self._rows = RowSegments()
+        self._total_len = 0.0
 
     def __len__(self) -> int:
-        return self._n
+        return self._rows.n_live
+
+    # --- building -------------------------------------------------------------------
+    def _with(self, segs: Sequence[_Terms], rows: RowSegments) -> "SparseIndex":
+        other = SparseIndex.__new__(SparseIndex)
+        other.config, other.tokenize = self.config, self.tokenize
+        other._segs, other._rows = tuple(segs), rows
+        other._total_len = float(sum(
+            float(s.lengths.sum()) if rows.live_mask(i) is None else float(s.lengths[rows.live_mask(i)].sum())
+            for i, s in enumerate(segs)))
+        return other
 
     def build(self, texts: Sequence[str]) -> "SparseIndex":
         """(Re)build the index from scratch; positions in ``search`` results index ``texts``."""
-        self._n = len(texts)
-        if not texts:
-            self._bm25 = None
-            return self
-        import bm25s
-
-        corpus = [self.tokenize(t) for t in texts]
-        if not any(corpus):  # only stop words (e.g. "a"): no vocabulary, every score is 0
-            self._bm25 = None
-            return self
-        bm25 = bm25s.BM25(k1=self.config.k1, b=self.config.b, method=self.config.method)
-        bm25.index(corpus, show_progress=False)
-        self._bm25 = bm25
+        built = self._with((), RowSegments()).extended(texts)
+        self._segs, self._rows, self._total_len = built._segs, built._rows, built._total_len
         return self
+
+    def extended(self, texts: Sequence[str]) -> "SparseIndex":
+        """A new index: this one plus ``texts`` as a new segment (positions continue from
+        ``len(self)``). Only ``texts`` are tokenised; this index is unchanged."""
+        if not texts:
+            return self._with(self._segs, self._rows)
+        seg = _Terms.count([self.tokenize(t) for t in texts])
+        return self._with((*self._segs, seg), self._rows.appended(len(texts)))
+
+    def without(self, positions: Sequence[int]) -> "SparseIndex":
+        """A new index without the texts at ``positions`` (later positions shift down)."""
+        return self._with(self._segs, self._rows.without(positions))
+
+    def merged(self, start: int = 0, stop: int | None = None) -> "SparseIndex":
+        """A new index with segments ``start:stop`` (default all) folded into one holding their
+        live texts; the same scores, fewer segments."""
+        stop = len(self._segs) if stop is None else stop
+        if stop - start < 1 or (stop - start == 1 and self._rows.dead[start] is None):
+            return self._with(self._segs, self._rows)
+        parts = [(self._segs[i], None if self._rows.dead[i] is None else self._rows.live_rows(i))
+                 for i in range(start, stop)]
+        seg = _Terms.concat(parts)
+        segs = (*self._segs[:start], *((seg,) if seg.tf.shape[0] else ()), *self._segs[stop:])
+        return self._with(segs, self._rows.merged(start, stop))
+
+    @property
+    def n_segments(self) -> int:
+        return len(self._segs)
+
+    @property
+    def n_dead(self) -> int:
+        """Rows kept in segments but no longer searched."""
+        return self._rows.n_dead
+
+    def part(self, i: int) -> "SparseIndex":
+        """Segment ``i`` (all its rows, dead ones too) as an index of its own, e.g. to save it."""
+        return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
+
+    @classmethod
+    def joined(cls, parts: Sequence["SparseIndex"], dead: Sequence[np.ndarray | None],
+               config: SparseConfig | None = None) -> "SparseIndex":
+        """One index over single-segment ``parts`` (as ``part`` gives them), rows marked in
+        ``dead`` (a bool mask per part, or None) left out of searches."""
+        base = cls(config or (parts[0].config if parts else None))
+        if any(p.n_segments != 1 for p in parts):
+            raise InputError("SparseIndex.joined takes non-empty single-segment parts")
+        for p in parts:
+            if p.config != base.config:
+                raise ManifestMismatch(f"sparse segments built with {p.config} and {base.config} cannot be joined")
+        segs = [p._segs[0] for p in parts]
+        sizes = [int(s.tf.shape[0]) for s in segs]
+        return base._with(segs, RowSegments(sizes, dead))
+
+    # --- searching ------------------------------------------------------------------
+    def _idf(self, df: int, n: int) -> float:
+        method = self.config.method
+        if method == "lucene":
+            return math.log(1 + (n - df + 0.5) / (df + 0.5))
+        if method == "robertson":
+            return math.log(max((n - df + 0.5) / (df + 0.5), 1.0))
+        return math.log(n / df)  # atire
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every indexed text for ``query`` (zeros when no query term is known)."""
-        if self._bm25 is None:
-            return np.zeros(self._n, dtype=np.float32)
-        vocab = self._bm25.vocab_dict
-        ids = [vocab[t] for t in self.tokenize(query) if t in vocab and t != ""]
-        if not ids:
-            return np.zeros(self._n, dtype=np.float32)
-        return np.asarray(self._bm25.get_scores_from_ids(ids), dtype=np.float32)
+        n = len(self)
+        out = np.zeros(n, dtype=np.float32)
+        if n == 0 or self._total_len <= 0:
+            return out
+        avgdl = np.float64(self._total_len / n)
+        k1, b = self.config.k1, self.config.b
+        weights: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        for term in self.tokenize(query):
+            if not term:
+                continue
+            if term not in weights:
+                postings = []
+                df = 0
+                for i, seg in enumerate(self._segs):
+                    j = seg.vocab.get(term)
+                    if j is None:
+                        continue
+                    lo, hi = seg.tf.indptr[j], seg.tf.indptr[j + 1]
+                    rows, tf = seg.tf.indices[lo:hi], seg.tf.data[lo:hi]
+                    live = self._rows.live_mask(i)
+                    if live is not None:
+                        keep = live[rows]
+                        rows, tf = rows[keep], tf[keep]
+                    if rows.size:
+                        postings.append((i, rows, tf))
+                        df += rows.size
+                parts = []
+                if df:
+                    idf = np.float32(self._idf(df, n))  # bm25s keeps idf as float32
+                    for i, rows, tf in postings:
+                        dl = self._segs[i].lengths[rows]
+                        if self.config.method == "atire":
+                            tfc = (tf * (k1 + 1)) / (tf + k1 * (1 - b + b * dl / avgdl))
+                        else:
+                            tfc = tf / (k1 * ((1 - b) + b * dl / avgdl) + tf)
+                        parts.append((self._rows.positions(i, rows), (idf * tfc).astype(np.float32)))
+                weights[term] = parts
+            for pos, w in weights[term]:
+                out[pos] += w  # positions are distinct within one term
+        return out
 
     def search(self, query: str, k: int = 10) -> list[tuple[int, float]]:
         if k < 1:
@@ -167,12 +328,21 @@ class SparseIndex:
         order = top[np.lexsort((top, -scores[top]))][:k]
         return [(int(i), float(scores[i])) for i in order if scores[i] > 0]
 
+    # --- persistence ----------------------------------------------------------------
     def save(self, directory: Path) -> None:
+        """Write the live texts' term counts as one segment: ``tf.npz`` (CSC arrays and text
+        lengths, ``np.savez``, no pickle), ``terms.json`` and ``sparse_config.json``."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        meta = {"config": self.config.to_dict(), "n": self._n, "vocab": self._bm25 is not None}
-        if self._bm25 is not None:
-            self._bm25.save(str(directory), allow_pickle=False, show_progress=False)
+        one = self.merged() if len(self._segs) > 1 or self._rows.n_dead else self
+        meta = {"config": self.config.to_dict(), "n": len(self), "format": _SAVE_FORMAT}
+        if one._segs:
+            seg = one._segs[0]
+            np.savez(directory / _ARRAYS_FILE, indptr=seg.tf.indptr.astype(np.int64),
+                     indices=seg.tf.indices.astype(np.int32), counts=seg.tf.data.astype(np.int32),
+                     lengths=seg.lengths.astype(np.int32))
+            (directory / _TERMS_FILE).write_text(json.dumps(seg.terms, ensure_ascii=False, separators=(",", ":")),
+                                                 encoding="utf-8")
         (directory / _CONFIG_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -189,11 +359,21 @@ class SparseIndex:
                 requested=str(config),
             )
         index = cls(saved)
-        index._n = int(meta["n"])
-        if index._n and meta.get("vocab", True):
-            import bm25s
-
-            index._bm25 = bm25s.BM25.load(str(directory), mmap=False, allow_pickle=False, show_progress=False)
+        n = int(meta["n"])
+        if meta.get("format") != _SAVE_FORMAT:
+            raise ManifestMismatch(f"sparse index at {directory} is in the bm25s score format of an older "
+                                   "ctxroute; rebuild it from the texts", path=str(directory))
+        if n:
+            with np.load(directory / _ARRAYS_FILE, allow_pickle=False) as z:
+                indptr, indices, counts, lengths = z["indptr"], z["indices"], z["counts"], z["lengths"]
+            terms = json.loads((directory / _TERMS_FILE).read_text(encoding="utf-8"))
+            if len(lengths) != n or len(indptr) != len(terms) + 1:
+                raise ManifestMismatch(f"sparse index at {directory} is damaged ({len(lengths)} texts, "
+                                       f"{n} expected); rebuild it from the texts", path=str(directory))
+            tf = sp.csc_matrix((counts.astype(np.float32), indices, indptr), shape=(n, len(terms)))
+            seg = _Terms(tf, [str(t) for t in terms], lengths.astype(np.float32))
+            index._segs, index._rows = (seg,), RowSegments((n,))
+            index._total_len = float(seg.lengths.sum())
         return index
 
 

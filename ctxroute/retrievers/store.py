@@ -110,5 +110,13 @@ class CollectionStore:
         filled in from the stored documents and chunks (no indexes loaded)."""
         return self.backend.manifest(self.validate_name(name))
 
+    def compact(self, name: str) -> dict[str, Any]:
+        """Fold the segments of a files collection into one (``FilesBackend.compact``)."""
+        compact = getattr(self.backend, "compact", None)
+        if compact is None:
+            raise InputError(f"the {self.backend.kind} store keeps no segments: there is nothing to compact",
+                             name=name)
+        return compact(self.validate_name(name))
+
     def delete(self, name: str) -> None:
         self.backend.delete(self.validate_name(name))

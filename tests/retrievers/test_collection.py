@@ -191,13 +191,13 @@ def test_manifest_mismatch_names_both_values(store: CollectionStore, emb: Counti
     manifest = json.loads((vdir / "manifest.json").read_text())
     manifest["format_version"] = 1  # a collection written before the compact layout
     (vdir / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ManifestMismatch, match=r"format version 1 but this code reads 2 \(format 1 was written "
+    with pytest.raises(ManifestMismatch, match=r"format version 1 but this code reads 3 \(format 1 was written "
                                                r"before the compact layout\); delete it with `ctxroute collections "
                                                r"rm m` and ingest the documents again"):
         store.open("m", emb)
     manifest["format_version"] = 999
     (vdir / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ManifestMismatch, match="format version 999 but this code reads 2"):
+    with pytest.raises(ManifestMismatch, match="format version 999 but this code reads 3"):
         store.open("m", emb)
 
 
@@ -220,8 +220,9 @@ def test_failed_write_leaves_previous_version(store: CollectionStore, emb: Count
     col.add_documents(_docs()[:1])
     version, n = col.version, len(col.passages())
 
-    def boom(tmp_dir: Path) -> None:
-        assert (tmp_dir / "manifest.json").exists() and (tmp_dir / "vectors.npy").exists()
+    def boom(tmp_dir: Path) -> None:  # the new manifest and the new segment are written
+        assert (tmp_dir / "manifest.json").exists()
+        assert len([p for p in (col.path / "segments").iterdir() if (p / "vectors.npy").exists()]) == 2
         raise OSError("disk full")
 
     monkeypatch.setattr(persist_mod, "_before_commit", boom)
@@ -230,6 +231,7 @@ def test_failed_write_leaves_previous_version(store: CollectionStore, emb: Count
     assert col.version == version and len(col.passages()) == n  # memory unchanged
     assert store.open("atomic", emb).version == version  # disk unchanged
     assert not [p for p in (col.path / "versions").iterdir() if p.name.startswith(".tmp-")]
+    assert len(list((col.path / "segments").iterdir())) == 1  # the failed write's segment is gone
     monkeypatch.undo()
     col.add_documents(_docs()[1:])
     assert len(store.open("atomic", emb)) == 3
@@ -248,7 +250,8 @@ def test_sigkill_during_commit_keeps_old_version(store: CollectionStore, emb: Co
         from ctxroute.retrievers.embedders import HashingEmbedder
         def die(tmp_dir):
             # everything of the new version is written; die before it goes live
-            assert (tmp_dir / "graph.json").exists()
+            assert (tmp_dir / "manifest.json").exists()
+            assert len([p for p in (tmp_dir.parents[1] / "segments").iterdir() if (p / "graph.json").exists()]) == 2
             os.kill(os.getpid(), signal.SIGKILL)
         m._before_commit = die
         col = CollectionStore(Path({str(store.root)!r})).open("killed", HashingEmbedder(64))
@@ -263,6 +266,9 @@ def test_sigkill_during_commit_keeps_old_version(store: CollectionStore, emb: Co
     survivor.add_documents(_docs()[1:])  # the next write cleans up after the dead one
     assert len(store.open("killed", emb)) == 3
     assert not [p for p in (col.path / "versions").iterdir() if p.name.startswith(".tmp-")]
+    listed = {s["name"] for s in json.loads((col.path / "versions" / (col.path / "CURRENT").read_text().strip()
+                                             / "manifest.json").read_text())["segments"]}
+    assert {p.name for p in (col.path / "segments").iterdir()} == listed  # the dead writer's segment is gone
 
 
 def test_writers_on_stale_handles_do_not_lose_documents(store: CollectionStore, emb: CountingEmbedder) -> None:
@@ -406,11 +412,14 @@ def test_compact_layout_one_vector_copy_and_slim_manifest(store: CollectionStore
     col = store.create("compact", _config(emb), emb)
     col.add_documents(_docs())
     vdir = col.path / "versions" / (col.path / "CURRENT").read_text().strip()
-    names = {p.name for p in vdir.iterdir()}
-    assert {"manifest.json", "documents.jsonl.gz", "chunks.npz", "chunks.json", "vectors.npy", "graph.npz"} <= names
-    assert not names & {"dense.faiss", "chunks.jsonl", "documents.jsonl"}  # one copy of the vectors, no JSONL
-    assert np.load(vdir / "vectors.npy", allow_pickle=False).dtype == np.float16
+    assert {p.name for p in vdir.iterdir()} == {"manifest.json"}
     on_disk = json.loads((vdir / "manifest.json").read_text())
+    [segment] = on_disk["segments"]  # one write: one segment
+    sdir = col.path / "segments" / segment["name"]
+    names = {p.name for p in sdir.iterdir()}
+    assert {"documents.jsonl.gz", "chunks.npz", "chunks.json", "vectors.npy", "graph.npz", "sparse"} <= names
+    assert not names & {"dense.faiss", "chunks.jsonl", "documents.jsonl"}  # one copy of the vectors, no JSONL
+    assert np.load(sdir / "vectors.npy", allow_pickle=False).dtype == np.float16
     assert "documents" not in on_disk and on_disk["counts"]["documents"] == 3
     table = store.manifest("compact")["documents"]  # per-document metadata, derived on demand
     assert set(table) == {d.id for d in col.documents()}
