@@ -94,15 +94,19 @@ def partition(collection_id: int) -> str:
     return f"{SCHEMA}.passages_{int(collection_id)}"
 
 
-def partition_ddl(collection_id: int, dim: int) -> list[str]:
-    """The passages partition of one collection and its HNSW index (inner product: the
-    embedders L2-normalise, so this is cosine, and it is the files backend's FAISS metric)."""
-    table, cid, dim = partition(collection_id), int(collection_id), int(dim)
-    return [
-        f"CREATE TABLE {table} PARTITION OF {SCHEMA}.passages FOR VALUES IN ({cid})",
-        f"CREATE INDEX passages_{cid}_hnsw ON {table} USING hnsw ((embedding::vector({dim})) vector_ip_ops)"
-        " WITH (m = 16, ef_construction = 64)",
-    ]
+def partition_ddl(collection_id: int) -> str:
+    """The passages partition of one collection."""
+    return f"CREATE TABLE {partition(collection_id)} PARTITION OF {SCHEMA}.passages FOR VALUES IN ({int(collection_id)})"
+
+
+def hnsw_ddl(collection_id: int, dim: int) -> str:
+    """The HNSW index of one collection's partition (inner product: the embedders
+    L2-normalise, so this is cosine, and it is the files backend's FAISS metric). Made when the
+    collection first grows past its ``hnsw_threshold``: below it searches are exact and every
+    insert would pay for an index no query uses (about 3 ms per passage on 2 busy cores)."""
+    cid = int(collection_id)
+    return (f"CREATE INDEX IF NOT EXISTS passages_{cid}_hnsw ON {partition(cid)} USING hnsw "
+            f"((embedding::vector({int(dim)})) vector_ip_ops) WITH (m = 16, ef_construction = 64)")
 
 
 def lock_key(namespace: str, name: str) -> int:

@@ -31,7 +31,9 @@ from ctxroute.retrievers.collection_config import CollectionConfig, CollectionIn
 from ctxroute.retrievers.persist import FORMAT_VERSION, _State
 from ctxroute.retrievers.pg_codec import decode_chunks, encode_chunks, graph_from_terms, passage_terms
 from ctxroute.retrievers.pg_dense import PgDenseIndex, PgTextRetriever
-from ctxroute.retrievers.pg_schema import FTS_CONFIG, SCHEMA, lock_key, partition, partition_ddl, pool_for
+from ctxroute.retrievers.pg_schema import (
+    FTS_CONFIG, SCHEMA, hnsw_ddl, lock_key, partition, partition_ddl, pool_for,
+)
 from ctxroute.retrievers.sparse import SparseIndex
 from ctxroute.types import Document
 
@@ -134,8 +136,7 @@ class PostgresBackend:
             if row is None:
                 raise Conflict(f"collection {name!r} already exists; open it, or delete it with "
                                f"`ctxroute collections rm {name}`", name=name)
-            for ddl in partition_ddl(row[0], config.embedder_dim):
-                conn.execute(ddl)
+            conn.execute(partition_ddl(row[0]))
         state.version_dir = _tag(*row)
         state.dense = PgDenseIndex(self.pool, row[0], config.embedder_dim, config.hnsw_threshold, {},
                                    np.zeros((0, config.embedder_dim), np.float32))
@@ -204,6 +205,8 @@ class PostgresBackend:
                 cur.executemany(
                     f"INSERT INTO {SCHEMA}.passages (collection_id, doc_id, pos, embedding, tsv, terms) "
                     f"VALUES (%s, %s, %s, %s, to_tsvector('{FTS_CONFIG}', %s), %s)", passage_rows)
+            if len(state.passages) > config.hnsw_threshold:
+                conn.execute(hnsw_ddl(cid, config.embedder_dim))  # once, when the collection first needs it
             n_tokens = sum(int(state.chunks[d].document.n_tokens) for d in state.docs)
             conn.execute(
                 f"UPDATE {SCHEMA}.collections SET seq = seq + 1, version = %s, embedding = %s, n_docs = %s, "
