@@ -37,6 +37,7 @@ from ctxroute.errors import DocumentError, InputError
 from ctxroute.retrievers.chunking import ChunkingConfig, chunk_document
 from ctxroute.retrievers.collection_config import IngestStats, content_hash, index_text
 from ctxroute.retrievers.documents import LoadReport, iter_files, load_path_report
+from ctxroute.retrievers.documents import _load as _load_bytes  # what load_path_report does with a file's bytes
 from ctxroute.retrievers.ingest_embed import embed_passages
 from ctxroute.types import Document
 
@@ -121,8 +122,17 @@ class IngestWorker:
         self.chunking = chunking
         self.collection = collection
 
-    def load(self, index: int, path: str) -> tuple[int, list[Document], list[tuple[str, str]]]:
-        report = load_path_report(Path(path))
+    def load(self, index: int, path: str, data: bytes | None = None) -> tuple[int, list[Document], list[tuple[str, str]]]:
+        """The documents of one file: read here, or from ``data`` (its bytes, shipped by the
+        driver when the file may not be on this node) exactly as ``load_path_report`` does."""
+        if data is None:
+            report = load_path_report(Path(path))
+        else:
+            try:
+                docs, errors = _load_bytes(data, Path(path).name, path)
+                report = LoadReport(tuple(docs), tuple(errors))
+            except DocumentError as exc:
+                report = LoadReport((), (exc,))
         return index, list(report.documents), [(e.path, e.reason) for e in report.errors]
 
     def embed(self, index: int, docs: Sequence[Document]) -> tuple[int, list[str], np.ndarray]:
@@ -153,6 +163,7 @@ class RayIngestResult:
     vectors_reused: int  # lookups the commit answered from them
     vectors_missed: int  # lookups the commit had to embed itself (should be 0)
     seconds: Mapping[str, float]
+    shipped: bool = False  # the driver sent the files' bytes to the actors
 
 
 @contextlib.contextmanager
@@ -210,20 +221,29 @@ def _shards(docs: Sequence[Document], n: int) -> list[list[Document]]:
     return shards
 
 
-def _run_pool(ray: Any, actors: list[Any], method: str, jobs: Sequence[tuple[Any, ...]],
+def _run_pool(ray: Any, actors: list[Any], method: str, jobs: Iterable[tuple[Any, ...]], n_jobs: int,
               tick: Callable[[Any], None]) -> list[Any]:
-    """Results of ``actor.method(*job)`` for every job, in job order; idle actors take the
-    next job as soon as they finish one (the first element of each job is its index)."""
+    """Results of ``actor.method(*job)`` for every job, in job order (the first element of a
+    job is its index). Jobs are taken from ``jobs`` lazily, two per actor in flight, and an
+    actor that finishes takes the next one."""
     from ray.util import ActorPool
 
     pool = ActorPool(actors)
-    for job in jobs:
-        pool.submit(lambda actor, j: getattr(actor, method).remote(*j), job)
-    out: list[Any] = [None] * len(jobs)
+    pending = iter(jobs)
+
+    def submit() -> None:
+        job = next(pending, None)
+        if job is not None:
+            pool.submit(lambda actor, j: getattr(actor, method).remote(*j), job)
+
+    for _ in range(2 * len(actors)):
+        submit()
+    out: list[Any] = [None] * n_jobs
     while pool.has_next():
         result = pool.get_next_unordered()
         out[result[0]] = result
         tick(result)
+        submit()
     return out
 
 
@@ -236,6 +256,7 @@ def ray_ingest(
     threads: int | None = 1,
     chunking: ChunkingConfig | None = None,
     embedder: Any = None,
+    ship_files: bool | None = None,
     progress: Progress | None = None,
 ) -> RayIngestResult:
     """Load, chunk and embed ``paths`` on Ray actors and add the documents to ``collection``
@@ -247,7 +268,11 @@ def ray_ingest(
     ``embedder`` the collection will have. ``workers`` actors (default: the cluster's CPUs)
     each build the embedder once with ``embedder_factory`` (default: that embedder rebuilt
     from its spec, dtype included, with ``threads`` torch threads). ``progress(stage, done,
-    total)`` reports ``load``, ``ray embed`` and then the commit's own stages."""
+    total)`` reports ``load``, ``ray embed`` and then the commit's own stages.
+
+    ``ship_files``: the driver reads each file and sends its bytes to the actor (needed when
+    the paths are not on every node); ``None`` ships when the cluster has more than one node,
+    else actors read the files themselves."""
     import time
 
     ray = import_ray()
@@ -272,10 +297,12 @@ def ray_ingest(
     actor_cls = ray.remote(num_cpus=1)(IngestWorker)
     actors = [actor_cls.remote(factory, chunking, name) for _ in range(n_workers)]
     try:
-        report = _load(ray, actors, files, progress)
+        if ship_files is None:
+            ship_files = sum(1 for node in ray.nodes() if node.get("Alive")) > 1
+        report = _load(ray, actors, files, progress, ship_files)
         seconds["load"] = time.perf_counter() - t0
         if not report.documents:
-            return RayIngestResult(None, report, n_workers, 0, 0, 0, 0, seconds)
+            return RayIngestResult(None, report, n_workers, 0, 0, 0, 0, seconds, ship_files)
         t0 = time.perf_counter()
         collection = opener()
         known = {collection.content_hash(d.id) for d in collection.documents()}
@@ -296,10 +323,18 @@ def ray_ingest(
     finally:
         collection.embedder = real
     seconds["commit"] = time.perf_counter() - t0
-    return RayIngestResult(stats, report, n_workers, len(shards), len(table), lookup.hits, lookup.misses, seconds)
+    return RayIngestResult(stats, report, n_workers, len(shards), len(table), lookup.hits, lookup.misses, seconds,
+                           ship_files)
 
 
-def _load(ray: Any, actors: list[Any], files: Sequence[Path], progress: Progress | None) -> LoadReport:
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes() if path.is_file() else None
+    except OSError:
+        return None  # the actor reports why, as load_path_report would
+
+
+def _load(ray: Any, actors: list[Any], files: Sequence[Path], progress: Progress | None, ship: bool) -> LoadReport:
     """Every file loaded on the pool; documents in file order, a later duplicate id reported
     and dropped (as ``load_paths`` does)."""
     done = [0]
@@ -309,7 +344,8 @@ def _load(ray: Any, actors: list[Any], files: Sequence[Path], progress: Progress
         if progress:
             progress("load", done[0], len(files))
 
-    loaded = _run_pool(ray, actors, "load", [(i, str(f)) for i, f in enumerate(files)], tick)
+    jobs = ((i, str(f), _read(f) if ship else None) for i, f in enumerate(files))  # read as they are sent
+    loaded = _run_pool(ray, actors, "load", jobs, len(files), tick)
     docs: list[Document] = []
     errors: list[DocumentError] = []
     seen: dict[str, str] = {}
@@ -335,7 +371,7 @@ def _embed(ray: Any, actors: list[Any], shards: list[list[Document]], progress: 
             progress("ray embed", done[0], total)
 
     table: dict[str, np.ndarray] = {}
-    for _, hashes, vectors in _run_pool(ray, actors, "embed", list(enumerate(shards)), tick):
+    for _, hashes, vectors in _run_pool(ray, actors, "embed", enumerate(shards), len(shards), tick):
         for h, v in zip(hashes, vectors):
             table[h] = v
     return table
