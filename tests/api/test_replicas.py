@@ -246,3 +246,20 @@ def test_replica_killed_mid_ingest_the_other_finishes(shared: tuple[str, str, Pa
         for x in replicas:
             x.stop()
         own_redis.close()
+
+
+def test_compose_runs_two_replicas_on_one_store() -> None:
+    """docker-compose.yml: api and api2 differ only in their host port; they, and the worker,
+    share one Postgres (pgvector image, health-checked before they start) and one Redis."""
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    api, api2, worker, pg = services["api"], services["api2"], services["worker"], services["postgres"]
+    assert {k: v for k, v in api2.items() if k != "ports"} == {k: v for k, v in api.items() if k != "ports"}
+    assert api["ports"] != api2["ports"]
+    store = api["environment"]["CTXROUTE_STORE"]
+    assert store.startswith("postgresql://") and "@postgres:5432/" in store
+    assert worker["environment"]["CTXROUTE_STORE"] == store
+    assert pg["image"].startswith("pgvector/pgvector:pg16") and "pg_isready" in " ".join(pg["healthcheck"]["test"])
+    for svc in (api, worker):
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
