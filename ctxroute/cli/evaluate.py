@@ -86,13 +86,9 @@ def run_cmd(
     embedder: Optional[str] = typer.Option(None, "--embedder", help="embedder for a new eval collection: minilm (default) | hashing"),
     llm_backend: Optional[str] = typer.Option(None, "--llm", help="local | openai | scripted | extractive (no LLM); default from CTXROUTE_LLM_BACKEND"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="most tokens each LLM call may produce"),
+    queue: bool = typer.Option(False, "--queue", help="enqueue the run for `ctxroute worker` (Redis at $CTXROUTE_REDIS_URL) and print its job id; the worker writes results and report under --out"),
 ) -> None:
     """Answer a dataset with each route; one JSONL record per (question, route), written as it comes."""
-    import asyncio
-
-    queue: bool = typer.Option(False, "--queue", help="enqueue the run for `ctxroute worker` (Redis at $CTXROUTE_REDIS_URL) and print its job id; the worker writes results and report under --out"),
-    from ctxroute.errors import CtxrouteError
-    from ctxroute.eval.datasets import Dataset, SourceText, load_dataset
     if queue:
         from ctxroute.cli.worker import enqueue_eval_cmd
 
@@ -101,6 +97,10 @@ def run_cmd(
                               data_root=data_root or default_data_root(), task=task, retry_errors=retry_errors,
                               llm_judge=llm_judge, embedder=embedder, llm=llm_backend, max_tokens=max_tokens))
         return
+    import asyncio
+
+    from ctxroute.errors import CtxrouteError
+    from ctxroute.eval.datasets import Dataset, SourceText, load_dataset
     from ctxroute.eval.judge import LLMJudge
     from ctxroute.eval.runner import build_eval_collection, engine_answer_fn, parse_routes, run_eval
     from ctxroute.pipelines.engine import Engine, EngineConfig
