@@ -96,22 +96,27 @@ class BoundedLLM:
         await self.inner.aclose()
 
 
-def _files_store(root: str) -> Any:
+def _open_store(spec: str, namespace: str = "default") -> Any:
     from ctxroute.retrievers.collection import CollectionStore
 
-    return CollectionStore(Path(root))
+    return CollectionStore(spec, namespace=namespace)
 
 
 def store_factory_of(store: Any) -> Callable[[], Any]:
-    """How a worker opens the same store: a files store by its absolute directory, any other
-    (postgres) by shipping the store object itself to the worker (it must pickle)."""
+    """How a worker opens the same store: a files store by its absolute directory, a
+    PostgreSQL one by its DSN and namespace (each worker makes its own connection pool); any
+    other by shipping the store object itself (it must pickle)."""
     import functools
 
+    backend = getattr(store, "backend", None)
+    dsn = getattr(backend, "dsn", None)
+    if dsn:
+        return functools.partial(_open_store, str(dsn), str(getattr(backend, "namespace", "default")))
     try:
         root = store.root
     except AttributeError:
         return functools.partial(_same, store)
-    return functools.partial(_files_store, str(Path(root).resolve()))
+    return functools.partial(_open_store, str(Path(root).resolve()))
 
 
 def _same(obj: Any) -> Any:
