@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ctxroute.retrievers.chunking import DocumentChunks
-from ctxroute.retrievers.collection_config import CollectionConfig, index_text
+from ctxroute.retrievers.collection_config import CollectionConfig, content_hash, index_text
 from ctxroute.retrievers.compaction import after_write, segmented, segments_of
 from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.persist import _now, _State, _version_of
@@ -76,11 +76,26 @@ def next_state(
     if progress:
         progress("dense", 1, 1)
 
+    text_ids = position_by_id = None
+    if st.text_ids is not None:  # keep the text -> passage map current instead of rebuilding it
+        text_ids = dict(st.text_ids)
+        for d in removed:
+            for p in st.chunks[d].passages if d in st.chunks else ():
+                h = content_hash(index_text(st.docs[d], p))
+                if text_ids.get(h) == p.id:
+                    del text_ids[h]
+        for text, p in zip(texts, new_passages):
+            text_ids.setdefault(content_hash(text), p.id)
+    if st.position_by_id is not None and not removed:
+        position_by_id = dict(st.position_by_id)
+        position_by_id.update((p.id, len(st.passages) + i) for i, p in enumerate(new_passages))
+
     graph = _graph_after(st, removed, added, progress, seconds)
     now = _now()
     state = _State(docs=docs_map, chunks=chunks_map, hashes=hashes, passages=passages, sparse=sparse,
                    dense=dense, graph=graph, version=_version_of(config, hashes), version_dir="",
-                   created_at=st.created_at, updated_at=now, passage_by_id=passage_by_id, segments=segments)
+                   created_at=st.created_at, updated_at=now, passage_by_id=passage_by_id, segments=segments,
+                   text_ids=text_ids, position_by_id=position_by_id)
     t0 = time.perf_counter()
     merged = after_write(state)
     if merged is not state:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 from ctxroute.errors import ManifestMismatch
-from ctxroute.retrievers.collection_config import content_hash, index_text
+from ctxroute.retrievers.collection_config import content_hash
 
 if TYPE_CHECKING:
     from ctxroute.retrievers.persist import _State
@@ -23,13 +23,11 @@ def embed_passages(embedder: Any, texts: Sequence[str], dim: int, collection: st
     for i, text in enumerate(texts):
         rows_of.setdefault(content_hash(text), []).append(i)
     if st is not None and st.passages and len(st.dense) == len(st.passages):
-        vectors = st.dense.vectors
-        for j, p in enumerate(st.passages):
-            rows = rows_of.pop(content_hash(index_text(st.docs[p.doc_id], p)), None)
-            if rows is not None:
-                out[rows] = vectors[j]
-                if not rows_of:
-                    break
+        lookup = getattr(st.dense, "vector", None)  # one row, without gathering all vectors
+        for h in list(rows_of):
+            j = st.passage_with_text(h)  # a hash map kept with the state: no scan of the collection
+            if j is not None:
+                out[rows_of.pop(h)] = lookup(j) if lookup is not None else st.dense.vectors[j]
     todo = sorted(rows_of.values(), key=lambda rows: len(texts[rows[0]]), reverse=True)
     for start in range(0, len(todo), batch):
         group = todo[start:start + batch]

@@ -53,7 +53,7 @@ from ctxroute.errors import ManifestMismatch
 from ctxroute.retrievers.base import Retriever
 from ctxroute.retrievers.chunking import DocumentChunks
 from ctxroute.retrievers.codec import DOCUMENTS_FILE, read_chunks, read_documents, write_chunks, write_documents
-from ctxroute.retrievers.collection_config import CollectionConfig, index_text
+from ctxroute.retrievers.collection_config import CollectionConfig, content_hash, index_text
 from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.graph import GraphIndex
 from ctxroute.retrievers.segments import SegmentInfo
@@ -110,10 +110,29 @@ class _State:
     embedding: dict[str, Any] = field(default_factory=dict)
     # the segments the index rows sit in (compaction.segments_of); empty: one, or none
     segments: list[SegmentInfo] = field(default_factory=list)
+    # lazy lookups, passed on (updated) by writers when they can be: content hash of a
+    # passage's index text -> passage id (whose vector a new passage of that text reuses),
+    # and passage id -> position in ``passages``
+    text_ids: dict[str, str] | None = None
+    position_by_id: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if not self.passage_by_id and self.passages:  # writers pass it on, updated
             self.passage_by_id = {p.id: p for p in self.passages}
+
+    def passage_with_text(self, text_hash: str) -> int | None:
+        """Position of a passage whose index text has ``text_hash``, or None."""
+        if self.text_ids is None:
+            ids: dict[str, str] = {}
+            for p in self.passages:
+                ids.setdefault(content_hash(index_text(self.docs[p.doc_id], p)), p.id)
+            self.text_ids = ids
+        pid = self.text_ids.get(text_hash)
+        if pid is None or pid not in self.passage_by_id:
+            return None
+        if self.position_by_id is None:
+            self.position_by_id = {p.id: i for i, p in enumerate(self.passages)}
+        return self.position_by_id.get(pid)
 
 
 def _version_of(config: CollectionConfig, hashes: Mapping[str, str]) -> str:

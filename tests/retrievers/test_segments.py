@@ -2,6 +2,7 @@
 removals are tombstones, compaction (automatic and explicit) gives what a fresh ingest gives."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -289,3 +290,22 @@ def test_compaction_plan_is_size_tiered() -> None:
     assert compaction_plan([seg(5)] + [seg(1)] * 8) == (0, 9)  # the small ones outweigh the base
     assert compaction_plan([seg(100, dead=30), seg(1)]) == (0, 2)  # > 20% dead: everything
     assert compaction_plan([]) is None
+
+
+def test_reused_vectors_stay_right_through_replacements(store: CollectionStore) -> None:
+    """The text -> passage map that spares re-embedding is carried from version to version;
+    after replacements and removals every passage still has its own text's vector."""
+    from ctxroute.retrievers.collection_config import index_text
+
+    emb = CountingEmbedder(64)
+    col = store.create("reuse", _config(emb), emb)
+    col.add_documents([_doc(1), _doc(2)])
+    col.add_documents([document_from_text(_doc(1).text, title="Doc 1", doc_id="d1-copy")])  # reuses d1's vectors
+    col.add_documents([dataclasses.replace(_doc(1, seed=5), id="d1")])  # replace d1
+    col.remove_document("d2")
+    emb.seen.clear()
+    col.add_documents([dataclasses.replace(_doc(2), id="d2-back")])  # d2's text again: its vectors are gone
+    st = col._state
+    for i, p in enumerate(st.passages):
+        want = emb.embed([index_text(st.docs[p.doc_id], p)])[0]
+        np.testing.assert_allclose(st.dense.vectors[i], want.astype(np.float16).astype(np.float32), atol=1e-6)
