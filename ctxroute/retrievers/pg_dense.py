@@ -84,24 +84,37 @@ class PgDenseIndex:
         from pgvector import Vector
 
         k = min(k, len(self))
-        cast = f"vector({self.dim})"
-        # the collection's own partition: a WHERE on collection_id would steer the planner to the
-        # primary key instead of the HNSW index
-        sql = (f"SELECT doc_id, pos, -(embedding::{cast} <#> %(q)s::{cast}) FROM {partition(self.collection_id)} "
-               f"ORDER BY embedding::{cast} <#> %(q)s::{cast} LIMIT %(k)s")
         with self.pool.connection() as conn, conn.transaction():
-            if self.kind == "flat":  # exact, as the files backend below its threshold
-                conn.execute("SET LOCAL enable_indexscan = off")
-            else:  # the HNSW index, whatever the (possibly stale) table statistics say
-                conn.execute("SET LOCAL enable_seqscan = off")
-                conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_SEARCH_MAX, max(40, 2 * k))}")
-            rows = conn.execute(sql, {"q": Vector(query), "k": k}).fetchall()
+            rows = conn.execute(self._plan(conn, k), {"q": Vector(query), "k": k}).fetchall()
         out = []
         for doc_id, pos, score in rows:
             i = self.positions.get((doc_id, pos))
             if i is not None:
                 out.append((i, float(score)))
         return out
+
+    def _plan(self, conn: Any, k: int) -> str:
+        """Fix the plan for this transaction; the query (parameters ``q``, ``k``)."""
+        if self.kind == "flat":  # exact, as the files backend below its threshold
+            conn.execute("SET LOCAL enable_indexscan = off")
+        else:  # the HNSW index, whatever the (possibly stale) table statistics say
+            conn.execute("SET LOCAL enable_seqscan = off")
+            conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_SEARCH_MAX, max(40, 2 * k))}")
+        cast = f"vector({self.dim})"
+        # the collection's own partition: a WHERE on collection_id would steer the planner to the
+        # primary key instead of the HNSW index
+        return (f"SELECT doc_id, pos, -(embedding::{cast} <#> %(q)s::{cast}) FROM {partition(self.collection_id)} "
+                f"ORDER BY embedding::{cast} <#> %(q)s::{cast} LIMIT %(k)s")
+
+    def explain(self, vector: np.ndarray, k: int = 10) -> str:
+        """PostgreSQL's plan for ``search(vector, k)`` (EXPLAIN), for operators and tests."""
+        from pgvector import Vector
+
+        with self.pool.connection() as conn, conn.transaction():
+            sql = self._plan(conn, k)
+            rows = conn.execute("EXPLAIN " + sql, {"q": Vector(np.asarray(vector, dtype=np.float32).reshape(-1)),
+                                                   "k": k}).fetchall()
+        return "\n".join(r[0] for r in rows)
 
 
 class PgTextRetriever:

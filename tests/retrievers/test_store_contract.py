@@ -304,3 +304,29 @@ def test_postgres_unreachable_is_a_clear_error() -> None:
     pytest.importorskip("psycopg_pool", reason="the postgres backend needs psycopg_pool (ctxroute[scale])")
     with pytest.raises(StoreUnavailable, match=r"cannot reach the PostgreSQL store .*:\*\*\*@"):
         CollectionStore("postgresql://u:secret@127.0.0.1:1/db?connect_timeout=2", namespace="t1")
+
+
+def test_postgres_plan_follows_the_threshold(pg_store: Callable[[], CollectionStore]) -> None:
+    """Exact below ``hnsw_threshold`` (no HNSW index is even made), the HNSW index above it."""
+    small = pg_store().create("small", embedder=EMB)
+    small.add_documents(_corpus(2))
+    vector = EMB.embed(["revenue of the division"])[0]
+    plan = small._state.dense.explain(vector, k=5)
+    assert "Seq Scan" in plan and "hnsw" not in plan, plan
+    big = pg_store().create("big", CollectionConfig.for_embedder(EMB, hnsw_threshold=20), EMB)
+    big.add_documents(_corpus(2))
+    plan = pg_store().open("big", EMB)._state.dense.explain(vector, k=5)
+    assert "Index Scan using passages_" in plan and "_hnsw" in plan, plan
+
+
+def test_postgres_refresh_reads_only_changed_documents(pg_store: Callable[[], CollectionStore]) -> None:
+    writer = pg_store().create("c1", embedder=EMB)
+    writer.add_documents(_corpus(3))
+    reader = pg_store().open("c1", EMB)
+    before = {d.id: d for d in reader.documents()}
+    writer.add_documents([_note(9)])
+    assert reader.refresh()
+    after = {d.id: d for d in reader.documents()}
+    assert set(after) == set(before) | {"note-9"}
+    assert all(after[d] is before[d] for d in before)  # reused, not read again
+    assert reader.search("harbour pilot 9", k=1, retriever="bm25")[0].chunk.doc_id == "note-9"
