@@ -19,7 +19,7 @@ seconds (BM25, FAISS, graph, save: the serial part), and the ratio to ``plain``.
 collections are checked against ``plain``: same version, same passages, vector max |diff|
 and min cosine (bf16 batches of different composition differ in the last bits).
 
-Run: ``nice -n 10 python benchmarks/ray_ingest.py [--docs 4] [--runs plain,plain-1t,ray-1,ray-2]
+Run: ``nice -n 10 python benchmarks/ray_ingest.py [--docs 4] [--runs plain,plain-1t,ray-1,ray-2] [--repeat 2]
 [--out ray_ingest.json]``. Reports the load average at start and end: on a shared 2-core
 machine the numbers are noisy, and 2 actors can at best double 1 actor's throughput.
 """
@@ -157,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--docs", type=int, default=4, help="documents in the corpus (default 4)")
     ap.add_argument("--runs", default="plain,plain-1t,ray-1,ray-2", help="comma-separated configurations")
     ap.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    ap.add_argument("--repeat", type=int, default=1, help="repetitions of every run (order alternating); medians")
     ap.add_argument("--commit-passages", type=int, default=0,
                     help="also time the commit alone (hashing vectors) at this many passages, files store")
     ap.add_argument("--postgres", action="store_true",
@@ -167,57 +168,72 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ctxroute.retrievers.collection import CollectionStore
     from ctxroute.retrievers.embedders import cpu_has_bf16
 
-    out: dict[str, Any] = {"load_avg_start": os.getloadavg(), "cpus": os.cpu_count(), "bf16": cpu_has_bf16(), "runs": {}}
-    with tempfile.TemporaryDirectory(prefix="ctxroute-ray-bench-") as tmp:
+    out: dict[str, Any] = {"load_avg_start": os.getloadavg(), "cpus": os.cpu_count(), "bf16": cpu_has_bf16(),
+                           "repeat": a.repeat, "reps": []}
+    ray_runs = [r for r in runs if r.startswith("ray-")]
+    with tempfile.TemporaryDirectory(prefix="ctxroute-ray-bench-") as tmp, contextlib.ExitStack() as stack:
         docs_dir = Path(tmp) / "docs"
         out["corpus"] = write_corpus(docs_dir, a.docs)
-        store = CollectionStore(Path(tmp) / "store")
-        for run in [r for r in runs if r.startswith("plain")]:
-            out["runs"][run] = plain_run(store, run, docs_dir, 1 if run == "plain-1t" else None)
-            print(run, json.dumps(out["runs"][run]), file=sys.stderr)
-        ray_runs = [r for r in runs if r.startswith("ray-")]
         if ray_runs:
             from ctxroute.retrievers.distributed import ray_session
 
             t0 = time.perf_counter()
-            with ray_session(num_cpus=os.cpu_count()):
-                out["ray_start_s"] = time.perf_counter() - t0
-                for run in ray_runs:
-                    out["runs"][run] = ray_run(store, run, docs_dir, int(run.split("-")[1]))
-                    print(run, json.dumps(out["runs"][run]), file=sys.stderr)
-                if a.postgres:
-                    with postgres_store() as pg:
-                        r = out["runs"]["ray-2-postgres"] = ray_run(pg, "ray2pg", docs_dir, 2)
-                        if "plain" in out["runs"]:
-                            r["vs_plain"] = agreement(store.open("plain"), pg.open("ray2pg"))
-                        print("ray-2-postgres", json.dumps(r), file=sys.stderr)
+            stack.enter_context(ray_session(num_cpus=os.cpu_count()))
+            out["ray_start_s"] = time.perf_counter() - t0
+        for rep in range(a.repeat):  # the order alternates, so load drifts hit every run alike
+            store = CollectionStore(Path(tmp) / f"store{rep}")
+            results: dict[str, Any] = {}
+            for run in (runs if rep % 2 == 0 else runs[::-1]):
+                if run.startswith("plain"):
+                    results[run] = plain_run(store, run, docs_dir, 1 if run == "plain-1t" else None)
+                else:
+                    results[run] = ray_run(store, run, docs_dir, int(run.split("-")[1]))
+                results[run]["load_avg"] = os.getloadavg()[0]
+                print(rep, run, json.dumps(results[run]), file=sys.stderr)
+            if "plain" in results:
+                for run in results:
+                    if run != "plain":
+                        results[run]["vs_plain"] = agreement(store.open("plain"), store.open(run))
+                        results[run]["x_plain"] = results["plain"]["wall_s"] / results[run]["wall_s"]
+            out["reps"].append(results)
+        if a.postgres and ray_runs:
+            with postgres_store() as pg:
+                r = out["ray_2_postgres"] = ray_run(pg, "ray2pg", docs_dir, 2)
+                files = CollectionStore(Path(tmp) / "store0")
+                if "plain" in runs:
+                    r["vs_plain"] = agreement(files.open("plain"), pg.open("ray2pg"))
+                print("ray-2-postgres", json.dumps(r), file=sys.stderr)
         if a.commit_passages:
+            store = CollectionStore(Path(tmp) / "commit")
             out["commit_alone"] = {"files": commit_scale(store, "commit-files", a.commit_passages)}
             if a.postgres:
                 with postgres_store() as pg:
                     out["commit_alone"]["postgres"] = commit_scale(pg, "commitpg", a.commit_passages)
-        if "plain" in out["runs"]:
-            for run in out["runs"]:
-                if run != "plain" and "vs_plain" not in out["runs"][run]:
-                    out["runs"][run]["vs_plain"] = agreement(store.open("plain"), store.open(run))
     out["load_avg_end"] = os.getloadavg()
-    ref = out["runs"].get("plain")
     lines = [f"corpus: {out['corpus']}; cpus {out['cpus']}, bf16 {out['bf16']}; load average at start "
              f"{out['load_avg_start'][0]:.2f}, at end {out['load_avg_end'][0]:.2f}"
-             + (f"; ray cluster start {out['ray_start_s']:.1f}s (not counted)" if "ray_start_s" in out else ""),
-             "", "| run | passages | wall s | passages/s | x plain | embed s | embed passages/s | commit s |",
+             + (f"; ray cluster start {out['ray_start_s']:.1f}s (not counted)" if "ray_start_s" in out else "")
+             + f"; median of {a.repeat} repetition(s), order alternating",
+             "", "| run | passages | wall s | passages/s | x plain (same repetition) | embed s | embed passages/s | commit s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for run, r in out["runs"].items():
-        pps = r["passages"] / r["wall_s"]
-        r["passages_per_s"], r["embed_passages_per_s"] = pps, r["passages"] / max(r["embed_s"], 1e-9)
-        ratio = f"{pps / (ref['passages'] / ref['wall_s']):.2f}" if ref else "-"
-        lines.append(f"| {run} | {r['passages']} | {r['wall_s']:.1f} | {pps:.1f} | {ratio} | {r['embed_s']:.1f} | "
-                     f"{r['embed_passages_per_s']:.1f} | {r['commit_s']:.1f} |")
-    for run, r in out["runs"].items():
-        if "vs_plain" in r:
-            v = r["vs_plain"]
-            lines.append(f"{run} vs plain: same version {v['same_version']}, same passages {v['same_passages']}, "
-                         f"vector max |diff| {v['max_abs_diff']:.2e}, min cosine {v['min_cosine']:.5f}")
+    for run in runs:
+        reps = [rep[run] for rep in out["reps"]]
+        med = {k: float(np.median([r[k] for r in reps])) for k in ("wall_s", "embed_s", "commit_s")}
+        n = reps[0]["passages"]
+        ratio = f"{np.median([r['x_plain'] for r in reps]):.2f}" if "x_plain" in reps[0] else ("1.00" if run == "plain" else "-")
+        lines.append(f"| {run} | {n} | {med['wall_s']:.1f} | {n / med['wall_s']:.1f} | {ratio} | {med['embed_s']:.1f} | "
+                     f"{n / med['embed_s']:.1f} | {med['commit_s']:.1f} |")
+    for run in runs:
+        for i, rep in enumerate(out["reps"]):
+            v = rep[run].get("vs_plain")
+            if v:
+                lines.append(f"{run} vs plain (repetition {i + 1}): same version {v['same_version']}, same passages "
+                             f"{v['same_passages']}, vector max |diff| {v['max_abs_diff']:.2e}, min cosine {v['min_cosine']:.5f}")
+    if "ray_2_postgres" in out:
+        r = out["ray_2_postgres"]
+        v = r.get("vs_plain", {})
+        lines.append(f"ray-2 into PostgreSQL: {r['passages']} passages, wall {r['wall_s']:.1f}s, commit {r['commit_s']:.1f}s"
+                     + (f"; vs plain: same version {v['same_version']}, min cosine {v['min_cosine']:.5f}" if v else ""))
     for backend, c in out.get("commit_alone", {}).items():
         stages = ", ".join(f"{k} {v:.1f}s" for k, v in c["seconds"].items())
         lines.append(f"commit alone, {backend} store: {c['passages']:,} passages in {c['commit_s']:.1f}s = "
