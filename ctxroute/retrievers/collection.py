@@ -325,7 +325,9 @@ class Collection:
             current = self.backend.current(self.name)
             if current is None or current == self._state.version_dir:
                 return False
-            self._state = self.backend.load(self.name, self.config)
+            load_since = getattr(self.backend, "load_since", None)  # files: reads only the new segments
+            self._state = (load_since(self.name, self.config, self._state) if load_since is not None
+                           else self.backend.load(self.name, self.config))
             return True
 
     # --- internals --------------------------------------------------------------------

@@ -169,6 +169,14 @@ class DenseIndex:
         """Segment ``i`` (all its rows) as an index of its own, e.g. to save it."""
         return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
 
+    def appended(self, part: "DenseIndex", dead: np.ndarray | None = None) -> "DenseIndex":
+        """This index plus the single segment of ``part`` (rows in ``dead`` left out)."""
+        if part.n_segments != 1 or part.dim != self.dim:
+            raise InputError("DenseIndex.appended takes one non-empty segment of the same dimension")
+        seg = part._segs[0]
+        return self._with((*self._segs, seg), RowSegments((*self._rows.sizes, len(seg.vectors)),
+                                                          (*self._rows.dead, dead)))
+
     @classmethod
     def joined(cls, parts: Sequence["DenseIndex"], dead: Sequence[np.ndarray | None], dim: int,
                hnsw_threshold: int | None = None) -> "DenseIndex":

@@ -14,7 +14,7 @@ from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.persist import _now, _State, _version_of
 from ctxroute.retrievers.segments import SegmentInfo
 from ctxroute.retrievers.sparse import SparseIndex
-from ctxroute.types import Document
+from ctxroute.types import Chunk, Document
 
 Progress = Callable[[str, int, int], None]
 
@@ -76,20 +76,7 @@ def next_state(
     if progress:
         progress("dense", 1, 1)
 
-    text_ids = position_by_id = None
-    if st.text_ids is not None:  # keep the text -> passage map current instead of rebuilding it
-        text_ids = dict(st.text_ids)
-        for d in removed:
-            for p in st.chunks[d].passages if d in st.chunks else ():
-                h = content_hash(index_text(st.docs[d], p))
-                if text_ids.get(h) == p.id:
-                    del text_ids[h]
-        for text, p in zip(texts, new_passages):
-            text_ids.setdefault(content_hash(text), p.id)
-    if st.position_by_id is not None and not removed:
-        position_by_id = dict(st.position_by_id)
-        position_by_id.update((p.id, len(st.passages) + i) for i, p in enumerate(new_passages))
-
+    text_ids, position_by_id = carried_lookups(st, removed, new_passages, texts)
     graph = _graph_after(st, removed, added, progress, seconds)
     now = _now()
     state = _State(docs=docs_map, chunks=chunks_map, hashes=hashes, passages=passages, sparse=sparse,
@@ -101,6 +88,26 @@ def next_state(
     if merged is not state:
         seconds["merge"] = time.perf_counter() - t0
     return merged
+
+def carried_lookups(st: _State, removed: set[str], new_passages: list[Chunk],
+                    texts: list[str]) -> tuple[dict[str, str] | None, dict[str, int] | None]:
+    """``st``'s text -> passage and passage -> position maps brought up to date for the next
+    state (O(change)); None where ``st`` never built one (it is built on first use)."""
+    text_ids = position_by_id = None
+    if st.text_ids is not None:
+        text_ids = dict(st.text_ids)
+        for d in removed:
+            for p in st.chunks[d].passages if d in st.chunks else ():
+                h = content_hash(index_text(st.docs[d], p))
+                if text_ids.get(h) == p.id:
+                    del text_ids[h]
+        for text, p in zip(texts, new_passages):
+            text_ids.setdefault(content_hash(text), p.id)
+    if st.position_by_id is not None and not removed:
+        position_by_id = dict(st.position_by_id)
+        position_by_id.update((p.id, len(st.passages) + i) for i, p in enumerate(new_passages))
+    return text_ids, position_by_id
+
 
 def _graph_after(st: _State, removed: set[str], added: list[tuple[Document, DocumentChunks]],
                  progress: Progress | None, seconds: dict[str, float]) -> Any:

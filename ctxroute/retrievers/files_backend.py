@@ -15,9 +15,10 @@ from ctxroute.errors import CollectionNotFound, Conflict, ManifestMismatch
 from ctxroute.retrievers.backend import Delta
 from ctxroute.retrievers.collection_config import CollectionConfig, CollectionInfo
 from ctxroute.retrievers.persist import (
-    FORMAT_VERSION, MIGRATES_FROM, _commit, _load_state, _migrate, _read_current, _read_manifest, _State,
-    document_table, read_live_documents,
+    FORMAT_VERSION, MIGRATES_FROM, _commit, _load_state, _read_current, _read_manifest, _State, document_table,
+    read_live_documents,
 )
+from ctxroute.retrievers.persist_extend import extend_state, migrate
 
 _DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -53,7 +54,7 @@ class FilesBackend:
             with self._flock(path):
                 vname = _read_current(path) or vname
                 if _read_manifest(path, vname, accept=(FORMAT_VERSION, MIGRATES_FROM))["format_version"] == MIGRATES_FROM:
-                    vname = _migrate(path, name, vname)
+                    vname = migrate(path, name, vname)
         return vname
 
     def read_config(self, name: str) -> CollectionConfig:
@@ -88,6 +89,20 @@ class FilesBackend:
         except FileNotFoundError:
             # a writer pruned this version while we read it: the pointer has moved on
             return _load_state(path, _read_current(path) or vname, config)
+
+    def load_since(self, name: str, config: CollectionConfig, base: _State) -> _State:
+        """The live version, read in proportion to what changed since ``base`` when its
+        manifest extends ``base``'s (same segments first, more tombstones, new segments after):
+        only the new segments are read. Otherwise (a compaction, another lineage) ``load``."""
+        path = self._path(name)
+        vname = self._live(name)
+        if vname == base.version_dir:
+            return base
+        try:
+            grown = extend_state(path, vname, config, base)
+        except FileNotFoundError:  # pruned while we read: the pointer has moved on
+            grown = None
+        return grown if grown is not None else self.load(name, config)
 
     @contextlib.contextmanager
     def write_lock(self, name: str) -> Iterator[None]:

@@ -123,17 +123,23 @@ class GraphIndex:
         replaces an earlier one of the same id); term ids are remapped onto one table."""
         index = cls(config or (parts[0].config if parts else None))
         for part in parts:
-            remap = None
-            if part._terms is not index._terms:
-                term_id = index._term_id
-                n0 = len(term_id)
-                remap = [term_id.setdefault(t, len(term_id)) for t in part._terms]  # part terms are distinct
-                index._terms.extend(t for t, i in zip(part._terms, remap) if i >= n0)
-            for doc_id, d in part._docs.items():
-                terms = d.terms if remap is None else tuple(tuple(remap[t] for t in ids) for ids in d.terms)
-                index._docs.pop(doc_id, None)
-                index._docs[doc_id] = _DocGraph(d.chunks, terms)
+            index.absorb(part)
         return index
+
+    def absorb(self, part: "GraphIndex") -> None:
+        """Add the documents of ``part`` (replacing any of the same id), its term ids remapped
+        onto this index's table: costs what ``part`` holds."""
+        remap = None
+        if part._terms is not self._terms:
+            term_id = self._term_id
+            n0 = len(term_id)
+            remap = [term_id.setdefault(t, len(term_id)) for t in part._terms]  # part terms are distinct
+            self._terms.extend(t for t, i in zip(part._terms, remap) if i >= n0)
+        for doc_id, d in part._docs.items():
+            terms = d.terms if remap is None else tuple(tuple(remap[t] for t in ids) for ids in d.terms)
+            self._docs.pop(doc_id, None)
+            self._docs[doc_id] = _DocGraph(d.chunks, terms)
+        self._matrix = None
 
     # --- building -------------------------------------------------------------------
     @classmethod

@@ -30,8 +30,10 @@ point leaves the previous version loadable (and the next writer removes the left
 
 Format 1 (JSONL chunks, float32 vectors stored twice, networkx JSON graph) is refused with
 an error naming both versions and the fix (re-ingest). Format 2 (one directory per version
-holding every document) is migrated on open: it becomes one segment, its vectors, chunks
-and graph kept as they are, the BM25 counts rebuilt from the texts (nothing re-embedded).
+holding every document) is migrated on open (``persist_extend.migrate``): it becomes one
+segment, its vectors, chunks and graph kept as they are, the BM25 counts rebuilt from the
+texts (nothing re-embedded). A process whose version another writer extended reads only
+the new segments (``persist_extend.extend_state``).
 """
 from __future__ import annotations
 
@@ -365,35 +367,6 @@ def _load_state(path: Path, vname: str, config: CollectionConfig) -> _State:
                   dense=DenseIndex.joined(dense_parts, dead, config.embedder_dim, config.hnsw_threshold),
                   graph=GraphIndex.joined(graph_parts), version=str(manifest["version"]), version_dir=vname,
                   created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")))
-
-
-def _migrate(path: Path, name: str, vname: str) -> str:
-    """Rewrite a format-2 version (one directory with every document) as a format-3 version
-    of one segment; vectors, chunks and graph as stored, BM25 counts rebuilt from the texts.
-    Called under the write lock. Returns the new version's name."""
-    manifest = _read_manifest(path, vname, accept=(MIGRATES_FROM,))
-    config = CollectionConfig.from_dict(manifest["config"])
-    vdir = path / "versions" / vname
-    docs: dict[str, Document] = {}
-    hashes: dict[str, str] = {}
-    for doc, digest in read_documents(vdir / DOCUMENTS_FILE):
-        docs[doc.id], hashes[doc.id] = doc, digest
-    chunks = read_chunks(vdir)
-    if set(docs) != set(chunks):
-        raise ManifestMismatch(f"{vdir}: documents and chunks disagree; re-ingest the collection")
-    passages = [p for d in docs for p in chunks[d].passages]
-    dense = DenseIndex.load(vdir, dim=config.embedder_dim)
-    graph = GraphIndex.load(vdir, chunks)
-    sparse = SparseIndex(config.sparse).build([index_text(docs[p.doc_id], p) for p in passages])
-    if len(dense) != len(passages):
-        raise ManifestMismatch(f"{vdir}: {len(passages)} passages but {len(dense)} vectors; re-ingest the collection")
-    ids = tuple(docs)
-    st = _State(docs=docs, chunks={d: chunks[d] for d in ids}, hashes=hashes, passages=passages, sparse=sparse,
-                dense=dense, graph=graph, version=str(manifest["version"]), version_dir="",
-                created_at=str(manifest.get("created_at", "")), updated_at=str(manifest.get("updated_at", "")),
-                embedding=dict(manifest.get("embedding", {})),
-                segments=[SegmentInfo(ids, tuple(len(chunks[d].passages) for d in ids))] if ids else [])
-    return _commit(path, name, config, st).version_dir
 
 
 def _check_embedder(name: str, config: CollectionConfig, embedder: Any) -> None:

@@ -245,6 +245,14 @@ class SparseIndex:
         """Segment ``i`` (all its rows, dead ones too) as an index of its own, e.g. to save it."""
         return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
 
+    def appended(self, part: "SparseIndex", dead: np.ndarray | None = None) -> "SparseIndex":
+        """A new index: this one plus the single segment of ``part`` (rows in ``dead`` left out)."""
+        if part.n_segments != 1 or part.config != self.config:
+            raise InputError("SparseIndex.appended takes one non-empty segment built with the same settings")
+        seg = part._segs[0]
+        return self._with((*self._segs, seg), RowSegments((*self._rows.sizes, seg.tf.shape[0]),
+                                                          (*self._rows.dead, dead)))
+
     @classmethod
     def joined(cls, parts: Sequence["SparseIndex"], dead: Sequence[np.ndarray | None],
                config: SparseConfig | None = None) -> "SparseIndex":

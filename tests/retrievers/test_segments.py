@@ -309,3 +309,31 @@ def test_reused_vectors_stay_right_through_replacements(store: CollectionStore) 
     for i, p in enumerate(st.passages):
         want = emb.embed([index_text(st.docs[p.doc_id], p)])[0]
         np.testing.assert_allclose(st.dense.vectors[i], want.astype(np.float16).astype(np.float32), atol=1e-6)
+
+
+def test_refresh_reads_only_the_new_segments(store: CollectionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handle that another writer got ahead of catches up by reading the segments committed
+    since its version (and applying their tombstones), and ends up equal to a fresh open."""
+    from ctxroute.retrievers import persist
+
+    emb = HashingEmbedder(64)
+    mine = store.create("refresh", _config(emb), emb)
+    mine.add_documents([_doc(i) for i in range(6)])
+    mine._state.passage_with_text("warm")  # build the lookups, so they are carried too
+    theirs = store.open("refresh", emb)
+    theirs.add_documents([_doc(10), dataclasses.replace(_doc(2, seed=4), id="d2")])  # one add, one replace
+    theirs.remove_document("d4")
+    reads: list[str] = []
+    real = persist._read_segment_docs
+    monkeypatch.setattr(persist, "_read_segment_docs", lambda sdir, entry: reads.append(sdir.name) or real(sdir, entry))
+    assert mine.refresh()
+    assert len(reads) == 1  # only the segment the other writer added
+    fresh = store.open("refresh", emb)
+    assert mine.version == fresh.version and [p.id for p in mine.passages()] == [p.id for p in fresh.passages()]
+    assert _results(mine) == _results(fresh)
+    assert mine._state.segments == fresh._state.segments
+    mine.add_documents([_doc(11)])  # and writes on from there
+    theirs.compact()  # a compacted version does not extend ours: read whole
+    reads.clear()
+    assert mine.refresh() and _results(mine) == _results(store.open("refresh", emb))
+    assert len(mine._state.segments) == 1
