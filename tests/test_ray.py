@@ -199,3 +199,24 @@ def test_cli_ingest_and_eval_with_ray(cluster: Any, tmp_path: Path, monkeypatch:
         assert res.exit_code == 0, res.output
     assert "ray: 2 engine actors" in res.output
     assert _records(tmp_path / "ray") == _records(tmp_path / "seq")
+
+
+def test_ray_ingest_and_eval_on_the_postgres_backend(cluster: Any, pg_url: str, tmp_path: Path) -> None:
+    """The same Ray paths with PostgreSQL as the record: one commit, the plain version; engine
+    actors open the store by DSN (a store with a connection pool does not pickle)."""
+    docs = _write_corpus(tmp_path / "docs")
+    emb = HashingEmbedder()
+    config = CollectionConfig.for_embedder(emb, chunking=ChunkingConfig(passage_tokens=64))
+    files = CollectionStore(tmp_path / "files")
+    plain = files.create("plain", config, emb)
+    plain.add_documents(load_paths([docs]).documents)
+    pg = CollectionStore(pg_url)
+    res = ray_ingest(pg.create("viaray", config, emb), [docs], workers=2)
+    assert res.stats is not None and res.stats.version == plain.version and res.vectors_missed == 0
+    reopened = pg.open("viaray", emb)
+    assert reopened.passages() == plain.passages()
+    items = ITEMS[:3]
+    asyncio.run(run_eval(items, engine_answer_fn(Engine(pg, None), "viaray"), tmp_path / "seq", routes=("auto",),
+                         concurrency=1))
+    run_eval_ray(items, EvalRecipe(store_factory_of(pg), "viaray"), tmp_path / "ray", routes=("auto",), workers=2)
+    assert _records(tmp_path / "ray") == _records(tmp_path / "seq")
