@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -170,6 +171,23 @@ async def _start(ctx: dict[str, Any], tenant: str, job_id: str) -> JobState | No
     return state
 
 
+def _retry_on_redis_errors(fn: Any) -> Any:
+    """A Redis failure mid-job is no failure of the job: arq runs it again a little later
+    (and if Redis stays away, the job is still queued and its lease lapses)."""
+
+    @functools.wraps(fn)
+    async def wrapper(ctx: dict[str, Any], *args: Any) -> Any:
+        from arq.worker import Retry
+
+        try:
+            return await fn(ctx, *args)
+        except RedisError as exc:
+            raise Retry(defer=5) from exc
+
+    return wrapper
+
+
+@_retry_on_redis_errors
 async def ingest_upload(ctx: dict[str, Any], tenant: str, collection: str, job_id: str, names: list[str]) -> str:
     records: Q.JobRecords = ctx["records"]
     settings: ApiSettings = ctx["settings"]
@@ -184,7 +202,7 @@ async def ingest_upload(ctx: dict[str, Any], tenant: str, collection: str, job_i
         blobs = records.r.mget([Q.file_key(job_id, i) for i in range(len(names))]) if names else []
         try:
             ingest(h, ctx["backend"], list(zip(names, blobs)), UploadLimits.of(settings), settings.job_batch_docs)
-        except Stopped:
+        except (Stopped, RedisError):
             raise
         except Exception as exc:  # noqa: BLE001 - a job records its failure instead of raising
             message = getattr(exc, "message", None) or f"{type(exc).__name__} during ingestion"
@@ -260,6 +278,7 @@ async def _child(h: RemoteHandle, argv: list[str], results: Path | None, total: 
     return int(proc.returncode or 0), tail.decode(errors="replace")
 
 
+@_retry_on_redis_errors
 async def eval_run(ctx: dict[str, Any], job_id: str, spec: dict[str, Any]) -> str:
     records: Q.JobRecords = ctx["records"]
     settings: ApiSettings = ctx["settings"]

@@ -119,3 +119,22 @@ def test_expired_spool_is_a_file_error(backend: Backend) -> None:
     _finish(h)
     assert records.saved is not None and records.saved.status == "failed"
     assert "expired" in records.saved.errors[0].message and records.saved.errors[0].file == "gone.md"
+
+
+def test_redis_failure_mid_job_asks_arq_to_run_it_again(tmp_path: Path) -> None:
+    import asyncio
+
+    from arq.worker import Retry
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from ctxroute.api.jobqueue_worker import eval_run, ingest_upload
+
+    class Down:
+        def load(self, tenant: str, job_id: str) -> None:
+            raise RedisConnectionError("Redis went away")
+
+    ctx = {"records": Down(), "settings": ApiSettings(home=tmp_path), "job_try": 1}
+    with pytest.raises(Retry):
+        asyncio.run(ingest_upload(ctx, "default", "c", "job_00000000000000dd", ["a.md"]))
+    with pytest.raises(Retry):
+        asyncio.run(eval_run(ctx, "job_00000000000000ee", {"out": str(tmp_path / "o"), "argv": []}))
