@@ -138,3 +138,25 @@ def test_redis_failure_mid_job_asks_arq_to_run_it_again(tmp_path: Path) -> None:
         asyncio.run(ingest_upload(ctx, "default", "c", "job_00000000000000dd", ["a.md"]))
     with pytest.raises(Retry):
         asyncio.run(eval_run(ctx, "job_00000000000000ee", {"out": str(tmp_path / "o"), "argv": []}))
+
+
+def test_a_job_that_keeps_dying_is_failed_after_max_tries(tmp_path: Path) -> None:
+    import asyncio
+
+    from ctxroute.api.jobqueue_worker import ingest_upload
+
+    class Records(MemRecords):
+        def load(self, tenant: str, job_id: str) -> JobState | None:
+            return self.saved
+
+        def drop_files(self, job_id: str, n: int) -> None:
+            self.dropped = n
+
+    records = Records()
+    records.saved = JobState(id="job_00000000000000ff", tenant="default", collection="c", status="running",
+                             files_total=1, attempts=2)
+    ctx = {"records": records, "settings": ApiSettings(home=tmp_path, job_max_tries=2), "job_try": 3}
+    assert asyncio.run(ingest_upload(ctx, "default", "c", "job_00000000000000ff", ["a.md"])) == "nothing to do"
+    s = records.saved
+    assert s.status == "failed" and s.finished_at and "gave up after 2 attempts" in s.errors[-1].message
+    assert records.dropped == 1, "the spooled upload of a given-up job is removed"
