@@ -1,33 +1,25 @@
 """Query-aware context compression: whole sentences under a token budget, no LLM.
 
-Given a question and the documents in scope, every sentence gets a score from
-
-- the retrieval score of the passages that hold it (``collection.search``: the fused
-  bm25 + dense + graph score, divided by the best hit's),
-- its own lexical match to the question: the IDF-weighted share of the question's content
-  terms (``ctxroute.router.answer.content_terms``: stemmed, stop words dropped) it contains,
-  IDF counted over the sentences in scope,
-- optionally its embedding match (``collection.sentence_vectors``, only for the sentences of
-  the retrieved passages, so it stays cheap; off by default),
-
-then a neighbour window (a sentence next to a strong one inherits ``neighbour_decay`` x its
-score), and units are admitted best first while they fit the budget (``ratio`` x the
-documents' tokens, or ``max_tokens``). A unit is a sentence, or all sentences on one table row;
-a kept sentence pulls in its section heading (and a table row its table's first row) when they
-fit. The kept sentences are rendered in document order with their ``[S#]`` ids (the same
-``SentenceMap`` as every other route, so citations verify), and every dropped stretch becomes
-one line ``[... 14 sentences omitted ...]``.
+Given a question and the documents in scope, every sentence gets a score from the signals in
+``ctxroute.pipelines.compress_score``: the retrieval score of the passages that hold it, its
+own lexical match to the question (quoted terms weigh more), a prior on each document's opening
+(``w_lead``, over its first ``lead_tokens``), optionally its embedding match (``w_dense``, only
+for the retrieved passages' sentences; off by default). Then a neighbour window (a sentence next
+to a strong one inherits ``neighbour_decay`` x its score), and units are admitted best first
+while they fit the budget (``ratio`` x the documents' tokens, or ``max_tokens``). A unit is a
+sentence, or all sentences on one table row; a kept sentence pulls in its section heading (and a
+table row its table's first row) when they fit. The kept sentences are rendered in document
+order with their ``[S#]`` ids (the same ``SentenceMap`` as every other route, so citations
+verify), and every dropped stretch becomes one line ``[... 14 sentences omitted ...]``.
 
 The selection (:func:`select_sentences`) is pure arithmetic on sentence texts and scores; the
 rendering (:func:`render_compressed`) produces a ``PackedContext`` like ``pack_evidence``.
 """
 from __future__ import annotations
 
-import bisect
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -35,10 +27,15 @@ from ctxroute.errors import InputError
 from ctxroute.pipelines.packing import PackedContext, SentenceMap, SentenceRef, _attr, clean_sentence
 from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.layout import is_table_row
-from ctxroute.router.answer import _WORD, _stem_fn, _stopwords, content_terms  # one definition of a term
+from ctxroute.pipelines.compress_score import (
+    dense_scores,
+    lead_scores,
+    lexical_scores,
+    passage_scores,
+    smooth_neighbours,
+)
 from ctxroute.types import Chunk, Document, ScoredChunk
 
-_DIGIT = re.compile(r"\d")
 ID_TOKENS = 4  # "\n[S12] " per kept sentence, as the packing estimate counts it
 MARKER_TOKENS = 8  # "[... 14 sentences omitted ...]"
 
@@ -55,6 +52,9 @@ class CompressConfig:
     retriever: str = "hybrid"
     w_passage: float = 1.0
     w_lexical: float = 2.0  # tuned on LooGLE (benchmarks/compression_retention.py --tune): 1.0 -> 2.0
+    quote_boost: float = 3.0  # weight of terms the question quotes; set on L-Eval contracts (README)
+    w_lead: float = 0.5  # prior on each document's opening; set on L-Eval contracts (README)
+    lead_tokens: int = 300
     w_dense: float = 0.0  # > 0: embed the retrieved passages' sentences (collection.sentence_vectors)
     window: int = 1  # neighbours on each side that inherit a share of a strong sentence's score
     neighbour_decay: float = 0.5
@@ -69,6 +69,8 @@ class CompressConfig:
             raise InputError(f"compression max_tokens must be positive, got {self.max_tokens}")
         if self.window < 0 or not 0.0 <= self.neighbour_decay <= 1.0:
             raise InputError("compression window must be >= 0 and neighbour_decay in [0, 1]")
+        if self.lead_tokens < 0 or self.quote_boost < 0 or min(self.w_passage, self.w_lexical, self.w_dense, self.w_lead) < 0:
+            raise InputError("compression weights, quote_boost and lead_tokens must be >= 0")
 
     def budget(self, full_tokens: int) -> int:
         caps = []
@@ -112,64 +114,6 @@ def _line_start(text: str, offset: int) -> int:
     return text.rfind("\n", 0, offset) + 1
 
 
-def passage_scores(hits: Sequence[ScoredChunk], docs: Sequence[DocSentences]) -> dict[str, np.ndarray]:
-    """Per document, each sentence's best hit score (divided by the top hit's score)."""
-    out = {d.doc.id: np.zeros(len(d.sentences), dtype=np.float64) for d in docs}
-    if not hits:
-        return out
-    top = max(h.score for h in hits) or 1.0
-    starts = {d.doc.id: [s.start for s in d.sentences] for d in docs}
-    ends = {d.doc.id: [s.end for s in d.sentences] for d in docs}
-    for h in hits:
-        c = h.chunk
-        if c.doc_id not in out:
-            continue
-        lo = bisect.bisect_right(ends[c.doc_id], c.start)
-        hi = bisect.bisect_left(starts[c.doc_id], c.end)
-        if hi > lo:
-            arr = out[c.doc_id]
-            arr[lo:hi] = np.maximum(arr[lo:hi], max(0.0, h.score) / top)
-    return out
-
-
-def _terms_of(vocab: Iterable[str], prefixes: set[str] | None = None) -> dict[str, str]:
-    """Surface word -> content term, by the rules of ``content_terms`` (stop words and 1-letter
-    words dropped, numbers without thousands separators, the rest stemmed in one batch).
-    ``prefixes``: stem only words starting with one of these (3-letter) prefixes: a stem keeps
-    its word's first letters, so no other word can share a stem with the question's terms."""
-    stop = _stopwords()
-    out: dict[str, str] = {}
-    plain: list[str] = []
-    for w in vocab:
-        if _DIGIT.search(w):
-            out[w] = w.replace(",", "")
-            continue
-        v = w.replace("'", "") if "'" in w else w
-        if len(v) >= 2 and (prefixes is None or v[:3] in prefixes) and v not in stop:
-            plain.append(w)
-    stems = _stem_fn()([w.replace("'", "") for w in plain])
-    out.update(zip(plain, stems))
-    return out
-
-
-def lexical_scores(question: str, texts: Sequence[str]) -> np.ndarray:
-    """IDF-weighted share of the question's content terms each text contains. Each distinct
-    word is stemmed once, so 100k tokens take one regex pass and set intersections."""
-    q = content_terms(question)
-    if not q or not texts:
-        return np.zeros(len(texts), dtype=np.float64)
-    words = [set(_WORD.findall(t.lower())) for t in texts]
-    vocab: set[str] = set().union(*words)
-    hit = {w: t for w, t in _terms_of(vocab, {t[:3] for t in q}).items() if t in q}
-    keys = hit.keys()
-    has = [{hit[w] for w in (ws & keys)} for ws in words]
-    n = len(texts)
-    df = {t: sum(1 for h in has if t in h) for t in q}
-    idf = {t: math.log(1.0 + n / (1.0 + df[t])) for t in q}
-    total = sum(idf.values()) or 1.0
-    return np.asarray([sum(idf[t] for t in h) / total for h in has], dtype=np.float64)
-
-
 def select_sentences(
     question: str,
     docs: Sequence[DocSentences],
@@ -190,7 +134,7 @@ def select_sentences(
     if cap_tokens is not None:
         budget = max(1, min(budget, int(cap_tokens)))
     all_texts = [t for d in docs for t in texts_by_doc[d.doc.id]]
-    lex_all = lexical_scores(question, all_texts)
+    lex_all = lexical_scores(question, all_texts, quote_boost=config.quote_boost)
     pas = passage_scores(hits, docs)
     scores: dict[str, np.ndarray] = {}
     units: list[tuple[float, int, str, tuple[int, ...]]] = []  # (-score, order, doc, indexes)
@@ -205,11 +149,9 @@ def select_sentences(
         s = config.w_passage * pas[did] + config.w_lexical * lex
         if dense is not None and did in dense and config.w_dense:
             s = s + config.w_dense * np.clip(dense[did], 0.0, None)
-        smooth = s.copy()
-        for w in range(1, config.window + 1):
-            share = config.neighbour_decay ** w
-            smooth[w:] = np.maximum(smooth[w:], share * s[:-w])
-            smooth[:-w] = np.maximum(smooth[:-w], share * s[w:])
+        if config.w_lead and config.lead_tokens:
+            s = s + config.w_lead * lead_scores(n_tokens[did], config.lead_tokens)
+        smooth = smooth_neighbours(s, config.window, config.neighbour_decay)
         scores[did] = smooth
         smooth_l = smooth.tolist()
         # units: table-row sentences sharing a line stay together; headings and table headers
@@ -329,35 +271,6 @@ def render_compressed(selection: Selection, docs: Sequence[DocSentences], *, id_
     )
 
 
-def _dense_scores(question: str, corpus: Corpus, docs: Sequence[DocSentences], hits: Sequence[ScoredChunk]) -> dict[str, np.ndarray] | None:
-    coll = corpus.collection
-    vectors = getattr(coll, "sentence_vectors", None)
-    encoder = getattr(coll, "query_embedder", None) or getattr(coll, "embedder", None)
-    if not callable(vectors) or encoder is None:
-        return None
-    by_doc = {d.doc.id: d for d in docs}
-    want: list[tuple[str, int]] = []
-    for h in hits:
-        d = by_doc.get(h.chunk.doc_id)
-        if d is None:
-            continue
-        starts = [s.start for s in d.sentences]
-        lo = bisect.bisect_left(starts, h.chunk.start)
-        hi = bisect.bisect_left(starts, h.chunk.end)
-        want.extend((d.doc.id, i) for i in range(lo, hi))
-    want = list(dict.fromkeys(want))
-    out = {d.doc.id: np.zeros(len(d.sentences)) for d in docs}
-    if not want:
-        return out
-    q = np.asarray(encoder.embed([question]), dtype=np.float32)[0]
-    v = np.asarray(vectors([by_doc[did].sentences[i].text_of(by_doc[did].doc) for did, i in want]), dtype=np.float32)
-    denom = np.linalg.norm(v, axis=1) * (np.linalg.norm(q) or 1.0)
-    cos = (v @ q) / np.where(denom == 0, 1.0, denom)
-    for (did, i), c in zip(want, cos):
-        out[did][i] = float(c)
-    return out
-
-
 def search_k(config: CompressConfig, full_tokens: int, corpus: Corpus) -> int:
     """Passages to retrieve: ``config.k``, or enough of the collection's mean passage size to
     cover ``hits_cover`` x the budget (past the last hit a sentence has no passage score)."""
@@ -392,7 +305,7 @@ def compress(
     full = sum(int(corpus.chunks(d).document.n_tokens or sum(s.n_tokens for s in corpus.sentences(d))) for d in doc_ids)
     if hits is None:
         hits = corpus.collection.search(question, search_k(config, full, corpus), retriever=config.retriever) if doc_ids else []
-    dense = _dense_scores(question, corpus, docs, hits) if config.w_dense > 0 else None
+    dense = dense_scores(question, corpus, docs, hits) if config.w_dense > 0 else None
     sel = select_sentences(question, docs, hits, config, full_tokens=full, cap_tokens=cap_tokens, dense=dense)
     packed = render_compressed(sel, docs, id_start=id_start, count_tokens=count_tokens)
     return Compressed(packed, sel, tuple(hits))

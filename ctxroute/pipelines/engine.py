@@ -350,6 +350,7 @@ class Engine:
             settings = EstimateSettings(
                 rag_context_tokens=self.config.rag.context_tokens, answer_tokens=self.config.rag.max_tokens,
                 compress_ratio=self.config.compressed.compress.ratio or EstimateSettings.compress_ratio,
+                hybrid_fill=self.config.hybrid.fill,
             )
             self.router = make_router(self.config.policy, params_path=self.config.router_params, settings=settings)
         return self.router
@@ -385,6 +386,7 @@ class Engine:
                     feats, self.llm.profile, rag_context_tokens=self.config.rag.context_tokens,
                     answer_tokens=self.config.rag.max_tokens,
                     compress_ratio=self.config.compressed.compress.ratio or EstimateSettings.compress_ratio,
+                    hybrid_fill=self.config.hybrid.fill,
                 )
             return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), features,
                                    estimates=estimates, fallbacks=_default_fallbacks(forced), policy="forced"), None, None
@@ -432,8 +434,9 @@ class Engine:
             return await LongContext(self.llm, cfg.lc).run(question, corpus, on_delta=on_delta)
         if route == Route.COMPRESSED:  # searches itself: as many passages as the budget needs
             return await CompressedLongContext(self.llm, cfg.compressed).run(question, corpus, on_delta=on_delta)
-        if route == Route.HYBRID:
-            hits = await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
+        if route == Route.HYBRID:  # fill="compressed" searches itself: as many passages as its room needs
+            hits = (await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
+                    if cfg.hybrid.fill == "passages" else None)
             return await Hybrid(self.llm, cfg.hybrid).run(question, corpus, on_delta=on_delta, hits=hits)
         on_progress = (lambda stage, done, total: emit(EngineEvent("progress", {"stage": stage, "done": done, "total": total}))) if emit else None
         return await MapReduce(self.llm, cfg.mr).run(question, corpus, on_delta=on_delta, on_progress=on_progress)

@@ -155,6 +155,7 @@ class EstimateSettings:
     map_overhead_tokens: int = MAP_PROMPT_TOKENS  # fixed part of a map prompt besides the question
     prompt_overhead_tokens: int = 200  # instructions and formatting per call
     compress_ratio: float = 0.35  # compressed-lc keeps this share of the collection's tokens
+    hybrid_fill: str = "passages"  # HybridConfig.fill: "passages" or "compressed" (the room filled by the compressor)
 
 
 def estimate_routes(
@@ -166,6 +167,7 @@ def estimate_routes(
     map_overhead_tokens: int = MAP_PROMPT_TOKENS,
     prompt_overhead_tokens: int = 200,
     compress_ratio: float = 0.35,
+    hybrid_fill: str = "passages",
 ) -> tuple[RouteEstimate, ...]:
     """Estimates for rag, lc, hybrid, mr, extractive and compressed-lc, in that order."""
     f = features
@@ -202,9 +204,10 @@ def estimate_routes(
         why = f"lc prompt {fmt_tokens(lc_prompt)} tokens + answer > context window {fmt_tokens(window)}"
     out.append(est(Route.LC, lc_prompt, answer_tokens, 1, why))
 
-    # HYBRID: retrieved passages packed up to the usable window
+    # HYBRID: retrieved passages packed up to the usable window, or (hybrid_fill="compressed") the
+    # compressor's sentences of every document up to the same room (ids and markers inside it)
     room = usable - q - answer_tokens
-    hyb_context = min(total, max(rag_context_tokens, room))
+    hyb_context = min(total, max(rag_context_tokens, room) if hybrid_fill == "passages" else max(1, room))
     hyb_prompt = hyb_context + q
     why = ""
     if hyb_prompt + answer_tokens > window:
@@ -246,4 +249,5 @@ def estimates_for(features: RouteFeatures, profile: ModelProfile, settings: Esti
         map_overhead_tokens=settings.map_overhead_tokens,
         prompt_overhead_tokens=settings.prompt_overhead_tokens,
         compress_ratio=settings.compress_ratio,
+        hybrid_fill=settings.hybrid_fill,
     )

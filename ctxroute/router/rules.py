@@ -130,6 +130,14 @@ def _compressed_reason(c: Ctx) -> str:
             "(LaRA: LC is best at comparison and reasoning for strong models)")
 
 
+def _hybrid_fill(c: Ctx) -> str:
+    """What hybrid puts in its room, by ``EstimateSettings.hybrid_fill``."""
+    if c.s.hybrid_fill == "compressed":
+        return (f"hybrid fills the usable window (~{fmt_tokens(c.est[R.HYBRID].prompt_tokens)} prompt tokens) with "
+                "compressed text (the question's sentences of every document, in document order)")
+    return "hybrid packs retrieved passages up to the usable window"
+
+
 @dataclass(frozen=True)
 class Rule:
     """``when`` decides whether the rule fires; ``pick`` gives the route then the fallback order."""
@@ -189,15 +197,16 @@ DEFAULT_RULE_LIST: tuple[Rule, ...] = (
                        "window {usable}: ")(c)
         + (f"lc for a {c.f.size_class} model (LaRA: LC is best at comparison and reasoning for strong models)"
            if c.f.size_class in c.t.lc_sizes
-           else f"hybrid for a {c.f.size_class} model (LaRA: small models gain most from retrieval)"),
+           else f"hybrid for a {c.f.size_class} model (LaRA: small models gain most from retrieval)"
+           + ("; " + _hybrid_fill(c) if c.s.hybrid_fill == "compressed" else "")),
     ),
     Rule(
         "beyond-window",
         lambda c: not c.f.fits_window,
         lambda c: (R.HYBRID, R.RAG, R.MR) if c.f.qtype in COMPLEX else (R.RAG, R.HYBRID, R.MR),
         lambda c: _tpl("collection {total} tokens > usable window {usable}: ")(c)
-        + (_tpl("{a_qtype} question ({cue}): hybrid packs retrieved passages up to the usable window "
-                "(LaRA: LC beats RAG on comparison and reasoning even at 128k)")(c)
+        + (_tpl("{a_qtype} question ({cue}): ")(c) + _hybrid_fill(c)
+           + " (LaRA: LC beats RAG on comparison and reasoning even at 128k)"
            if c.f.qtype in COMPLEX
            else "rag (LaRA: RAG matches or beats LC on lookups beyond the window)"),
     ),
