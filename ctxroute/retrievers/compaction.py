@@ -20,18 +20,26 @@ def segmented(index: Any) -> bool:
     return hasattr(index, "n_segments")
 
 
-def segments_of(st: _State) -> list[SegmentInfo] | None:
-    """The segments of ``st``, aligned with its sparse and (segmented) dense indexes; a state
-    built in one piece (e.g. by a backend that keeps no segments) is one segment. None when
-    they disagree."""
-    n_sparse = st.sparse.n_segments
-    n_dense = st.dense.n_segments if segmented(st.dense) else n_sparse
-    dead = st.sparse.n_dead or (segmented(st.dense) and st.dense.n_dead)
-    if st.segments and len(st.segments) == n_sparse == n_dense:
+def dense_aligned(st: _State) -> bool:
+    """Whether the dense index is segmented like the sparse one (always, for the files
+    backend; a backend's own dense index, e.g. pgvector's, is rebuilt or swapped instead)."""
+    return segmented(st.dense) and st.dense.n_segments == st.sparse.n_segments
+
+
+def segments_of(st: _State, *, with_dense: bool = False) -> list[SegmentInfo] | None:
+    """The segments of ``st``, aligned with its sparse index (and its dense one, which
+    ``with_dense`` requires); a state built in one piece (e.g. by a backend that keeps no
+    segments) is one segment. None when they disagree."""
+    n = st.sparse.n_segments
+    aligned = dense_aligned(st)
+    if with_dense and not aligned:
+        return None
+    dead = st.sparse.n_dead or (aligned and st.dense.n_dead)
+    if st.segments and len(st.segments) == n:
         return list(st.segments)
-    if not st.docs and n_sparse == n_dense == 0:
+    if not st.docs and n == 0:
         return []
-    if n_sparse == n_dense == 1 and not dead:
+    if n == 1 and not dead:
         ids = tuple(st.docs)
         return [SegmentInfo(ids, tuple(len(st.chunks[d].passages) for d in ids))]
     return None
@@ -47,7 +55,7 @@ def merged(st: _State, start: int, stop: int) -> _State:
     mid = [SegmentInfo(tuple(docs), tuple(len(st.chunks[d].passages) for d in docs))] if docs else []
     return dataclasses.replace(
         st, sparse=st.sparse.merged(start, stop),
-        dense=st.dense.merged(start, stop) if segmented(st.dense) else st.dense,
+        dense=st.dense.merged(start, stop) if dense_aligned(st) else st.dense,
         segments=[*segs[:start], *mid, *segs[stop:]], version_dir="", retrievers={},
         passage_by_id=st.passage_by_id,
     )

@@ -4,8 +4,9 @@
 On disk the vectors are stored once: ``vectors.npy`` as float16 for the exact index (the
 float32 copy in memory is made at load; cosine changes by < 1e-3, the measured recall@10 not
 at all), or inside ``dense.faiss`` for HNSW. They are the source of truth: removal rebuilds
-the index from them (or marks rows dead in a segmented index), so nothing is ever re-embedded. FAISS pads missing results with label
--1; those are filtered out here so -1 never indexes a passage list.
+the index from them (or marks rows dead in a segmented index), so nothing is ever
+re-embedded. FAISS pads missing results with label -1; those are filtered out here so -1
+never indexes a passage list.
 """
 from __future__ import annotations
 

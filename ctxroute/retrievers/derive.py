@@ -9,7 +9,7 @@ import numpy as np
 
 from ctxroute.retrievers.chunking import DocumentChunks
 from ctxroute.retrievers.collection_config import CollectionConfig, content_hash, index_text
-from ctxroute.retrievers.compaction import after_write, segmented, segments_of
+from ctxroute.retrievers.compaction import after_write, dense_aligned, segments_of
 from ctxroute.retrievers.dense import DenseIndex
 from ctxroute.retrievers.persist import _now, _State, _version_of
 from ctxroute.retrievers.segments import SegmentInfo
@@ -65,7 +65,7 @@ def next_state(
         progress("sparse", 1, 1)
 
     t0 = time.perf_counter()
-    if segmented(st.dense):
+    if dense_aligned(st):
         dense = st.dense.without(gone).extended(new_vectors)
     else:  # a backend's own dense index (pgvector): an in-memory one for its commit to swap
         keep = np.ones(len(st.passages), dtype=bool)

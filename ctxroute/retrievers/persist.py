@@ -211,7 +211,7 @@ def _commit(path: Path, name: str, config: CollectionConfig, st: _State) -> _Sta
     them, then make it live atomically; returns ``st`` with names and ``version_dir`` set."""
     from ctxroute.retrievers.compaction import segments_of  # compaction imports this module
 
-    segments = segments_of(st)
+    segments = segments_of(st, with_dense=True)
     if segments is None:
         raise ManifestMismatch(f"collection {name!r}: the state's segments do not match its indexes")
     versions, segdir = path / "versions", path / "segments"

@@ -337,3 +337,48 @@ def test_refresh_reads_only_the_new_segments(store: CollectionStore, monkeypatch
     reads.clear()
     assert mine.refresh() and _results(mine) == _results(store.open("refresh", emb))
     assert len(mine._state.segments) == 1
+
+
+class _BackendDense:
+    """A backend's own dense index (like pgvector's): searchable, its vectors readable, no segments."""
+
+    def __init__(self, inner: DenseIndex) -> None:
+        self.inner, self.dim, self.hnsw_threshold = inner, inner.dim, inner.hnsw_threshold
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.inner.vectors
+
+    def search(self, vector: np.ndarray, k: int = 10) -> list[tuple[int, float]]:
+        return self.inner.search(vector, k)
+
+
+def test_derive_with_a_backends_own_dense_index_keeps_sparse_incremental(store: CollectionStore) -> None:
+    """What the postgres backend does: its states carry a dense index without segments. The
+    next state still grows the sparse index by segments (merging past the bound) and rebuilds
+    an in-memory dense index from the vectors for the backend to swap."""
+    from ctxroute.retrievers.chunking import chunk_document
+    from ctxroute.retrievers.collection_config import content_hash, index_text
+
+    emb = HashingEmbedder(64)
+    col = store.create("pg-like", _config(emb), emb)
+    col.add_documents([_doc(i) for i in range(4)])
+    st = dataclasses.replace(col._state, dense=_BackendDense(col._state.dense), segments=[], retrievers={})
+    for i in range(4, 16):
+        doc = _doc(i)
+        dc = chunk_document(doc, col.config.chunking)
+        docs, chunks, hashes = dict(st.docs), dict(st.chunks), dict(st.hashes)
+        docs[doc.id], chunks[doc.id], hashes[doc.id] = doc, dc, content_hash(doc.text)
+        vectors = emb.embed([index_text(doc, p) for p in dc.passages])
+        nxt = col._derive(st, docs, chunks, hashes, removed=set(), added=[(doc, dc)], new_vectors=vectors,
+                          progress=None, seconds={})
+        assert len(nxt.dense) == len(nxt.passages) == len(nxt.sparse)
+        assert nxt.sparse.n_segments <= segments_mod.MAX_SEGMENTS
+        st = dataclasses.replace(nxt, dense=_BackendDense(nxt.dense), retrievers={})  # the backend swaps it
+    fresh = store.create("pg-like-fresh", _config(emb), emb)
+    fresh.add_documents([st.docs[d] for d in st.docs])
+    for q in QUERIES:
+        assert st.sparse.search(q, 8) == fresh._state.sparse.search(q, 8)
