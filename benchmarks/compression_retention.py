@@ -14,9 +14,12 @@ while they fit). Data (read-only, never copied): ``../shared/data``.
 - SEC 10-Q (``--datasets sec``): the answers' numbers found in the filing; retention = share of
   them present in the kept text.
 
-Scoring: one collection per document with the hashing embedder (cheap on 2 cores), passage
-scores from the ``--retriever`` (default ``bm25``), lexical match from the compressor; no dense
-sentence scores. The same BM25 ranking feeds the RAG baseline.
+Scoring: one collection per document with ``--embedder`` (``hashing``: cheap on 2 cores, with
+``--retriever bm25``; ``minilm``: all-MiniLM-L6-v2, the product's default, with ``--retriever
+hybrid``, the compressor's default), passage scores from the ``--retriever``, lexical match from
+the compressor; no dense sentence scores. The same ranking feeds the RAG baseline.
+``--ablation`` adds the compressor without this session's additions (no seed, no lead prior, no
+quote boost) on the same collections.
 
 Speed: a ~100k-token document (LooGLE articles concatenated) compressed at 0.35 for several
 questions, in ms per 100k tokens, against one BM25 query and one tokenisation of the whole text
@@ -223,6 +226,7 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     baselines: bool = True,
     configs: Sequence[object] = (),
+    embedder: object = None,
 ) -> list[Result]:
     """Retention per data set and ratio; ``configs`` (tuning) adds one compressor result per
     extra config, as data set ``"<name>#<i>"``, on the same collections."""
@@ -232,7 +236,7 @@ def evaluate(
     from ctxroute.retrievers.embedders import HashingEmbedder
 
     base = replace(config if config is not None else CompressConfig(), retriever=retriever)
-    embedder = HashingEmbedder(dim=256)
+    embedder = embedder if embedder is not None else HashingEmbedder(dim=256)
     results: dict[str, Result] = {}
     sums: dict[str, dict[str, dict[float, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="ctxroute-compress-") as tmp:
@@ -338,11 +342,30 @@ def speed(data: Path, target_tokens: int = 100_000, questions: Sequence[str] = (
     }
 
 
-def markdown(results: Sequence[Result], ratios: Sequence[float]) -> str:
+def make_embedder(name: str) -> object:
+    from ctxroute.retrievers.embedders import HashingEmbedder, SentenceTransformerEmbedder
+
+    if name == "hashing":
+        return HashingEmbedder(dim=256)
+    if name == "minilm":
+        return SentenceTransformerEmbedder()
+    raise SystemExit(f"unknown --embedder {name!r}; use hashing or minilm")
+
+
+def ablation_config(cfg: object) -> object:
+    """The compressor as it was before the seed, the lead prior and the quote boost."""
+    return replace(cfg, seed_share=0.0, w_lead=0.0, quote_boost=1.0)  # type: ignore[type-var]
+
+
+def markdown(results: Sequence[Result], ratios: Sequence[float], extra_labels: Sequence[str] = ()) -> str:
     head = "| data set | questions | method | " + " | ".join(f"ratio {r:g}" for r in ratios) + " |"
     lines = [head, "|" + "---|" * (3 + len(ratios))]
-    for res in results:
-        for label, vals in (("compressor", res.compressor), ("random sentences", res.random), ("rag top passages", res.rag)):
+    main = [r for r in results if "#" not in r.dataset]
+    for res in main:
+        extra = [(extra_labels[int(x.dataset.split("#")[1])] if extra_labels else x.dataset, x.compressor)
+                 for x in results if x.dataset.startswith(res.dataset + "#")]
+        for label, vals in (("compressor", res.compressor), *extra, ("random sentences", res.random),
+                            ("rag top passages", res.rag)):
             lines.append(f"| {res.dataset} | {res.questions} | {label} | " + " | ".join(f"{vals[r]:.3f}" for r in ratios) + " |")
     return "\n".join(lines)
 
@@ -353,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--datasets", default="loogle,leval_contracts,lara")
     ap.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
     ap.add_argument("--retriever", default="bm25")
+    ap.add_argument("--embedder", default="hashing", help="hashing (cheap) or minilm (the product's default)")
+    ap.add_argument("--ablation", action="store_true", help="also the compressor without seed, lead prior, quote boost")
     ap.add_argument("--lara-docs", type=int, default=3, help="LaRA documents per domain")
     ap.add_argument("--limit-docs", type=int, default=None)
     ap.add_argument("--w-lexical", type=float, default=None)
@@ -390,16 +415,17 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"{ds} w_lexical={wl:g} window={w}: mean {mean:.3f} " + " ".join(f"{k:g}:{v:.3f}" for k, v in vals.items()))
         print(f"tuning run: {time.perf_counter() - t0:.1f} s")
         return
-    results = evaluate(gdocs, ratios, retriever=a.retriever, config=cfg,
+    extra = [ablation_config(cfg)] if a.ablation else []
+    results = evaluate(gdocs, ratios, retriever=a.retriever, config=cfg, configs=extra, embedder=make_embedder(a.embedder),
                        progress=lambda i, n: print(f"\r{i}/{n} documents", end="", file=sys.stderr))
     print(file=sys.stderr)
-    print(markdown(results, ratios))
+    print(markdown(results, ratios, ["compressor without seed/lead/quote"] if extra else ()))
     print(f"\nconfig: {cfg}\nretention run: {time.perf_counter() - t0:.1f} s")
     sp = None if a.no_speed else speed(a.data)
     if sp:
         print("speed:", json.dumps(sp))
     if a.out:
-        a.out.write_text(json.dumps({"config": asdict(cfg), "results": [asdict(r) for r in results], "speed": sp}, indent=1))
+        a.out.write_text(json.dumps({"config": asdict(cfg), "embedder": a.embedder, "retriever": a.retriever, "results": [asdict(r) for r in results], "speed": sp}, indent=1))
 
 
 if __name__ == "__main__":

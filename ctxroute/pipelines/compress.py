@@ -5,7 +5,9 @@ Given a question and the documents in scope, every sentence gets a score from th
 own lexical match to the question (quoted terms weigh more), a prior on each document's opening
 (``w_lead``, over its first ``lead_tokens``), optionally its embedding match (``w_dense``, only
 for the retrieved passages' sentences; off by default). Then a neighbour window (a sentence next
-to a strong one inherits ``neighbour_decay`` x its score), and units are admitted best first
+to a strong one inherits ``neighbour_decay`` x its score). First the top retrieved passages
+are kept whole, in rank order, up to ``seed_share`` of the budget (so the compressor keeps at
+least what RAG's top passages keep at that many tokens); then units are admitted best first
 while they fit the budget (``ratio`` x the documents' tokens, or ``max_tokens``). A unit is a
 sentence, or all sentences on one table row; a kept sentence pulls in its section heading (and a
 table row its table's first row) when they fit. The kept sentences are rendered in document
@@ -17,6 +19,7 @@ rendering (:func:`render_compressed`) produces a ``PackedContext`` like ``pack_e
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -55,6 +58,7 @@ class CompressConfig:
     quote_boost: float = 3.0  # weight of terms the question quotes; set on L-Eval contracts (README)
     w_lead: float = 0.5  # prior on each document's opening; set on L-Eval contracts (README)
     lead_tokens: int = 300
+    seed_share: float = 0.5  # this share of the budget first goes to the top passages whole (RAG's pick)
     w_dense: float = 0.0  # > 0: embed the retrieved passages' sentences (collection.sentence_vectors)
     window: int = 1  # neighbours on each side that inherit a share of a strong sentence's score
     neighbour_decay: float = 0.5
@@ -69,6 +73,8 @@ class CompressConfig:
             raise InputError(f"compression max_tokens must be positive, got {self.max_tokens}")
         if self.window < 0 or not 0.0 <= self.neighbour_decay <= 1.0:
             raise InputError("compression window must be >= 0 and neighbour_decay in [0, 1]")
+        if not 0.0 <= self.seed_share <= 1.0:
+            raise InputError(f"compression seed_share must be in [0, 1], got {self.seed_share}")
         if self.lead_tokens < 0 or self.quote_boost < 0 or min(self.w_passage, self.w_lexical, self.w_dense, self.w_lead) < 0:
             raise InputError("compression weights, quote_boost and lead_tokens must be >= 0")
 
@@ -185,6 +191,7 @@ def select_sentences(
             prev_row = row
             i = j
     units.sort()
+    starts = {d.doc.id: [x.start for x in d.sentences] for d in docs}
     kept: dict[str, set[int]] = {d.doc.id: set() for d in docs}
     used = 0
 
@@ -201,6 +208,19 @@ def select_sentences(
             c += MARKER_TOKENS
         return c
 
+    # seed: the top passages whole, in rank order, while they fit seed_share x the budget (skipping one
+    # that does not, as pack_evidence does): at least what RAG's top passages keep at that many tokens
+    seed_cap = config.seed_share * budget
+    for h in hits if seed_cap > 0 else ():
+        did = h.chunk.doc_id
+        if did not in starts:
+            continue
+        lo = bisect.bisect_left(starts[did], h.chunk.start)
+        hi = bisect.bisect_left(starts[did], h.chunk.end)
+        c = cost_of(did, range(lo, hi))
+        if c and used + c <= seed_cap:
+            kept[did].update(range(lo, hi))
+            used += c
     for _neg, _o, did, idx in units:
         c = cost_of(did, idx)
         if c == 0 or used + c > budget:

@@ -70,7 +70,8 @@ def test_budget_order_markers_and_exact_spans(coll, ratio):
 
 
 def test_query_relevant_sentences_kept_and_headings(coll):
-    out = compress(QUESTION, Corpus(coll), CompressConfig(ratio=0.2))
+    # sentence scores alone (no seed of whole top passages, which may carry unrelated sentences)
+    out = compress(QUESTION, Corpus(coll), CompressConfig(ratio=0.2, seed_share=0.0))
     kept_text = [out.packed.sentence_map.text(s) for s in out.packed.sentence_map.refs]
     assert any("operating margin of 12.4%" in t for t in kept_text)
     assert any("fell to 40 million dollars" in t for t in kept_text)

@@ -97,3 +97,17 @@ def test_estimates_and_rules_reasons_follow_hybrid_fill():
     assert "hybrid fills the usable window" in d.reason and "compressed text" in d.reason
     d0 = RulesRouter().route(f, profile)
     assert "hybrid packs retrieved passages" in d0.reason and "compressed text" not in d0.reason
+
+
+def test_seed_keeps_the_top_passages_whole(coll):  # noqa: F811
+    corpus = Corpus(coll)
+    hits = coll.search(QUESTION, 10, retriever="hybrid")
+    docs = [DocSentences(corpus.document(d), corpus.sentences(d)) for d in corpus.doc_ids()]
+    seeded = select_sentences(QUESTION, docs, hits, CompressConfig(ratio=0.3, seed_share=0.5))
+    plain = select_sentences(QUESTION, docs, hits, CompressConfig(ratio=0.3, seed_share=0.0))
+    top = hits[0].chunk
+    top_sents = [i for i, s in enumerate(corpus.sentences(top.doc_id)) if s.start >= top.start and s.end <= top.end]
+    assert top_sents and set(top_sents) <= set(seeded.kept[top.doc_id])
+    assert seeded.kept_tokens <= seeded.budget and seeded.kept != plain.kept
+    with pytest.raises(InputError):
+        CompressConfig(seed_share=1.5)
