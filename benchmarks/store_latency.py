@@ -189,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     report = run(args)
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=1))
     print(markdown(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=1, default=str))
 
 
 if __name__ == "__main__":
