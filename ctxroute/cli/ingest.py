@@ -281,6 +281,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         console.print(f"documents {counts['documents']:,}  passages {counts['passages']:,}  tokens {counts['tokens']:,}")
         console.print(f"embedder {cfg['embedder_name']} (dim {cfg['embedder_dim']})  chunking {cfg['chunking']}")
         console.print(f"bm25 {cfg['sparse']}  fusion weights {cfg['fusion_weights']}  hnsw above {cfg['hnsw_threshold']:,}")
+        if "segments" in manifest:  # files backend: append-only segments
+            tombstones = sum(len(s["dead"]) for s in manifest["segments"])
+            console.print(f"segments {len(manifest['segments'])}  tombstones {tombstones} "
+                          f"(`ctxroute collections compact {name}` folds them into one)")
         _docs_table(manifest)
 
     @collections_app.command("rm")

@@ -182,6 +182,9 @@ def test_files_backend_compact_and_cli(store: CollectionStore, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     assert "2 segments -> 1" in proc.stdout
     assert len(_manifest(col.path)["segments"]) == 1
+    shown = subprocess.run([sys.executable, "-m", "ctxroute", "collections", "show", "cli"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0 and "segments 1  tombstones 0" in shown.stdout, shown.stderr
     proc = subprocess.run([sys.executable, "-m", "ctxroute", "collections", "compact", "nope"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "nope" in proc.stdout + proc.stderr
