@@ -8,7 +8,9 @@ status lives in Redis too, so every replica answers ``/v1/jobs`` for it.
 
 Keys (all under ``ctxroute:``): ``job:<tenant>:<id>`` the status JSON, ``jobs:<tenant>`` a
 sorted set of a tenant's job ids by creation time, ``jobfile:<id>:<i>`` the spooled files;
-arq's own keys live under ``arq:`` and its queue is ``ctxroute:queue``. The worker side is
+arq's own keys live under ``arq:``; its queues are ``ctxroute:queue`` (ingestion) and
+``ctxroute:queue:eval`` (evaluations, which only ``ctxroute worker`` takes, so a long
+evaluation never holds an API replica's worker). The worker side is
 ``ctxroute.api.jobqueue_worker``.
 """
 from __future__ import annotations
@@ -29,7 +31,8 @@ from ctxroute.api.jobs import TERMINAL, JobManager, JobState
 from ctxroute.api.settings import ApiSettings
 from ctxroute.errors import NotFound
 
-QUEUE = "ctxroute:queue"
+QUEUE = "ctxroute:queue"  # ingestion jobs: every worker, the API's in-process ones too
+EVAL_QUEUE = "ctxroute:queue:eval"  # evaluations (long, LLM-bound): `ctxroute worker` only
 IN_PROGRESS_PREFIX = "arq:in-progress:"  # arq.constants.in_progress_key_prefix (checked in the tests)
 INGEST_FN = "ingest_upload"
 EVAL_FN = "eval_run"
@@ -229,7 +232,7 @@ class RedisJobs:
         embedder with the API."""
         from ctxroute.api.jobqueue_worker import build_worker
 
-        self._worker = worker = build_worker(self.settings, backend, max_jobs=1, handle_signals=False)
+        self._worker = worker = build_worker(self.settings, backend, queue="ingest", max_jobs=1, handle_signals=False)
 
         async def run() -> None:
             while True:  # Redis down (at start or later): keep trying; the API itself stays up
@@ -274,7 +277,8 @@ async def enqueue_eval(settings: ApiSettings, spec: dict[str, Any]) -> JobState:
             await asyncio.to_thread(records.save, state)
         finally:
             records.close()
-        await pool.enqueue_job(EVAL_FN, job_id, spec, _job_id=job_id, _expires=settings.job_ttl_s)
+        await pool.enqueue_job(EVAL_FN, job_id, spec, _job_id=job_id, _queue_name=EVAL_QUEUE,
+                               _expires=settings.job_ttl_s)
         return state
     finally:
         await pool.aclose()

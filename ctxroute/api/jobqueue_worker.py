@@ -304,26 +304,55 @@ async def eval_run(ctx: dict[str, Any], job_id: str, spec: dict[str, Any]) -> st
     return "succeeded"
 
 
-def build_worker(settings: ApiSettings, backend: Any, *, max_jobs: int = 1, handle_signals: bool = True,
-                 burst: bool = False) -> Any:
-    """An arq Worker for ingestion and evaluation jobs, using ``backend`` (its loaded embedder
-    and its collection stores) for ingestion."""
+def build_worker(settings: ApiSettings, backend: Any, *, queue: str = "ingest", max_jobs: int = 1,
+                 handle_signals: bool = True, burst: bool = False) -> Any:
+    """An arq Worker for one queue: ``ingest`` (uploads, through ``backend``'s loaded embedder
+    and collection stores) or ``eval`` (``ctxroute eval run --queue``)."""
     from arq.worker import Worker, func
 
     records = Q.JobRecords(settings.redis_url, settings.job_ttl_s)
     tries = settings.job_max_tries + 1  # one more than ours: the extra try records the give-up
+    if queue == "ingest":
+        fn, name, queue_name = ingest_upload, Q.INGEST_FN, Q.QUEUE
+    elif queue == "eval":
+        fn, name, queue_name = eval_run, Q.EVAL_FN, Q.EVAL_QUEUE
+    else:
+        raise ValueError(f"unknown queue {queue!r}; use 'ingest' or 'eval'")
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         records.close()
 
     return Worker(
-        functions=[func(ingest_upload, name=Q.INGEST_FN, timeout=settings.job_timeout_s, max_tries=tries),
-                   func(eval_run, name=Q.EVAL_FN, timeout=settings.job_timeout_s, max_tries=tries)],
-        queue_name=Q.QUEUE, redis_settings=Q.arq_settings(settings.redis_url), max_jobs=max_jobs,
+        functions=[func(fn, name=name, timeout=settings.job_timeout_s, max_tries=tries)],
+        queue_name=queue_name, redis_settings=Q.arq_settings(settings.redis_url), max_jobs=max_jobs,
         job_timeout=settings.job_timeout_s, keep_result=3600, poll_delay=0.5, handle_signals=handle_signals,
         burst=burst, ctx={"settings": settings, "backend": backend, "records": records}, on_shutdown=shutdown,
         health_check_interval=60, log_results=False,
     )
+
+
+def run_workers(workers: list[Any]) -> None:
+    """Run several arq workers (one per queue) in this process until SIGINT/SIGTERM (or, in
+    burst mode, until their queues are empty); each hands its running jobs back on the way out."""
+    loop = workers[0].loop
+    tasks = []
+    for w in workers:
+        w.main_task = loop.create_task(w.main())
+        tasks.append(w.main_task)
+
+    def stop(sig: signal.Signals) -> None:
+        for w in workers:
+            w.handle_sig(sig)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        results = loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    finally:
+        loop.run_until_complete(asyncio.gather(*(w.close() for w in workers), return_exceptions=True))
+    for r in results:
+        if isinstance(r, Exception):
+            raise r
 
 
 def worker_error(exc: BaseException) -> str:

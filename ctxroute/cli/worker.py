@@ -35,36 +35,45 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
 
     @app.command()
     def worker(
-        jobs: int = typer.Option(1, "--jobs", min=1, help="jobs run at once by this worker"),
-        burst: bool = typer.Option(False, "--burst", help="exit once the queue is empty"),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="ingestion jobs run at once"),
+        eval_jobs: int = typer.Option(1, "--eval-jobs", min=1, help="evaluation runs at once"),
+        queues: str = typer.Option("ingest,eval", "--queues", help="which queues to work: ingest, eval or both"),
+        burst: bool = typer.Option(False, "--burst", help="exit once the queues are empty"),
     ) -> None:
         """Run queued ingestion and evaluation jobs (Redis at $CTXROUTE_REDIS_URL, collections as
         `ctxroute serve` stores them). Run as many as you like, on any machine that reaches Redis
-        and the collection store; a worker killed mid-job leaves the job to the next one."""
+        and the collection store; a worker killed mid-job leaves the job to the next one.
+        (`ctxroute serve`'s in-process worker takes ingestion jobs only.)"""
         import asyncio
         import logging
 
         from ctxroute.api.backend import Backend
-        from ctxroute.api.jobqueue_worker import build_worker, worker_error
+        from ctxroute.api.jobqueue_worker import build_worker, run_workers, worker_error
 
+        chosen = [q.strip() for q in queues.split(",") if q.strip()]
+        if not chosen or set(chosen) - {"ingest", "eval"}:
+            err_console.print(f"[red]error:[/red] --queues {queues!r}: use ingest, eval or ingest,eval")
+            raise typer.Exit(2)
         settings = _settings()
         backend = Backend(settings.with_overrides(reader="extractive"))  # ingestion needs the embedder only
-        err_console.print(f"loading the embedder ({settings.embedder}) ...")
-        try:
-            asyncio.run(backend.load())
-        except Exception as exc:  # noqa: BLE001 - one line, not a traceback
-            err_console.print(f"[red]error:[/red] {worker_error(exc)}")
-            raise typer.Exit(1) from None
-        err_console.print(f"ctxroute worker: queue {settings.redis_url.rsplit('@', 1)[-1]}, home {settings.home}, "
-                          f"lease {settings.job_lease_s:g} s, {jobs} job(s) at once; Ctrl-C to stop")
+        if "ingest" in chosen:  # an evaluation's child process loads its own models
+            err_console.print(f"loading the embedder ({settings.embedder}) ...")
+            try:
+                asyncio.run(backend.load())
+            except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+                err_console.print(f"[red]error:[/red] {worker_error(exc)}")
+                raise typer.Exit(1) from None
+        err_console.print(f"ctxroute worker: Redis {settings.redis_url.rsplit('@', 1)[-1]}, home {settings.home}, "
+                          f"queues {', '.join(chosen)}, lease {settings.job_lease_s:g} s; Ctrl-C to stop")
         handler = logging.StreamHandler()  # arq's own lines: one per job started, retried or finished
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
         arq_log = logging.getLogger("arq")
         arq_log.addHandler(handler)
         arq_log.setLevel(logging.INFO)
-        w = build_worker(settings, backend, max_jobs=jobs, burst=burst)
+        workers = [build_worker(settings, backend, queue=q, max_jobs=jobs if q == "ingest" else eval_jobs,
+                                handle_signals=False, burst=burst) for q in dict.fromkeys(chosen)]
         try:
-            w.run()
+            run_workers(workers)
         except Exception as exc:  # noqa: BLE001
             err_console.print(f"[red]error:[/red] {worker_error(exc)}")
             raise typer.Exit(1) from None

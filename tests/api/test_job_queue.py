@@ -104,6 +104,12 @@ def test_upload_through_one_replica_read_through_another(settings_factory, live_
     assert cb.get("/v1/collections/notes").json()["documents"] == 5
     # another tenant's job (here: an unknown id) answers 404 from both replicas
     assert cb.get("/v1/jobs/job_0123456789abcdef").status_code == 404
+    # an evaluation is left to `ctxroute worker`: the API's in-process worker takes ingestion only
+    import asyncio
+
+    ev = asyncio.run(Q.enqueue_eval(a.settings, {"out": "/nonexistent/out", "argv": ["x.jsonl"], "label": "x"}))
+    time.sleep(2.0)
+    assert cb.get(f"/v1/jobs/{ev.id}").json()["status"] == "queued"
 
 
 def test_redis_down_upload_answers_503_and_loses_nothing(settings_factory, live_server, redis_restartable) -> None:
