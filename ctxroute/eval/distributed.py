@@ -236,6 +236,8 @@ def run_eval_ray(
     t0 = time.perf_counter()
     if progress:
         progress(skipped, total)
+    if not todo:  # everything recorded already: no actor to start
+        return RayEvalStats(RunStats(total, skipped, 0, 0, time.perf_counter() - t0), 0, {})
 
     limiter = None
     if recipe.has_llm:
