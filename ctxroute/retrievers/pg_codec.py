@@ -100,13 +100,19 @@ def passage_terms(graph: GraphIndex, doc_id: str) -> list[list[str]]:
     return [[graph._terms[t] for t in ids] for ids in d.terms]
 
 
+def add_terms(graph: GraphIndex, dc: DocumentChunks, terms: Sequence[Sequence[str]]) -> None:
+    """Add (or replace) one document in ``graph`` with its passages' stored key terms."""
+    if len(terms) != len(dc.passages):
+        raise ManifestMismatch(f"document {dc.document.doc_id!r}: {len(dc.passages)} passages but key terms "
+                               f"for {len(terms)}; re-ingest it")
+    graph._docs[dc.document.doc_id] = _DocGraph(dc, tuple(graph._ids(t) for t in terms))
+    graph._matrix = None
+
+
 def graph_from_terms(rows: Iterable[tuple[DocumentChunks, Sequence[Sequence[str]]]],
                      config: GraphConfig | None = None) -> GraphIndex:
     """A graph index from (chunks, key terms per passage) per document, in collection order."""
     index = GraphIndex(config)
     for dc, terms in rows:
-        if len(terms) != len(dc.passages):
-            raise ManifestMismatch(f"document {dc.document.doc_id!r}: {len(dc.passages)} passages but key terms "
-                                   f"for {len(terms)}; re-ingest it")
-        index._docs[dc.document.doc_id] = _DocGraph(dc, tuple(index._ids(t) for t in terms))
+        add_terms(index, dc, terms)
     return index

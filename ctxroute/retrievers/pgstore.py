@@ -29,13 +29,12 @@ from ctxroute.errors import CollectionNotFound, Conflict, ManifestMismatch
 from ctxroute.retrievers.backend import Delta
 from ctxroute.retrievers.collection_config import CollectionConfig, CollectionInfo, index_text
 from ctxroute.retrievers.persist import FORMAT_VERSION, _State
-from ctxroute.retrievers.pg_codec import decode_chunks, encode_chunks, graph_from_terms, passage_terms
+from ctxroute.retrievers.pg_codec import encode_chunks, passage_terms
 from ctxroute.retrievers.pg_dense import PgDenseIndex, PgTextRetriever
+from ctxroute.retrievers.pg_load import DOC_COLUMNS, build_state, fresh_documents
 from ctxroute.retrievers.pg_schema import (
     FTS_CONFIG, SCHEMA, hnsw_ddl, lock_key, partition, partition_ddl, pool_for,
 )
-from ctxroute.retrievers.sparse import SparseIndex
-from ctxroute.types import Document
 
 _STATE_CACHE = 16  # loaded versions kept per backend (for incremental reloads and shared reads)
 
@@ -237,42 +236,17 @@ class PostgresBackend:
                 cached = None  # deleted and created again since
             listing = conn.execute(f"SELECT doc_id, hash FROM {SCHEMA}.documents WHERE collection_id = %s "
                                    "ORDER BY ord", (cid,)).fetchall()
-            reuse = {d for d, h in listing if cached is not None and cached.hashes.get(d) == h}
-            fetch = [d for d, _ in listing if d not in reuse]
-            rows = conn.execute(
-                f"SELECT doc_id, title, source, format, page_starts, metadata, text, chunks FROM {SCHEMA}.documents "
-                "WHERE collection_id = %s AND doc_id = ANY(%s)", (cid, fetch)).fetchall() if fetch else []
+            fetch = [d for d, h in listing if cached is None or cached.hashes.get(d) != h]
+            rows = conn.execute(f"SELECT {DOC_COLUMNS} FROM {SCHEMA}.documents WHERE collection_id = %s "
+                                "AND doc_id = ANY(%s)", (cid, fetch)).fetchall() if fetch else []
             terms_rows = conn.execute(
                 f"SELECT doc_id, pos, terms FROM {SCHEMA}.passages WHERE collection_id = %s AND doc_id = ANY(%s)",
                 (cid, fetch)).fetchall() if fetch else []
-        fresh = {r[0]: r for r in rows}
-        terms: dict[str, dict[int, list[str]]] = {}
-        for doc_id, pos, t in terms_rows:
-            terms.setdefault(doc_id, {})[pos] = list(t)
-        docs, chunks, hashes, graph_rows = {}, {}, {}, []
-        for doc_id, digest in listing:
-            if doc_id in reuse:
-                docs[doc_id], chunks[doc_id] = cached.docs[doc_id], cached.chunks[doc_id]
-                graph_rows.append((chunks[doc_id], passage_terms(cached.graph, doc_id)))
-            else:
-                _, title, source, fmt, pages, meta, text, blob = fresh[doc_id]
-                docs[doc_id] = Document(id=doc_id, text=text, title=title, source=source, metadata=dict(meta),
-                                        page_starts=tuple(pages), format=fmt)
-                chunks[doc_id] = decode_chunks(doc_id, bytes(blob))
-                by_pos = terms.get(doc_id, {})
-                if len(by_pos) != len(chunks[doc_id].passages):
-                    raise ManifestMismatch(f"document {doc_id!r} of {name!r}: {len(chunks[doc_id].passages)} "
-                                           f"passages but {len(by_pos)} passage rows; re-ingest it")
-                graph_rows.append((chunks[doc_id], [by_pos[i] for i in range(len(by_pos))]))
-            hashes[doc_id] = digest
-        passages = [p for d in docs for p in chunks[d].passages]
-        sparse = SparseIndex(config.sparse).build([index_text(docs[p.doc_id], p) for p in passages])
-        graph = graph_from_terms(graph_rows)
-        state = _State(docs=docs, chunks=chunks, hashes=hashes, passages=passages, sparse=sparse,
-                       dense=PgDenseIndex(self.pool, cid, config.embedder_dim, config.hnsw_threshold, {}),
-                       graph=graph, version=version, version_dir=tag, created_at=_iso(created),
-                       updated_at=_iso(updated), embedding=dict(embedding))
-        state.dense.positions = _positions(state)
+        dense = PgDenseIndex(self.pool, cid, config.embedder_dim, config.hnsw_threshold, {})
+        state = build_state(config, listing, cached, fresh_documents(rows, terms_rows, name), version=version,
+                            version_dir=tag, created_at=_iso(created), updated_at=_iso(updated),
+                            embedding=dict(embedding), dense=dense)
+        dense.positions = _positions(state)
         self._remember(name, cid, state)
         return state
 
