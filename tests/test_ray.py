@@ -85,14 +85,14 @@ def test_ray_ingest_stores_what_a_plain_ingest_stores(cluster: Any, tmp_path: Pa
     assert a.search("lighthouse keeper", k=3)[0].chunk.id == b.search("lighthouse keeper", k=3)[0].chunk.id
 
     # files shipped by the driver (what a multi-node cluster does) load exactly as files read on the node
-    shipped = ray_ingest(store.create("shipped", config, emb), [docs], workers=2, ship_files=True)
+    shipped = ray_ingest(store.create("shipped", config, emb), [docs], workers=1, ship_files=True)
     assert shipped.shipped and not res.shipped and shipped.stats is not None
     assert shipped.stats.version == plain_stats.version
     assert [(e.path, e.reason) for e in shipped.load.errors] == [(e.path, e.reason) for e in report.errors]
     assert [d.source for d in store.open("shipped", emb).documents()] == [d.source for d in a.documents()]
 
     # a second run embeds nothing (every document is already there) and commits nothing new
-    again = ray_ingest(b, [docs], workers=2)
+    again = ray_ingest(b, [docs], workers=1)
     assert again.vectors_computed == 0 and again.stats is not None and again.stats.version == plain_stats.version
     assert len(again.stats.skipped) == 7
 
