@@ -8,8 +8,8 @@ passages of one loaded version, in the collection's order; ``search`` runs
 its position. A row another writer added after this version was loaded is not a position of
 this version and is skipped (a reader refreshes before it reads; see ``Collection.refresh``).
 
-Exact below ``hnsw_threshold`` passages (like the files backend's flat FAISS index; the planner
-is told not to use the HNSW index), HNSW above it with ``hnsw.ef_search`` raised to 2k so that a
+Exact up to ``hnsw_above(hnsw_threshold)`` passages (like the files backend's flat FAISS index;
+the planner is told not to use an index), HNSW above it with ``hnsw.ef_search`` raised to 2k so that a
 large k is not cut at pgvector's default of 40 candidates.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ctxroute.errors import InputError, ManifestMismatch
-from ctxroute.retrievers.pg_schema import FTS_CONFIG, SCHEMA, partition
+from ctxroute.retrievers.pg_schema import FTS_CONFIG, SCHEMA, hnsw_above, partition
 from ctxroute.types import Chunk, ScoredChunk
 
 EF_SEARCH_MAX = 1000
@@ -42,7 +42,7 @@ class PgDenseIndex:
 
     @property
     def kind(self) -> str:
-        return "hnsw" if len(self) > self.hnsw_threshold else "flat"
+        return "hnsw" if len(self) > hnsw_above(self.hnsw_threshold) else "flat"
 
     @property
     def storage_dtype(self) -> str:
@@ -87,10 +87,10 @@ class PgDenseIndex:
         with self.pool.connection() as conn, conn.transaction():
             rows = conn.execute(self._plan(conn, k), {"q": Vector(query), "k": k}).fetchall()
         out = []
-        for doc_id, pos, score in rows:
+        for doc_id, pos, distance in rows:  # <#> is the negative inner product
             i = self.positions.get((doc_id, pos))
             if i is not None:
-                out.append((i, float(score)))
+                out.append((i, -float(distance)))
         return out
 
     def _plan(self, conn: Any, k: int) -> str:
@@ -100,11 +100,12 @@ class PgDenseIndex:
         else:  # the HNSW index, whatever the (possibly stale) table statistics say
             conn.execute("SET LOCAL enable_seqscan = off")
             conn.execute(f"SET LOCAL hnsw.ef_search = {min(EF_SEARCH_MAX, max(40, 2 * k))}")
-        cast = f"vector({self.dim})"
-        # the collection's own partition: a WHERE on collection_id would steer the planner to the
-        # primary key instead of the HNSW index
-        return (f"SELECT doc_id, pos, -(embedding::{cast} <#> %(q)s::{cast}) FROM {partition(self.collection_id)} "
-                f"ORDER BY embedding::{cast} <#> %(q)s::{cast} LIMIT %(k)s")
+        # the collection's own partition (a WHERE on collection_id would steer the planner to the
+        # primary key instead of the HNSW index); the distance computed once, sorted by its alias;
+        # the cast to the typed vector only where the HNSW index (made on it) must match
+        cast = f"::vector({self.dim})" if self.kind == "hnsw" else ""
+        return (f"SELECT doc_id, pos, embedding{cast} <#> %(q)s{cast} AS d FROM {partition(self.collection_id)} "
+                "ORDER BY d LIMIT %(k)s")
 
     def explain(self, vector: np.ndarray, k: int = 10) -> str:
         """PostgreSQL's plan for ``search(vector, k)`` (EXPLAIN), for operators and tests."""

@@ -99,10 +99,20 @@ def partition_ddl(collection_id: int) -> str:
     return f"CREATE TABLE {partition(collection_id)} PARTITION OF {SCHEMA}.passages FOR VALUES IN ({int(collection_id)})"
 
 
+EXACT_MAX = 5_000  # passages; an exact scan in PostgreSQL costs ~3 us per 384-d row (FAISS: ~0.05)
+
+
+def hnsw_above(threshold: int) -> int:
+    """The passage count above which a collection is searched through HNSW: its
+    ``hnsw_threshold``, capped at ``EXACT_MAX`` (pgvector's exact scan is ~50x slower per row
+    than FAISS's, so the files backend's default of 50k would mean ~150 ms queries)."""
+    return min(int(threshold), EXACT_MAX)
+
+
 def hnsw_ddl(collection_id: int, dim: int) -> str:
     """The HNSW index of one collection's partition (inner product: the embedders
     L2-normalise, so this is cosine, and it is the files backend's FAISS metric). Made when the
-    collection first grows past its ``hnsw_threshold``: below it searches are exact and every
+    collection first grows past ``hnsw_above(hnsw_threshold)``: below it searches are exact and every
     insert would pay for an index no query uses (about 3 ms per passage on 2 busy cores)."""
     cid = int(collection_id)
     return (f"CREATE INDEX IF NOT EXISTS passages_{cid}_hnsw ON {partition(cid)} USING hnsw "

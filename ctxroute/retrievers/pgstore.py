@@ -33,7 +33,7 @@ from ctxroute.retrievers.pg_codec import encode_chunks, passage_terms
 from ctxroute.retrievers.pg_dense import PgDenseIndex, PgTextRetriever
 from ctxroute.retrievers.pg_load import DOC_COLUMNS, build_state, fresh_documents
 from ctxroute.retrievers.pg_schema import (
-    FTS_CONFIG, SCHEMA, hnsw_ddl, lock_key, partition, partition_ddl, pool_for,
+    FTS_CONFIG, SCHEMA, hnsw_above, hnsw_ddl, lock_key, partition, partition_ddl, pool_for,
 )
 
 _STATE_CACHE = 16  # loaded versions kept per backend (for incremental reloads and shared reads)
@@ -118,7 +118,7 @@ class PostgresBackend:
             "embedder": {"name": config["embedder_name"], "dim": config["embedder_dim"]},
             "extractors": dict(Counter(d[5] for d in docs if d[5])),
             "dense": {"dtype": "float32 (pgvector)",
-                      "kind": "hnsw" if n_passages > int(config.get("hnsw_threshold", 50_000)) else "flat"},
+                      "kind": "hnsw" if n_passages > hnsw_above(config.get("hnsw_threshold", 50_000)) else "flat"},
             "embedding": embedding, "counts": {"documents": n_docs, "passages": n_passages, "tokens": n_tokens},
             "documents": table, "store": self.location(name),
         }
@@ -204,7 +204,7 @@ class PostgresBackend:
                 cur.executemany(
                     f"INSERT INTO {SCHEMA}.passages (collection_id, doc_id, pos, embedding, tsv, terms) "
                     f"VALUES (%s, %s, %s, %s, to_tsvector('{FTS_CONFIG}', %s), %s)", passage_rows)
-            if len(state.passages) > config.hnsw_threshold:
+            if len(state.passages) > hnsw_above(config.hnsw_threshold):
                 conn.execute(hnsw_ddl(cid, config.embedder_dim))  # once, when the collection first needs it
             n_tokens = sum(int(state.chunks[d].document.n_tokens) for d in state.docs)
             conn.execute(
