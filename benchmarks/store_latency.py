@@ -16,7 +16,7 @@ same collection, in the same run.
    exact (the default below ``hnsw_threshold``) and, with ``--hnsw``, both backends' HNSW.
 
 Run: ``python benchmarks/store_latency.py [--docs 60] [--words 4000] [--embedder minilm|hashing-384]
-[--queries 100] [--hnsw] [--out store_latency.json]``. Ratios are postgres / files (> 1: postgres slower).
+[--queries 100] [--hnsw] [--out store_latency.json] [--embed-cache vectors.dbm]``. Ratios are postgres / files (> 1: postgres slower).
 """
 from __future__ import annotations
 
@@ -84,7 +84,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     docs = [document_from_text(d.text, title=d.title, source=f"report-{i}.md", format="md")
             for i, d in enumerate(corpus)]
     questions = [qa.question for d in corpus for qa in d.qa][: args.queries]
-    embedder = CachedEmbedder(make_embedder(args.embedder))  # the second ingest reuses the vectors
+    import dbm
+
+    # the second ingest reuses the vectors; --embed-cache keeps them for the next run as well
+    cache = dbm.open(str(args.embed_cache), "c") if args.embed_cache else None
+    embedder = CachedEmbedder(make_embedder(args.embedder), cache=cache)
     config = CollectionConfig.for_embedder(embedder, **({"hnsw_threshold": 1000} if args.hnsw else {}))
     tmp = Path(tempfile.mkdtemp(prefix="ctxroute-store-bench-"))
     server = pgserver.get_server(tmp / "pg", cleanup_mode="stop")
@@ -147,6 +151,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         close_pools()
         server.cleanup()
+        if cache is not None:
+            cache.close()
     return report
 
 
@@ -187,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--hnsw", action="store_true", help="hnsw_threshold=1000: both backends search HNSW indexes")
     p.add_argument("--out", type=Path)
+    p.add_argument("--embed-cache", type=Path, help="a dbm file keeping passage vectors between runs")
     args = p.parse_args(argv)
     report = run(args)
     print(markdown(report))
