@@ -216,7 +216,7 @@ def run_eval_ray(
     whole cluster; ``workers``: actors (default: the cluster's CPUs, at most ``concurrency``);
     ``llm_calls``: LLM calls in flight per endpoint (default ``concurrency``). Needs a Ray
     connection (``ctxroute.retrievers.distributed.ray_session``)."""
-    from ctxroute.retrievers.distributed import cluster_cpus, import_ray
+    from ctxroute.retrievers.distributed import actor_cpus, cluster_cpus, import_ray
 
     ray = import_ray()
     if not ray.is_initialized():
@@ -242,7 +242,7 @@ def run_eval_ray(
     limiter = None
     if recipe.has_llm:
         limiter = ray.remote(CallLimiter).options(max_concurrency=10_000).remote(llm_calls or concurrency)
-    worker_cls = ray.remote(num_cpus=1)(EvalWorker)
+    worker_cls = ray.remote(num_cpus=actor_cpus(ray, n_workers))(EvalWorker)
     actors = [worker_cls.options(max_concurrency=per_worker).remote(recipe, limiter, dataset) for _ in range(n_workers)]
     counts = {"done": 0, "errors": 0}
     try:

@@ -204,6 +204,12 @@ def cluster_cpus(ray: Any) -> int:
     return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
+def actor_cpus(ray: Any, n_actors: int) -> float:
+    """CPUs to reserve per actor: one, or a share when more actors are asked for than the
+    cluster has CPUs (with one each, the extra actors would wait for a CPU forever)."""
+    return min(1.0, cluster_cpus(ray) / max(1, n_actors))
+
+
 def _shards(docs: Sequence[Document], n: int) -> list[list[Document]]:
     """``docs`` in order, cut into at most ``n`` runs of similar total text length."""
     if not docs:
@@ -294,7 +300,7 @@ def ray_ingest(
     factory = embedder_factory or EmbedderSpec.of(embedder, threads).build
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    actor_cls = ray.remote(num_cpus=1)(IngestWorker)
+    actor_cls = ray.remote(num_cpus=actor_cpus(ray, n_workers))(IngestWorker)
     actors = [actor_cls.remote(factory, chunking, name) for _ in range(n_workers)]
     try:
         if ship_files is None:
@@ -377,5 +383,5 @@ def _embed(ray: Any, actors: list[Any], shards: list[list[Document]], progress: 
     return table
 
 
-__all__ = ["EmbedderSpec", "IngestWorker", "PrecomputedEmbedder", "RayIngestResult", "cluster_cpus",
+__all__ = ["EmbedderSpec", "IngestWorker", "PrecomputedEmbedder", "RayIngestResult", "actor_cpus", "cluster_cpus",
            "import_ray", "ray_ingest", "ray_session"]
