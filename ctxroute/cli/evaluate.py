@@ -79,7 +79,7 @@ def run_cmd(
     task: Optional[str] = typer.Option(None, help="only items of this task (e.g. a LaRA level)"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="drop recorded errors and try those items again"),
     llm_judge: bool = typer.Option(False, "--llm-judge", help="also grade answers with the configured LLM (True/False)"),
-    ray: bool = typer.Option(False, "--ray", help="fan questions out over Ray actors (a local cluster unless --ray-address); needs ctxroute[scale]"),
+    ray: bool = typer.Option(False, "--ray", help="fan questions out over Ray actors (a local cluster unless --ray-address); needs the ctxroute\\[scale] extra"),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="'auto' or ray://HOST:PORT: use a running Ray cluster (implies --ray)"),
     ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="with --ray: engine actors (default: the cluster's CPUs)"),
     llm_calls: Optional[int] = typer.Option(None, "--llm-calls", min=1, help="with --ray: LLM calls in flight per endpoint, cluster-wide (default --concurrency)"),

@@ -120,7 +120,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default $CTXROUTE_TORCH_THREADS, "
                                                           "else torch's own; 1 is fastest on a busy machine)"),
         ray: bool = typer.Option(False, "--ray", help="load, chunk and embed on Ray actors (a local cluster unless "
-                                                      "--ray-address), then commit in one version; needs ctxroute[scale]"),
+                                                      "--ray-address), then commit in one version; needs the ctxroute\\[scale] extra"),
         ray_address: Optional[str] = typer.Option(None, "--ray-address", help="'auto' or ray://HOST:PORT: use a running "
                                                                                "Ray cluster (implies --ray)"),
         ray_workers: Optional[int] = typer.Option(None, "--ray-workers", min=1, help="embedding actors, each holding the "
