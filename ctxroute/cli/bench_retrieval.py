@@ -103,11 +103,15 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         datasets: str = typer.Option("loogle,leval_contracts,lara", help="Some of loogle, leval_contracts, lara, sec."),
         ratios: str = typer.Option("0.1,0.2,0.35,0.5", help="Compression ratios, comma-separated."),
         lara_docs: int = typer.Option(3, help="LaRA 32k documents per domain."),
+        limit_docs: Optional[int] = typer.Option(None, min=1, help="At most this many documents per data set (LooGLE, L-Eval, SEC)."),
+        embedder: str = typer.Option("hashing", help="hashing (cheap, with --retriever bm25) or minilm (the product's default)."),
+        retriever: str = typer.Option("bm25", help="Passage scores and the RAG baseline's ranking: bm25 | hybrid | dense."),
+        ablation: bool = typer.Option(False, "--ablation", help="Also the compressor without seed, lead prior and quote boost."),
         speed: bool = typer.Option(True, "--speed/--no-speed", help="Also time compressing a ~100k-token document."),
         out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
     ) -> None:
         """Evidence retention of compressed-lc against random sentence dropping and RAG's top passages at the same
-        token budget (hashing embedder, BM25 passage scores), and the compressor's speed against one BM25 query."""
+        token budget (default: hashing embedder, BM25 passage scores), and the compressor's speed against one BM25 query."""
         import json
         from dataclasses import asdict
 
@@ -118,14 +122,19 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         except ValueError:
             err_console.print(f"[red]bad --ratios {ratios!r}[/red]: use numbers such as 0.1,0.35")
             raise typer.Exit(2) from None
-        gdocs = mod.load_gold(folder, [d.strip() for d in datasets.split(",")], lara_docs, None)
+        gdocs = mod.load_gold(folder, [d.strip() for d in datasets.split(",")], lara_docs, limit_docs)
         if not gdocs:
             err_console.print(f"[red]no QA data at {folder}[/red]: pass --data pointing at the shared data folder")
             raise typer.Exit(2)
         with _progress() as bar:
             task = bar.add_task("documents", total=len(gdocs))
-            results = mod.evaluate(gdocs, rs, progress=lambda done, total: bar.update(task, completed=done))
-        console.print(mod.markdown(results, rs), markup=False, highlight=False, soft_wrap=True)
+            from ctxroute.pipelines.compress import CompressConfig
+
+            extra = [mod.ablation_config(CompressConfig())] if ablation else []
+            results = mod.evaluate(gdocs, rs, retriever=retriever, configs=extra, embedder=mod.make_embedder(embedder),
+                                   progress=lambda done, total: bar.update(task, completed=done))
+        labels = ["compressor without seed/lead/quote"] if ablation else []
+        console.print(mod.markdown(results, rs, labels), markup=False, highlight=False, soft_wrap=True)
         sp = mod.speed(folder) if speed else None
         if sp:
             console.print(f"speed: {json.dumps(sp)}", markup=False, highlight=False)

@@ -1,0 +1,70 @@
+"""The retention benchmark's measures (synthetic spans) and `ctxroute bench compress` on two L-Eval
+contracts (skipped when ../shared/data is absent)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ctxroute.cli import app
+from ctxroute.types import Chunk
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def _bench():  # type: ignore[no-untyped-def]
+    name = "ctxroute_benchmarks_compression_retention_test"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "compression_retention.py")
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+def _sent(i: int, start: int, end: int) -> Chunk:
+    return Chunk(id=f"s{i}", doc_id="d", level="sentence", start=start, end=end, parent_id=None, ordinal=i, n_tokens=10)
+
+
+def test_char_share_counts_non_space_characters_inside_kept_spans():
+    mod = _bench()
+    text = "aaaa bbbb cccc"
+    assert mod.char_share([(0, 9)], [(0, 4)], text) == pytest.approx(0.5)  # 4 of the 8 letters
+    assert mod.char_share([(0, 9)], [(0, 4), (5, 9)], text) == 1.0
+    assert mod.char_share([(10, 14)], [(0, 9)], text) == 0.0
+
+
+def test_rag_keep_takes_ranked_passages_while_they_fit_and_random_keep_respects_the_budget():
+    from ctxroute.types import ScoredChunk
+
+    mod = _bench()
+    sents = [_sent(i, 10 * i, 10 * i + 9) for i in range(6)]
+    p1 = Chunk(id="p1", doc_id="d", level="passage", start=30, end=59, parent_id=None, ordinal=1, n_tokens=30)
+    p0 = Chunk(id="p0", doc_id="d", level="passage", start=0, end=29, parent_id=None, ordinal=0, n_tokens=30)
+    ranking = [ScoredChunk(p1, 1.0, "bm25"), ScoredChunk(p0, 0.5, "bm25")]
+    assert mod.rag_keep(ranking, sents, 45) == [3, 4, 5]  # 3 x (10 + 4) fits, the second passage does not
+    assert mod.rag_keep(ranking, sents, 100) == [0, 1, 2, 3, 4, 5]
+    kept = mod.random_keep(sents, 30, seed=1)
+    assert len(kept) == 2 and len(set(kept)) == 2
+
+
+@pytest.mark.skipif(not (DATA / "L-Eval").is_dir(), reason="L-Eval not found at ../shared/data (data is never copied into the repo)")
+def test_bench_compress_cli_on_two_contracts(tmp_path):
+    import json
+
+    out = tmp_path / "r.json"
+    res = CliRunner().invoke(app, ["bench", "compress", "--datasets", "leval_contracts", "--limit-docs", "2", "--no-speed",
+                                   "--ablation", "--ratios", "0.2,0.35", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "compressor without seed/lead/quote" in res.output and "rag top passages" in res.output
+    rows = {r["dataset"]: r for r in json.loads(out.read_text())["results"]}
+    main = rows["leval_contracts"]
+    assert main["questions"] == 16 and set(main["compressor"]) == {"0.2", "0.35"}
+    assert all(0.0 <= v <= 1.0 for v in main["compressor"].values())
+    assert all(0.0 < v <= 0.36 for v in main["kept_share"].values())  # the budget holds
+    assert "leval_contracts#0" in rows
