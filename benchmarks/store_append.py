@@ -10,8 +10,11 @@ sentences each, ~1 sentence a passage) and per add the wall seconds, the add's o
 timings and the bytes the process wrote (``wchar`` of ``/proc/self/io``: every ``write()``)
 are recorded. After the adds two documents are removed (tombstones) and query latency
 (``bm25``, ``dense``, ``hybrid``; p50 over ``--queries`` questions, after one warm-up each)
-is measured on the segmented collection, then again after ``Collection.compact()``, with
-dense recall@10 against exact search on the live vectors (segments above 50k rows use HNSW).
+is measured on the segmented collection and on the same collection after
+``Collection.compact()``, queries interleaved between the two, with dense recall@10 against
+exact search on the live vectors (segments above 50k rows use HNSW). Single-query FAISS flat
+search runs on 2 OpenMP threads: on a loaded 2-core machine it swings between ~1 and ~30 ms
+for 10k vectors from one minute to the next, hence the interleaving.
 
 The "before" side runs in a subprocess with ``PYTHONPATH`` set to ``git archive <ref>``
 of ``ctxroute/`` (no checkout of the shared tree). Output: JSON (``--out``) and a markdown
@@ -91,6 +94,26 @@ def _latency(col: Any, queries: list[str]) -> dict[str, float]:
     return {r: _p50_ms(lambda q, r=r: col.search(q, 10, r), queries) for r in ("bm25", "dense", "hybrid")}
 
 
+def _latency_pair(col: Any, a: Any, b: Any, queries: list[str]) -> tuple[dict[str, float], dict[str, float]]:
+    """p50 on two states of one collection, queries interleaved (a, b, a, b, ...), so a
+    change in machine load hits both alike."""
+    out_a, out_b = {}, {}
+    for r in ("bm25", "dense", "hybrid"):
+        times: dict[int, list[float]] = {0: [], 1: []}
+        for which, st in enumerate((a, b)):  # warm-up: retrievers, the graph's matrix
+            col._state = st
+            col.search(queries[0], 10, r)
+        for q in queries:
+            for which, st in enumerate((a, b)):
+                col._state = st
+                t0 = time.perf_counter()
+                col.search(q, 10, r)
+                times[which].append((time.perf_counter() - t0) * 1000)
+        out_a[r], out_b[r] = float(statistics.median(times[0])), float(statistics.median(times[1]))
+    col._state = b
+    return out_a, out_b
+
+
 def _dense_recall(col: Any, queries: list[str]) -> float:
     st = col._state
     vectors = np.asarray(st.dense.vectors, dtype=np.float32)
@@ -146,14 +169,17 @@ def measure(size: int, adds: int, doc_sizes: list[int], n_queries: int, seed: in
         st = col._state
         out["segments"] = len(getattr(st, "segments", []) or [None])
         out["dead_rows"] = int(getattr(st.sparse, "n_dead", 0))
-        out["query_p50_ms"] = _latency(col, queries)
-        out["dense_recall_at_10"] = _dense_recall(col, queries[:20])
         if hasattr(col, "compact"):
+            segmented = col._state
             t0 = time.perf_counter()
             col.compact()
             out["compact_seconds"] = time.perf_counter() - t0
-            out["compacted_query_p50_ms"] = _latency(col, queries)
+            out["query_p50_ms"], out["compacted_query_p50_ms"] = _latency_pair(col, segmented, col._state, queries)
             out["compacted_dense_recall_at_10"] = _dense_recall(col, queries[:20])
+            col._state = segmented
+        else:
+            out["query_p50_ms"] = _latency(col, queries)
+        out["dense_recall_at_10"] = _dense_recall(col, queries[:20])
     return out
 
 
@@ -193,6 +219,8 @@ def _summary(after: list[dict[str, Any]], before: list[dict[str, Any]] | None, l
             lines.append(f"| {a['passages']:,} | after, compacted ({a['compact_seconds']:.1f} s) | | | | "
                          f"{q['bm25']:.1f} / {q['dense']:.1f} / {q['hybrid']:.1f} (1 segment) |")
     for label, runs in (("after", after), ("before", before or [])):
+        if not runs:
+            continue
         lines += ["", f"Per add ({label}): passages added, seconds, MB written, first hybrid query after it"]
         for a in runs:
             lines.append(f"- {a['passages']:,}: " + "; ".join(
