@@ -178,17 +178,21 @@ def test_cli_ingest_and_eval_with_ray(cluster: Any, tmp_path: Path, monkeypatch:
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.delenv("CTXROUTE_EMBEDDER", raising=False)
     monkeypatch.delenv("CTXROUTE_STORE", raising=False)
-    docs = _write_corpus(tmp_path / "docs")
+    _write_corpus(tmp_path / "docs")
+    monkeypatch.chdir(tmp_path)  # a relative path: the actors' working directory is not this one
     runner = CliRunner()
     # 3 actors on a 2-CPU cluster: each reserves a share of a CPU, none waits for one forever
-    res = runner.invoke(app, ["ingest", str(docs), "-c", "viaray", "--embedder", "hashing", "--ray", "--ray-workers", "3"])
+    res = runner.invoke(app, ["ingest", "docs", "-c", "viaray", "--embedder", "hashing", "--ray", "--ray-workers", "3"])
     assert res.exit_code == 0, res.output
     assert "ray: 3 workers" in res.output and "binary.txt" in res.output and "duplicate document id" in res.output
-    res = runner.invoke(app, ["ingest", str(docs), "-c", "plain", "--embedder", "hashing"])
+    res = runner.invoke(app, ["ingest", "docs", "-c", "plain", "--embedder", "hashing"])
     assert res.exit_code == 0, res.output
     store = CollectionStore(tmp_path / "home" / "collections")
     a, b = store.open("plain"), store.open("viaray")
     assert a.version == b.version and a.passages() == b.passages()
+    sources = [d.source for d in b.documents()]
+    assert sources == [d.source for d in a.documents()] and len(sources) == 7
+    assert all(s.startswith("docs/") for s in sources), sources  # as given, not the absolute path read
     np.testing.assert_allclose(_vectors(a), _vectors(b), atol=1e-3)
 
     qa = tmp_path / "qa.jsonl"

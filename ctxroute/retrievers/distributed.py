@@ -122,14 +122,17 @@ class IngestWorker:
         self.chunking = chunking
         self.collection = collection
 
-    def load(self, index: int, path: str, data: bytes | None = None) -> tuple[int, list[Document], list[tuple[str, str]]]:
-        """The documents of one file: read here, or from ``data`` (its bytes, shipped by the
-        driver when the file may not be on this node) exactly as ``load_path_report`` does."""
+    def load(self, index: int, where: str, path: str, data: bytes | None = None
+             ) -> tuple[int, list[Document], list[tuple[str, str]]]:
+        """The documents of one file, named ``where`` (the path as the user gave it, maybe
+        relative: an actor's working directory is not the driver's), read from the absolute
+        ``path`` or from ``data`` (its bytes, shipped by the driver when the file may not be
+        on this node), exactly as ``load_path_report(where)`` loads it on the driver."""
         if data is None:
-            report = load_path_report(Path(path))
+            report = _renamed(load_path_report(Path(path)), path, where)
         else:
             try:
-                docs, errors = _load_bytes(data, Path(path).name, path)
+                docs, errors = _load_bytes(data, Path(where).name, where)
                 report = LoadReport(tuple(docs), tuple(errors))
             except DocumentError as exc:
                 report = LoadReport((), (exc,))
@@ -148,6 +151,17 @@ class IngestWorker:
         dim = int(self.embedder.dim)
         vectors = embed_passages(self.embedder, texts, dim, self.collection, None, None, batch=256)
         return index, [content_hash(t) for t in texts], vectors
+
+
+def _renamed(report: LoadReport, path: str, where: str) -> LoadReport:
+    """``report`` of a file loaded by its absolute ``path``, as if loaded by the name ``where``."""
+    import dataclasses
+
+    def name(s: str) -> str:
+        return where + s[len(path):] if s.startswith(path) else s  # jsonl errors are "path:line"
+
+    docs = tuple(dataclasses.replace(d, source=name(d.source)) for d in report.documents)
+    return LoadReport(docs, tuple(DocumentError(name(e.path), e.reason) for e in report.errors))
 
 
 @dataclass(frozen=True)
@@ -350,7 +364,8 @@ def _load(ray: Any, actors: list[Any], files: Sequence[Path], progress: Progress
         if progress:
             progress("load", done[0], len(files))
 
-    jobs = ((i, str(f), _read(f) if ship else None) for i, f in enumerate(files))  # read as they are sent
+    jobs = ((i, str(f), str(f.absolute()), _read(f) if ship else None)  # read as they are sent
+            for i, f in enumerate(files))
     loaded = _run_pool(ray, actors, "load", jobs, len(files), tick)
     docs: list[Document] = []
     errors: list[DocumentError] = []
