@@ -226,3 +226,15 @@ def test_ray_ingest_and_eval_on_the_postgres_backend(cluster: Any, pg_url: str, 
                          concurrency=1))
     run_eval_ray(items, EvalRecipe(store_factory_of(pg), "viaray"), tmp_path / "ray", routes=("auto",), workers=2)
     assert _records(tmp_path / "ray") == _records(tmp_path / "seq")
+
+
+def test_shards_balance_documents_and_lose_none() -> None:
+    from ctxroute.retrievers.distributed import _shards
+
+    docs = [document_from_text(("word " * n) + "end.", source=f"d{n}.txt") for n in (900, 500, 400, 300, 200, 100, 50)]
+    shards = _shards(docs, 3)
+    assert sorted(d.id for s in shards for d in s) == sorted(d.id for d in docs)
+    sizes = [sum(len(d.text) for d in s) for s in shards]
+    assert len(shards) == 3 and sizes == sorted(sizes, reverse=True) and max(sizes) <= 1.2 * min(sizes)
+    assert [len(s) for s in _shards(docs[:2], 8)] == [1, 1]  # two documents, two actors: one each
+    assert _shards([], 4) == []

@@ -43,6 +43,7 @@ from ctxroute.types import Document
 
 Progress = Callable[[str, int, int], None]
 SHARDS_PER_WORKER = 4  # shards of the embedding work per actor: balance against per-call overhead
+SHARD_CHARS = 2_000_000  # and no shard much above ~2M characters (~2k passages): bounded messages, finer progress
 
 
 class PrecomputedEmbedder:
@@ -225,20 +226,21 @@ def actor_cpus(ray: Any, n_actors: int) -> float:
 
 
 def _shards(docs: Sequence[Document], n: int) -> list[list[Document]]:
-    """``docs`` in order, cut into at most ``n`` runs of similar total text length."""
+    """``docs`` in at most ``n`` shards of similar total text length (longest document first
+    into the lightest shard), the heaviest shard first so it starts first. The commit does
+    not depend on which shard a document is in: vectors are looked up by text."""
+    import heapq
+
     if not docs:
         return []
     n = max(1, min(n, len(docs)))
-    target = sum(len(d.text) for d in docs) / n
-    shards: list[list[Document]] = [[]]
-    size = 0
-    for d in docs:
-        if shards[-1] and size >= target and len(shards) < n:
-            shards.append([])
-            size = 0
-        shards[-1].append(d)
-        size += len(d.text)
-    return shards
+    heap = [(0, i) for i in range(n)]
+    bins: list[list[Document]] = [[] for _ in range(n)]
+    for d in sorted(docs, key=lambda d: len(d.text), reverse=True):
+        size, i = heapq.heappop(heap)
+        bins[i].append(d)
+        heapq.heappush(heap, (size + len(d.text), i))
+    return sorted(bins, key=lambda b: sum(len(d.text) for d in b), reverse=True)
 
 
 def _run_pool(ray: Any, actors: list[Any], method: str, jobs: Iterable[tuple[Any, ...]], n_jobs: int,
@@ -327,7 +329,8 @@ def ray_ingest(
         collection = opener()
         known = {collection.content_hash(d.id) for d in collection.documents()}
         todo = [d for d in report.documents if d.text.strip() and content_hash(d.text) not in known]
-        shards = _shards(todo, n_workers * SHARDS_PER_WORKER)
+        chars = sum(len(d.text) for d in todo)
+        shards = _shards(todo, max(n_workers * SHARDS_PER_WORKER, math.ceil(chars / SHARD_CHARS)))
         table = _embed(ray, actors, shards, progress)
         seconds["ray embed"] = time.perf_counter() - t0
     finally:
