@@ -23,6 +23,7 @@ from datetime import timezone
 from typing import Any, Iterator
 
 import numpy as np
+import psycopg
 from psycopg.types.json import Jsonb
 
 from ctxroute.errors import CollectionNotFound, Conflict, ManifestMismatch
@@ -162,7 +163,10 @@ class PostgresBackend:
                     raise CollectionNotFound(name)
                 yield
             finally:
-                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                # a broken connection cannot unlock, and needs not: the server releases the
+                # lock with the session (the pool then drops the connection)
+                with contextlib.suppress(psycopg.Error):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
 
     # --- writing --------------------------------------------------------------------
     def commit(self, name: str, config: CollectionConfig, base: _State, state: _State, delta: Delta) -> _State:
