@@ -147,6 +147,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             b = [h.chunk.id for h in cols["postgres"].search(q, k=10, retriever="dense")]
             agree.append(len(set(a) & set(b)) / max(1, len(a)))
         report["dense_top10_overlap"] = round(float(np.mean(agree)), 3)
+        if args.hnsw:  # recall@10 of each backend's HNSW search against its own exact search
+            report["hnsw_recall_at_10"] = _hnsw_recall(cols, embedder, questions, args.k)
         report["load_end"] = _load()
     finally:
         close_pools()
@@ -154,6 +156,27 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if cache is not None:
             cache.close()
     return report
+
+
+def _hnsw_recall(cols: dict[str, Any], embedder: Any, questions: Sequence[str], k: int) -> dict[str, Any]:
+    from ctxroute.retrievers.dense import DenseIndex
+    from ctxroute.retrievers.pg_dense import PgDenseIndex
+
+    vectors = np.asarray(embedder.embed(list(questions)), dtype=np.float32)
+    out = {}
+    for kind, col in cols.items():
+        hnsw = col._state.dense
+        if kind == "files":
+            exact = DenseIndex(hnsw.dim, hnsw_threshold=10**9)
+            exact.add(hnsw.vectors)
+        else:
+            exact = PgDenseIndex(hnsw.pool, hnsw.collection_id, hnsw.dim, 10**9, hnsw.positions)
+        if hnsw.kind != "hnsw":  # the files backend makes HNSW per segment, for segments above the threshold
+            out[kind] = f"{hnsw.kind} (no HNSW segment)"
+            continue
+        hits = [len({i for i, _ in hnsw.search(v, k)} & {i for i, _ in exact.search(v, k)}) / k for v in vectors]
+        out[kind] = round(float(np.mean(hits)), 3)
+    return out
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -179,6 +202,8 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {name} {mode.replace('_', ' ')}: p50 / p95 ms | {files['p50_ms']} / {files['p95_ms']} | "
                          f"{p['p50_ms']} / {p['p95_ms']} | {r['p50_ratio_postgres_over_files'][f'{name} {mode}']} |")
     lines.append(f"\ndense top-10 overlap postgres vs files: {r['dense_top10_overlap']}")
+    if "hnsw_recall_at_10" in r:
+        lines.append(f"HNSW recall@10 against the same backend's exact search: {r['hnsw_recall_at_10']}")
     return "\n".join(lines)
 
 
