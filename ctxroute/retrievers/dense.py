@@ -25,6 +25,21 @@ VECTORS_FILE = "vectors.npy"
 META_FILE = "dense.json"
 
 
+_SCAN_PARAMS: Any = None
+
+
+def _sequential_scan() -> Any:
+    """Search parameters that make a flat index scan one query on the calling thread. Its
+    default splits one query over OpenMP threads, which on a loaded 2-core machine took
+    ~16 ms for 10k vectors instead of ~0.25 ms (measured with faiss 1.15; same results)."""
+    global _SCAN_PARAMS
+    if _SCAN_PARAMS is None:
+        import faiss
+
+        _SCAN_PARAMS = faiss.SearchParameters(sel=faiss.IDSelectorAll())
+    return _SCAN_PARAMS
+
+
 class _Vectors:
     """One segment of a dense index: its float32 rows and their FAISS index (built on demand)."""
 
@@ -236,8 +251,10 @@ class DenseIndex:
                 continue
             index = self._faiss(seg)
             live = self._rows.live_mask(i)
-            if live is None:
+            if live is None and seg.hnsw:
                 scores, labels = index.search(query, min(k, n_live))
+            elif live is None:
+                scores, labels = index.search(query, min(k, n_live), params=_sequential_scan())
             else:
                 import faiss
 
