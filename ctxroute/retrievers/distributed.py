@@ -116,7 +116,7 @@ class EmbedderSpec:
 
 class IngestWorker:
     """The body of one Ray actor: builds the embedder once, then loads files and chunks and
-    embeds shards of documents. Plain Python (``ray.remote`` is applied in ``_actor_pool``)."""
+    embeds shards of documents. Plain Python (``ray_ingest`` applies ``ray.remote``)."""
 
     def __init__(self, make_embedder: Callable[[], Any], chunking: ChunkingConfig, collection: str) -> None:
         self.embedder = make_embedder()
