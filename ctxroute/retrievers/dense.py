@@ -222,8 +222,10 @@ class DenseIndex:
                 last.faiss.add(arr)
                 grown.faiss = last.faiss
             self._segs = (*self._segs[:-1], grown)
-            self._rows = RowSegments((*self._rows.sizes[:-1], len(grown.vectors)), self._rows.dead[:-1] + (
-                None if self._rows.dead[-1] is None else np.concatenate([self._rows.dead[-1], np.zeros(len(arr), bool)]),))
+            last_dead = self._rows.dead[-1]
+            if last_dead is not None:
+                last_dead = np.concatenate([last_dead, np.zeros(len(arr), bool)])
+            self._rows = RowSegments((*self._rows.sizes[:-1], len(grown.vectors)), (*self._rows.dead[:-1], last_dead))
         self._live = None
         self._faiss(self._segs[-1])
 

@@ -89,6 +89,7 @@ def next_state(
         seconds["merge"] = time.perf_counter() - t0
     return merged
 
+
 def carried_lookups(st: _State, removed: set[str], new_passages: list[Chunk],
                     texts: list[str]) -> tuple[dict[str, str] | None, dict[str, int] | None]:
     """``st``'s text -> passage and passage -> position maps brought up to date for the next
@@ -114,7 +115,7 @@ def _graph_after(st: _State, removed: set[str], added: list[tuple[Document, Docu
     t0 = time.perf_counter()
     graph = st.graph.copy()
     for doc_id in removed:
-        if doc_id in graph.doc_ids:
+        if doc_id in graph:
             graph.remove(doc_id)
     for i, (d, dc) in enumerate(added, start=1):
         graph.add(d, dc)
@@ -123,8 +124,10 @@ def _graph_after(st: _State, removed: set[str], added: list[tuple[Document, Docu
     seconds["graph"] = time.perf_counter() - t0
     return graph
 
-def _rebuild(config: CollectionConfig, st: _State, docs_map: dict[str, Document], chunks_map: dict[str, DocumentChunks],
-             hashes: dict[str, str], *, removed: set[str], added: list[tuple[Document, DocumentChunks]],
+
+def _rebuild(config: CollectionConfig, st: _State, docs_map: dict[str, Document],
+             chunks_map: dict[str, DocumentChunks], hashes: dict[str, str], *, removed: set[str],
+             added: list[tuple[Document, DocumentChunks]],
              new_vectors: np.ndarray, seconds: dict[str, float]) -> _State:
     """The next state with every index built anew as one segment (O(collection))."""
     keep = [i for i, p in enumerate(st.passages) if p.doc_id not in removed]

@@ -53,7 +53,8 @@ class FilesBackend:
         if found == MIGRATES_FROM:
             with self._flock(path):
                 vname = _read_current(path) or vname
-                if _read_manifest(path, vname, accept=(FORMAT_VERSION, MIGRATES_FROM))["format_version"] == MIGRATES_FROM:
+                manifest = _read_manifest(path, vname, accept=(FORMAT_VERSION, MIGRATES_FROM))
+                if manifest["format_version"] == MIGRATES_FROM:
                     vname = migrate(path, name, vname)
         return vname
 

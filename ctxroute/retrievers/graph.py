@@ -191,6 +191,9 @@ class GraphIndex:
             raise NotFound(f"document {doc_id!r} is not in the graph index; known: {len(self._docs)} documents")
         self._matrix = None
 
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._docs
+
     @property
     def doc_ids(self) -> list[str]:
         return sorted(self._docs)

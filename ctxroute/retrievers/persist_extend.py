@@ -39,7 +39,7 @@ def extend_state(path: Path, vname: str, config: CollectionConfig, base: _State)
     sparse, dense = base.sparse.without(gone), base.dense.without(gone)
     graph = base.graph.copy()
     for d in removed:
-        if d in graph.doc_ids:
+        if d in graph:
             graph.remove(d)
     new_passages: list[Chunk] = []
     for entry in entries[len(old):]:
@@ -57,7 +57,8 @@ def extend_state(path: Path, vname: str, config: CollectionConfig, base: _State)
         dense = dense.appended(part_dense, info.dead_mask())
         graph.absorb(GraphIndex.load(sdir, seg_chunks).subset(info.live_docs()))
         segments.append(info)
-    passages = ([p for p in base.passages if p.doc_id not in removed] if removed else list(base.passages)) + new_passages
+    kept = [p for p in base.passages if p.doc_id not in removed] if removed else list(base.passages)
+    passages = kept + new_passages
     passage_by_id = dict(base.passage_by_id)
     for i in gone:
         del passage_by_id[base.passages[i].id]
