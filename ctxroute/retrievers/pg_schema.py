@@ -18,9 +18,10 @@ index vectors whose dimension differs between rows of one table).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import threading
-from typing import Any
+from typing import Any, Iterator
 
 from ctxroute.errors import CtxrouteError, ManifestMismatch
 
@@ -146,6 +147,7 @@ def ensure_schema(conn: Any) -> None:
 _POOLS: dict[str, Any] = {}
 _POOLS_LOCK = threading.Lock()
 POOL_MAX = 16
+POOL_TIMEOUT_S = 10.0  # how long a request waits for a connection before StoreUnavailable
 
 
 def _configure(conn: Any) -> None:
@@ -154,7 +156,36 @@ def _configure(conn: Any) -> None:
     register_vector(conn)
 
 
-def pool_for(dsn: str) -> Any:
+class StorePool:
+    """A psycopg_pool ``ConnectionPool`` whose connections are checked when taken (a replica
+    outlives a PostgreSQL restart) and whose connection failures are ``StoreUnavailable``
+    (retryable, with the store named, password masked) instead of driver errors."""
+
+    def __init__(self, dsn: str, name: str) -> None:
+        from psycopg_pool import ConnectionPool
+
+        self.dsn = dsn
+        self._pool = ConnectionPool(dsn, min_size=1, max_size=POOL_MAX, kwargs={"autocommit": True},
+                                    configure=_configure, check=ConnectionPool.check_connection, open=True,
+                                    timeout=POOL_TIMEOUT_S, name=name)
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Any]:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"the PostgreSQL store {redact(self.dsn)} failed: {exc}".strip()
+                                   + "; retry when it is reachable", store=redact(self.dsn)) from exc
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def pool_for(dsn: str) -> StorePool:
     """The process's connection pool for ``dsn`` (autocommit connections with pgvector's
     types registered); the schema is checked once when the pool is made."""
     with _POOLS_LOCK:
@@ -162,17 +193,23 @@ def pool_for(dsn: str) -> Any:
         if pool is not None:
             return pool
         import psycopg
-        from psycopg_pool import ConnectionPool
 
         try:
             with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
                 ensure_schema(conn)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"cannot reach the PostgreSQL store {redact(dsn)}: {exc}".strip()) from exc
-        pool = ConnectionPool(dsn, min_size=1, max_size=POOL_MAX, kwargs={"autocommit": True},
-                              configure=_configure, open=True, name=f"ctxroute-{len(_POOLS)}")
+        pool = StorePool(dsn, name=f"ctxroute-{len(_POOLS)}")
         _POOLS[dsn] = pool
         return pool
+
+
+def close_pool(dsn: str) -> None:
+    """Close this process's pool for ``dsn`` (the next use opens a new one)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.pop(dsn, None)
+    if pool is not None:
+        pool.close()
 
 
 def close_pools() -> None:

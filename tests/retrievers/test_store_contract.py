@@ -354,3 +354,39 @@ def test_postgres_incremental_reload_searches_as_a_fresh_load(pg_store: Callable
             want = whole.search(q, k=5, retriever=retriever)
             assert [h.chunk.id for h in got] == [h.chunk.id for h in want], (retriever, q)
             np.testing.assert_allclose([h.score for h in got], [h.score for h in want], rtol=1e-5, atol=1e-6)
+
+
+def test_postgres_outage_is_a_clear_error_and_recovers(pg_server: Any, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PostgreSQL server stopped under an open collection: reads and writes fail with a
+    retryable ``store_unavailable`` error naming the store (no password); once the server is
+    back the same objects work again, and nothing committed is lost."""
+    import pgserver
+
+    from ctxroute.retrievers import pg_schema
+    from ctxroute.retrievers.pg_schema import StoreUnavailable, close_pool
+
+    monkeypatch.setattr(pg_schema, "POOL_TIMEOUT_S", 2.0)
+    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    url = server.get_uri()
+    try:
+        store = CollectionStore(url, namespace="t1")
+        col = store.create("c1", embedder=EMB)
+        col.add_documents([_note(1)])
+        server.cleanup()  # the server stops
+        with pytest.raises(StoreUnavailable, match="retry when it is reachable") as err:
+            col.search("harbour pilot", k=1, retriever="dense")
+        assert err.value.retryable and err.value.code == "store_unavailable"
+        with pytest.raises(StoreUnavailable):
+            col.add_documents([_note(2)])
+        with pytest.raises(StoreUnavailable):
+            store.current("c1")
+        server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+        assert server.get_uri() == url
+        assert col.search("harbour pilot", k=1, retriever="dense")[0].chunk.doc_id == "note-1"
+        col.add_documents([_note(2)])
+        assert sorted(d.id for d in CollectionStore(url, namespace="t1").open("c1", EMB).documents()) == [
+            "note-1", "note-2"]
+    finally:
+        close_pool(url)
+        server.cleanup()
