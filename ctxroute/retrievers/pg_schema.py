@@ -9,7 +9,8 @@ Tables (schema ``ctxroute``; created idempotently under an advisory lock, versio
                  sentence spans as one compact bytea per document (pg_codec.py)
     passages     per passage: the vector (pgvector, float32), a tsvector for Postgres full-text
                  search and the graph's key terms; LIST-partitioned by collection, one partition
-                 per collection with its own HNSW (inner product) and GIN indexes
+                 per collection with its GIN index and, once it holds more than
+                 ``hnsw_above(hnsw_threshold)`` passages, its HNSW (inner product) index
 
 A collection's vector dimension is fixed by its embedder; the column is an untyped ``vector``
 and each partition's HNSW index is on ``embedding::vector(dim)`` (pgvector's documented way to
