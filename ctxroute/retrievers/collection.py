@@ -380,6 +380,10 @@ class Collection:
             if merged is st:
                 return
             merged.embedding = dict(st.embedding)
+            if getattr(self.backend, "compact", None) is None:  # no segments on record (postgres):
+                merged.version_dir = st.version_dir  # only this process's indexes fold
+                self._state = merged
+                return
             empty = Delta((), frozenset(), np.zeros((0, self.config.embedder_dim), np.float32))
             self._commit(st, merged, empty, None, {})
 

@@ -271,8 +271,7 @@ class DenseIndex:
                 ok &= live[np.where(ok, rows, 0)]
             pos = self._rows.positions(i, rows[ok])
             hits.extend(zip(pos.tolist(), scores[0][ok].tolist()))
-        if len(self._segs) > 1:
-            hits.sort(key=lambda h: (-h[1], h[0]))
+        hits.sort(key=lambda h: (-h[1], h[0]))  # ties by position: the same order however segmented
         return [(int(p), float(s)) for p, s in hits[:k]]
 
     # --- persistence ----------------------------------------------------------------

@@ -385,3 +385,32 @@ def test_derive_with_a_backends_own_dense_index_keeps_sparse_incremental(store: 
     fresh.add_documents([st.docs[d] for d in st.docs])
     for q in QUERIES:
         assert st.sparse.search(q, 8) == fresh._state.sparse.search(q, 8)
+
+
+def test_compact_on_a_backend_without_segments_folds_only_memory(store: CollectionStore) -> None:
+    """A backend that keeps no segments (postgres) gets no commit from ``Collection.compact``:
+    this process's indexes fold, the recorded version stays."""
+    from ctxroute.retrievers.collection import Collection
+
+    class NoSegments:  # the files backend minus ``compact``
+        def __init__(self, inner: FilesBackend) -> None:
+            self.inner, self.kind = inner, "other"
+
+        def __getattr__(self, name: str):
+            if name in ("compact", "load_since"):
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    emb = HashingEmbedder(64)
+    store.create("mem", _config(emb), emb)
+    backend = NoSegments(store.backend)
+    col = Collection(backend, "mem", _config(emb), emb, backend.load("mem", _config(emb)))
+    col.add_documents([_doc(i) for i in range(6)])
+    for i in range(6, 9):
+        col.add_documents([_doc(i)])
+    want, tag = _results(col), store.current("mem")
+    assert col._state.sparse.n_segments == 4
+    col.compact()
+    assert col._state.sparse.n_segments == col._state.dense.n_segments == 1
+    assert store.current("mem") == tag and col._state.version_dir == tag and not col.refresh()
+    assert _results(col) == want
