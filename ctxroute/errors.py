@@ -73,6 +73,13 @@ class ManifestMismatch(CtxrouteError):
     code = "manifest_mismatch"
 
 
+class StoreUnavailable(CtxrouteError):
+    """A shared collection store (PostgreSQL) cannot be reached; retry when it is back."""
+
+    code = "store_unavailable"
+    retryable = True
+
+
 class BudgetExceeded(CtxrouteError):
     """No route fits the request's token or cost budget."""
 

@@ -92,12 +92,14 @@ def status_of(exc: E.CtxrouteError) -> int:
         return 502
     if isinstance(exc, E.ManifestMismatch):
         return 409
+    if isinstance(exc, E.StoreUnavailable):
+        return 503
     return 500
 
 
 def retry_after_of(exc: E.CtxrouteError) -> float | None:
     value = getattr(exc, "retry_after", None)
-    if value is None and status_of(exc) == 429:
+    if value is None and (status_of(exc) == 429 or isinstance(exc, E.StoreUnavailable)):
         return 1.0
     return value
 

@@ -24,14 +24,7 @@ import hashlib
 import threading
 from typing import Any, Iterator
 
-from ctxroute.errors import CtxrouteError, ManifestMismatch
-
-
-class StoreUnavailable(CtxrouteError):
-    """The PostgreSQL store cannot be reached (retryable)."""
-
-    code = "store_unavailable"
-    retryable = True
+from ctxroute.errors import ManifestMismatch, StoreUnavailable  # noqa: F401 - StoreUnavailable: importable here too
 
 
 SCHEMA = "ctxroute"

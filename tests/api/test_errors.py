@@ -25,6 +25,7 @@ from tests.api.conftest import DOCS, upload
     (E.LLMTimeout("x"), 504),
     (E.ContextWindowExceeded("x"), 502),
     (NotReady("x"), 503),
+    (E.StoreUnavailable("x"), 503),
     (RateLimited("x", retry_after=3), 429),
     (TenantBudgetExhausted("x", retry_after=3), 429),
     (BodyTooLarge(10), 413),
