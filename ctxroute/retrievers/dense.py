@@ -194,6 +194,17 @@ class DenseIndex:
                                                           (*self._rows.dead, dead)))
 
     @classmethod
+    def of_vectors(cls, dim: int, vectors: np.ndarray, hnsw_threshold: int = 50_000) -> "DenseIndex":
+        """One segment holding ``vectors`` (as stored: float16 values), its FAISS index built on
+        the first search only: for a commit that needs the rows, not a search structure (the
+        postgres store searches with pgvector)."""
+        base = cls(dim, hnsw_threshold)
+        arr = base._check(vectors)
+        if arr.shape[0] == 0:
+            return base
+        return base._with((base._segment(base._as_stored(arr)),), RowSegments((len(arr),)))
+
+    @classmethod
     def joined(cls, parts: Sequence["DenseIndex"], dead: Sequence[np.ndarray | None], dim: int,
                hnsw_threshold: int | None = None) -> "DenseIndex":
         """One index over single-segment ``parts``, rows marked in ``dead`` left out."""

@@ -67,11 +67,11 @@ def next_state(
     t0 = time.perf_counter()
     if dense_aligned(st):
         dense = st.dense.without(gone).extended(new_vectors)
-    else:  # a backend's own dense index (pgvector): an in-memory one for its commit to swap
+    else:  # a backend's own dense index (pgvector): the rows for its commit, no FAISS index built
         keep = np.ones(len(st.passages), dtype=bool)
         keep[gone] = False
-        dense = DenseIndex(config.embedder_dim, config.hnsw_threshold)
-        dense.add(np.concatenate([st.dense.vectors[keep], new_vectors]))
+        dense = DenseIndex.of_vectors(config.embedder_dim, np.concatenate([st.dense.vectors[keep], new_vectors]),
+                                      config.hnsw_threshold)
     seconds["dense"] = time.perf_counter() - t0
     if progress:
         progress("dense", 1, 1)

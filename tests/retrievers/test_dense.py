@@ -118,3 +118,16 @@ def test_dense_retriever() -> None:
     assert len(hits) == 3
     with pytest.raises(ManifestMismatch):
         DenseRetriever(index, HashingEmbedder(dim=64), passages)
+
+
+def test_of_vectors_defers_faiss_and_searches_like_add() -> None:
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    lazy = DenseIndex.of_vectors(16, vecs)
+    assert all(seg.faiss is None for seg in lazy._segs)  # nothing built for a commit that only needs rows
+    np.testing.assert_array_equal(lazy.vectors, vecs.astype(np.float16).astype(np.float32))
+    built = DenseIndex(16)
+    built.add(vecs)
+    assert lazy.search(vecs[7], 5) == built.search(vecs[7], 5)
+    assert len(DenseIndex.of_vectors(16, np.zeros((0, 16), np.float32))) == 0
