@@ -19,19 +19,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, AsyncIterator, Callable, Literal, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, AsyncIterator, Mapping, Sequence
 
 from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, InputTooLarge, LLMError
-from ctxroute.pipelines.citations import CitationConfig, VerifiedText, abstention, is_refusal, verify_citations
-from ctxroute.pipelines.compressed_lc import CompressedLCConfig, CompressedLongContext
+from ctxroute.pipelines.citations import VerifiedText, abstention, is_refusal, verify_citations
+from ctxroute.pipelines.compressed_lc import CompressedLongContext
+from ctxroute.pipelines.engine_config import LLM_ROUTES, Emit, EngineConfig, EngineEvent  # noqa: F401 - public here too
 from ctxroute.pipelines.escalation import after_rag
-from ctxroute.pipelines.extractive import ExtractiveConfig, ExtractiveReader
-from ctxroute.pipelines.hybrid import Hybrid, HybridConfig
+from ctxroute.pipelines.extractive import ExtractiveReader
+from ctxroute.pipelines.hybrid import Hybrid
 from ctxroute.pipelines.llm.base import LLMClient
-from ctxroute.pipelines.long_context import LongContext, LongContextConfig
-from ctxroute.pipelines.map_reduce import MapReduce, MapReduceConfig
-from ctxroute.pipelines.rag import RAG, RAGConfig
+from ctxroute.pipelines.long_context import LongContext
+from ctxroute.pipelines.map_reduce import MapReduce
+from ctxroute.pipelines.rag import RAG
 from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult, scoped
 from ctxroute.router import (
     CollectionStats,
@@ -45,55 +46,6 @@ from ctxroute.router import (
     probe_signals,
 )
 from ctxroute.types import Answer, Budget, CallUsage, Route, RouteEstimate, RoutingDecision, ScoredChunk
-
-LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR, Route.COMPRESSED)
-
-
-@dataclass(frozen=True)
-class EngineConfig:
-    """Everything the engine and its strategies can be tuned with (no environment reads)."""
-
-    policy: str = "auto"  # router policy when no router is passed: auto | cascade | rules | self-route | learned | fixed route
-    router_params: str | None = None  # JSON written by `ctxroute router fit` (learned) or `fit-cascade` (cascade); default: shipped
-    probe_k: int = 10
-    probe_retriever: str = "hybrid"
-    rag: RAGConfig = field(default_factory=RAGConfig)
-    hybrid: HybridConfig = field(default_factory=HybridConfig)
-    lc: LongContextConfig = field(default_factory=LongContextConfig)
-    mr: MapReduceConfig = field(default_factory=MapReduceConfig)
-    compressed: CompressedLCConfig = field(default_factory=CompressedLCConfig)
-    extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
-    citations: CitationConfig = field(default_factory=CitationConfig)
-    escalate: bool = True
-    max_question_chars: int = 4000
-    typer_embeddings: bool = True  # question typing may use the collection's embedder
-
-    @classmethod
-    def with_answer_tokens(cls, n: int, **kw: Any) -> "EngineConfig":
-        """A config whose every LLM call may produce at most ``n`` tokens."""
-        base = cls(**kw)
-        return replace(
-            base,
-            rag=replace(base.rag, max_tokens=n),
-            hybrid=replace(base.hybrid, max_tokens=n),
-            lc=replace(base.lc, max_tokens=n),
-            mr=replace(base.mr, map_max_tokens=n, reduce_max_tokens=n),
-            compressed=replace(base.compressed, max_tokens=n),
-        )
-
-
-@dataclass(frozen=True)
-class EngineEvent:
-    """One streaming event: ``decision`` (RoutingDecision), ``delta`` (str of raw model text,
-    markers not yet verified), ``fallback`` (str: the deltas so far are discarded),
-    ``progress`` (dict ``{"stage": "map"|"reduce", "done": n, "total": m}`` during map-reduce),
-    ``citations`` (tuple of verified Citations) and ``final`` (the Answer)."""
-
-    kind: Literal["decision", "delta", "fallback", "progress", "citations", "final"]
-    data: Any
-
-
-Emit = Callable[[EngineEvent], None]
 
 
 def _default_fallbacks(route: Route) -> tuple[Route, ...]:
