@@ -60,30 +60,36 @@ def _expected_id(doc_id: str, level: Level, index: int) -> str:
 _STORED_FIELDS = {"id", "doc_id", "level", "start", "end", "parent_id", "ordinal", "n_tokens", "heading"}
 
 
-def write_chunks(directory: Path, chunks: Sequence[DocumentChunks]) -> None:
+def _check_fields(where: str) -> None:
     missing = {f.name for f in dataclasses.fields(Chunk)} - _STORED_FIELDS
     if missing:  # a new Chunk field must get a column here, or it would be lost on reload
-        raise TypeError(f"codec.write_chunks does not store Chunk fields {sorted(missing)}")
-    strings: list[str] = []
-    string_id: dict[str, int] = {}
+        raise TypeError(f"{where} does not store Chunk fields {sorted(missing)}")
 
-    def intern(value: str | None) -> int:
+
+class ChunkColumns:
+    """Chunk hierarchies as integer columns and one string table (headings, parent ids, ids
+    that do not follow the ``doc:pN`` pattern): the encoding of the files store's
+    ``chunks.npz`` and of the postgres store's per-document ``bytea``."""
+
+    def __init__(self) -> None:
+        self.strings: list[str] = []
+        self._string_id: dict[str, int] = {}
+        self.cols: dict[str, list[int]] = {k: [] for k in ("level", "start", "end", "parent", "ordinal", "n_tokens",
+                                                            "heading", "id")}
+
+    def intern(self, value: str | None) -> int:
         if value is None:
             return -1
-        i = string_id.get(value)
+        i = self._string_id.get(value)
         if i is None:
-            i = string_id[value] = len(strings)
-            strings.append(value)
+            i = self._string_id[value] = len(self.strings)
+            self.strings.append(value)
         return i
 
-    doc_ids: list[str] = []
-    counts: list[list[int]] = []  # per document: sections, passages, sentences
-    cols: dict[str, list[int]] = {k: [] for k in ("level", "start", "end", "parent", "ordinal", "n_tokens",
-                                                   "heading", "id")}
-    for dc in chunks:
+    def add(self, dc: DocumentChunks) -> None:
+        """Append one document's rows: the document, its sections, passages, sentences."""
         doc_id = dc.document.doc_id
-        doc_ids.append(doc_id)
-        counts.append([len(dc.sections), len(dc.passages), len(dc.sentences)])
+        cols, intern = self.cols, self.intern
         rows = [(Level.DOCUMENT, 0, dc.document)]
         for level, group in ((Level.SECTION, dc.sections), (Level.PASSAGE, dc.passages),
                              (Level.SENTENCE, dc.sentences)):
@@ -97,12 +103,27 @@ def write_chunks(directory: Path, chunks: Sequence[DocumentChunks]) -> None:
             cols["n_tokens"].append(c.n_tokens)
             cols["heading"].append(intern(c.heading))
             cols["id"].append(-1 if c.id == _expected_id(doc_id, level, i) and c.doc_id == doc_id else intern(c.id))
-    arrays = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
-    arrays["level"] = arrays["level"].astype(np.int8)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        arrays = {k: np.asarray(v, dtype=np.int64) for k, v in self.cols.items()}
+        arrays["level"] = arrays["level"].astype(np.int8)
+        return arrays
+
+
+def write_chunks(directory: Path, chunks: Sequence[DocumentChunks]) -> None:
+    _check_fields("codec.write_chunks")
+    table = ChunkColumns()
+    doc_ids: list[str] = []
+    counts: list[list[int]] = []  # per document: sections, passages, sentences
+    for dc in chunks:
+        doc_ids.append(dc.document.doc_id)
+        counts.append([len(dc.sections), len(dc.passages), len(dc.sentences)])
+        table.add(dc)
+    arrays = table.arrays()
     arrays["counts"] = np.asarray(counts, dtype=np.int64).reshape(-1, 3)
     np.savez_compressed(directory / CHUNKS_ARRAYS, **arrays)
-    (directory / CHUNKS_META).write_text(json.dumps({"doc_ids": doc_ids, "strings": strings}, ensure_ascii=False,
-                                                    separators=(",", ":")), encoding="utf-8")
+    (directory / CHUNKS_META).write_text(json.dumps({"doc_ids": doc_ids, "strings": table.strings},
+                                                    ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
 
 
 def read_chunks(directory: Path) -> dict[str, DocumentChunks]:

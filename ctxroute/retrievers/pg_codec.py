@@ -4,7 +4,6 @@ no pickle) and the graph index's per-passage key terms (stored so that a replica
 graph without re-extracting them)."""
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 from typing import Any, Iterable, Sequence
@@ -13,45 +12,18 @@ import numpy as np
 
 from ctxroute.errors import ManifestMismatch
 from ctxroute.retrievers.chunking import DocumentChunks
-from ctxroute.retrievers.codec import _LEVEL_CODE, _LEVELS, _STORED_FIELDS, _expected_id
+from ctxroute.retrievers.codec import _LEVELS, ChunkColumns, _check_fields, _expected_id
 from ctxroute.retrievers.graph import GraphConfig, GraphIndex, _DocGraph
 from ctxroute.types import Chunk, Level
 
 
 def encode_chunks(dc: DocumentChunks) -> bytes:
     """One document's hierarchy (document, sections, passages, sentences) as npz bytes."""
-    missing = {f.name for f in dataclasses.fields(Chunk)} - _STORED_FIELDS
-    if missing:  # a new Chunk field must get a column here, or it would be lost on reload
-        raise TypeError(f"pg_codec.encode_chunks does not store Chunk fields {sorted(missing)}")
-    doc_id = dc.document.doc_id
-    strings: list[str] = []
-    string_id: dict[str, int] = {}
-
-    def intern(value: str | None) -> int:
-        if value is None:
-            return -1
-        i = string_id.get(value)
-        if i is None:
-            i = string_id[value] = len(strings)
-            strings.append(value)
-        return i
-
-    cols: dict[str, list[int]] = {k: [] for k in ("level", "start", "end", "parent", "ordinal", "n_tokens",
-                                                   "heading", "id")}
-    rows = [(Level.DOCUMENT, 0, dc.document)]
-    for level, group in ((Level.SECTION, dc.sections), (Level.PASSAGE, dc.passages), (Level.SENTENCE, dc.sentences)):
-        rows.extend((level, i, c) for i, c in enumerate(group))
-    for level, i, c in rows:
-        cols["level"].append(_LEVEL_CODE[c.level])
-        cols["start"].append(c.start)
-        cols["end"].append(c.end)
-        cols["parent"].append(intern(c.parent_id))
-        cols["ordinal"].append(c.ordinal)
-        cols["n_tokens"].append(c.n_tokens)
-        cols["heading"].append(intern(c.heading))
-        cols["id"].append(-1 if c.id == _expected_id(doc_id, level, i) and c.doc_id == doc_id else intern(c.id))
-    arrays = {k: np.asarray(v, dtype=np.int64) for k, v in cols.items()}
-    arrays["level"] = arrays["level"].astype(np.int8)
+    _check_fields("pg_codec.encode_chunks")
+    table = ChunkColumns()
+    table.add(dc)
+    arrays = table.arrays()
+    strings = table.strings
     arrays["counts"] = np.asarray([len(dc.sections), len(dc.passages), len(dc.sentences)], dtype=np.int64)
     arrays["strings"] = np.frombuffer(json.dumps(strings, ensure_ascii=False).encode(), dtype=np.uint8)
     buf = io.BytesIO()
