@@ -2,7 +2,7 @@
 indexes, versioned on disk with atomic commits (layout in ``persist.py``).
 
 Adding or removing documents never re-embeds, re-tokenises or rewrites the other documents:
-a write adds one segment to each index and marks removed rows dead (``_derive``).
+a write adds one segment to each index and marks removed rows dead (``derive.next_state``).
 Configuration types live in ``collection_config.py``, the disk format in ``persist.py`` and
 ``CollectionStore`` in ``store.py``; all are importable from here as before.
 """
@@ -279,9 +279,9 @@ class Collection:
                 docs_map[d.id] = d
                 chunks_map[d.id] = dc
                 hashes[d.id] = content_hash(d.text)
-            state = self._derive(st, docs_map, chunks_map, hashes, removed=set(replaced),
-                                 added=list(zip(new_docs, new_chunks)), new_vectors=vectors,
-                                 progress=progress, seconds=seconds)
+            state = next_state(self.config, st, docs_map, chunks_map, hashes, removed=set(replaced),
+                               added=list(zip(new_docs, new_chunks)), new_vectors=vectors,
+                               progress=progress, seconds=seconds)
             state.embedding = {
                 "dtypes": sorted(set(st.embedding.get("dtypes", [])) | {str(getattr(self.embedder, "dtype", "float32"))}),
                 "long_text": str(getattr(self.embedder, "long_text", st.embedding.get("long_text", "n/a"))),
@@ -312,9 +312,9 @@ class Collection:
             chunks_map = {k: v for k, v in st.chunks.items() if k != doc_id}
             hashes = {k: v for k, v in st.hashes.items() if k != doc_id}
             seconds: dict[str, float] = {}
-            state = self._derive(st, docs_map, chunks_map, hashes, removed={doc_id}, added=[],
-                                 new_vectors=np.zeros((0, self.config.embedder_dim), dtype=np.float32),
-                                 progress=None, seconds=seconds)
+            state = next_state(self.config, st, docs_map, chunks_map, hashes, removed={doc_id}, added=[],
+                               new_vectors=np.zeros((0, self.config.embedder_dim), dtype=np.float32),
+                               progress=None, seconds=seconds)
             state.embedding = dict(st.embedding)
             self._commit(st, state, Delta((), frozenset({doc_id}), np.zeros((0, self.config.embedder_dim), np.float32)),
                          None, seconds)
@@ -352,24 +352,6 @@ class Collection:
     def _embed(self, texts: Sequence[str], progress: Progress | None, st: _State | None = None) -> np.ndarray:
         return embed_passages(self.embedder, texts, self.config.embedder_dim, self.name, st, progress,
                               batch=EMBED_BATCH * 4)
-
-    def _derive(
-        self,
-        st: _State,
-        docs_map: dict[str, Document],
-        chunks_map: dict[str, DocumentChunks],
-        hashes: dict[str, str],
-        *,
-        removed: set[str],
-        added: list[tuple[Document, DocumentChunks]],
-        new_vectors: np.ndarray,
-        progress: Progress | None,
-        seconds: dict[str, float],
-    ) -> _State:
-        """The next state: ``st`` minus ``removed`` docs, plus ``added`` ones, in time
-        proportional to the change (``derive.next_state``)."""
-        return next_state(self.config, st, docs_map, chunks_map, hashes, removed=removed, added=added,
-                          new_vectors=new_vectors, progress=progress, seconds=seconds)
 
     def compact(self) -> None:
         """Fold every segment into one without dead rows (what a fresh ingest of the live

@@ -1,5 +1,5 @@
 """How a collection's next state is derived from the last one and a write (backend-neutral;
-``Collection._derive`` calls ``next_state``, for every backend)."""
+``Collection`` calls ``next_state`` on every write, for every backend)."""
 from __future__ import annotations
 
 import time

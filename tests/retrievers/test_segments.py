@@ -19,6 +19,7 @@ from ctxroute.retrievers.chunking import ChunkingConfig
 from ctxroute.retrievers.codec import DOCUMENTS_FILE, write_chunks, write_documents
 from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
 from ctxroute.retrievers.dense import DenseIndex
+from ctxroute.retrievers.derive import next_state
 from ctxroute.retrievers.documents import document_from_text
 from ctxroute.retrievers.embedders import HashingEmbedder
 from ctxroute.retrievers.files_backend import FilesBackend
@@ -376,8 +377,8 @@ def test_derive_with_a_backends_own_dense_index_keeps_sparse_incremental(store: 
         docs, chunks, hashes = dict(st.docs), dict(st.chunks), dict(st.hashes)
         docs[doc.id], chunks[doc.id], hashes[doc.id] = doc, dc, content_hash(doc.text)
         vectors = emb.embed([index_text(doc, p) for p in dc.passages])
-        nxt = col._derive(st, docs, chunks, hashes, removed=set(), added=[(doc, dc)], new_vectors=vectors,
-                          progress=None, seconds={})
+        nxt = next_state(col.config, st, docs, chunks, hashes, removed=set(), added=[(doc, dc)],
+                         new_vectors=vectors, progress=None, seconds={})
         assert len(nxt.dense) == len(nxt.passages) == len(nxt.sparse)
         assert nxt.sparse.n_segments <= segments_mod.MAX_SEGMENTS
         st = dataclasses.replace(nxt, dense=_BackendDense(nxt.dense), retrievers={})  # the backend swaps it
