@@ -24,9 +24,7 @@ from typing import Any, AsyncIterator, Callable, Mapping, Sequence
 
 from ctxroute.errors import InputError
 from ctxroute.eval.datasets import EvalItem
-from ctxroute.eval.runner import (
-    RESULTS_FILE, RunStats, _prepare, answer_record, engine_answer_fn, error_record, parse_routes, record_key,
-)
+from ctxroute.eval.runner import RunStats, answer_record, engine_answer_fn, error_record, plan_run
 
 
 class CallLimiter:
@@ -221,16 +219,7 @@ def run_eval_ray(
     ray = import_ray()
     if not ray.is_initialized():
         raise InputError("run_eval_ray needs a Ray connection: call it inside `with ray_session(...)`")
-    if concurrency < 1:
-        raise InputError(f"concurrency must be >= 1, got {concurrency}", concurrency=concurrency)
-    routes = parse_routes(routes)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RESULTS_FILE
-    done_keys = _prepare(path, retry_errors)
-    todo = [(it, r) for it in items for r in routes if record_key(it.id, r) not in done_keys]
-    total = len(items) * len(routes)
-    skipped = total - len(todo)
+    routes, path, todo, total, skipped = plan_run(items, routes, out, concurrency, retry_errors)
     n_workers = max(1, min(workers or cluster_cpus(ray), concurrency, max(1, len(todo))))
     per_worker = math.ceil(concurrency / n_workers)
     t0 = time.perf_counter()

@@ -184,6 +184,22 @@ class RunStats:
     seconds: float
 
 
+def plan_run(items: Sequence[EvalItem], routes: Sequence[str], out: str | Path, concurrency: int,
+             retry_errors: bool) -> tuple[tuple[str, ...], Path, list[tuple[EvalItem, str]], int, int]:
+    """Checked routes, the results file under ``out`` (made ready for appending), the (item,
+    route) pairs still to answer, how many there are in all and how many are already done."""
+    if concurrency < 1:
+        raise InputError(f"concurrency must be >= 1, got {concurrency}", concurrency=concurrency)
+    checked = parse_routes(routes)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / RESULTS_FILE
+    done_keys = _prepare(path, retry_errors)
+    todo = [(it, r) for it in items for r in checked if record_key(it.id, r) not in done_keys]
+    total = len(items) * len(checked)
+    return checked, path, todo, total, total - len(todo)
+
+
 async def run_eval(
     items: Sequence[EvalItem],
     answer_fn: AnswerFn,
@@ -201,16 +217,7 @@ async def run_eval(
     ``progress(done, total)`` is called after each record. Errors raised by ``answer_fn`` are
     recorded (``error`` field), except ``KeyboardInterrupt``/``CancelledError``.
     """
-    if concurrency < 1:
-        raise InputError(f"concurrency must be >= 1, got {concurrency}", concurrency=concurrency)
-    routes = parse_routes(routes)
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / RESULTS_FILE
-    done_keys = _prepare(path, retry_errors)
-    todo = [(it, r) for it in items for r in routes if record_key(it.id, r) not in done_keys]
-    total = len(items) * len(routes)
-    skipped = total - len(todo)
+    routes, path, todo, total, skipped = plan_run(items, routes, out, concurrency, retry_errors)
     t0 = time.perf_counter()
     sem = asyncio.Semaphore(concurrency)
     counts = {"done": 0, "errors": 0}
