@@ -12,7 +12,7 @@ import contextlib
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -215,10 +215,15 @@ class Collection:
             fetch = min(total, fetch * 4)
 
     # --- writing ----------------------------------------------------------------------
-    def add_documents(self, docs: Iterable[Document], progress: Progress | None = None) -> IngestStats:
+    def add_documents(self, docs: Iterable[Document], progress: Progress | None = None, *,
+                      chunked: Mapping[str, DocumentChunks] | None = None) -> IngestStats:
         """Chunk, index and persist ``docs``. A document whose text is already stored is
-        skipped; one whose id exists with different text replaces the old one."""
+        skipped; one whose id exists with different text replaces the old one. ``chunked``
+        (document id -> hierarchy made with this collection's chunking config, e.g. by Ray
+        actors) spares chunking a document again; one whose span does not cover its
+        document's text is ignored and the document chunked here."""
         docs = list(docs)
+        chunked = chunked or {}
         with self._write_lock():
             st = self._state
             seconds: dict[str, float] = {}
@@ -249,7 +254,9 @@ class Collection:
             new_chunks: list[DocumentChunks] = []
             for i, d in enumerate(new_docs, start=1):
                 try:
-                    dc = chunk_document(d, self.config.chunking)
+                    dc = chunked.get(d.id)
+                    if dc is None or dc.document.doc_id != d.id or (dc.document.start, dc.document.end) != (0, len(d.text)):
+                        dc = chunk_document(d, self.config.chunking)
                 except InputError as exc:  # one bad document never stops the others
                     failed.append((d.id, exc.message))
                 else:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ctxroute.errors import DocumentError, InputError
-from ctxroute.retrievers.chunking import ChunkingConfig, chunk_document
+from ctxroute.retrievers.chunking import ChunkingConfig, DocumentChunks, chunk_document
 from ctxroute.retrievers.collection_config import IngestStats, content_hash, index_text
 from ctxroute.retrievers.documents import LoadReport, iter_files, load_path_report
 from ctxroute.retrievers.documents import _load as _load_bytes  # what load_path_report does with a file's bytes
@@ -139,19 +139,23 @@ class IngestWorker:
                 report = LoadReport((), (exc,))
         return index, list(report.documents), [(e.path, e.reason) for e in report.errors]
 
-    def embed(self, index: int, docs: Sequence[Document]) -> tuple[int, list[str], np.ndarray]:
-        """Content hashes and vectors of the passage index texts of ``docs`` (a document that
-        fails to chunk is left to the commit, which records why)."""
+    def embed(self, index: int, docs: Sequence[Document]
+              ) -> tuple[int, list[str], np.ndarray, dict[str, DocumentChunks]]:
+        """Content hashes and vectors of the passage index texts of ``docs``, and their chunk
+        hierarchies (handed to the commit, which then does not chunk them again; a document
+        that fails to chunk is left to the commit, which records why)."""
         texts: list[str] = []
+        chunks: dict[str, DocumentChunks] = {}
         for d in docs:
             try:
                 dc = chunk_document(d, self.chunking)
             except InputError:
                 continue
+            chunks[d.id] = dc
             texts.extend(index_text(d, p) for p in dc.passages)
         dim = int(self.embedder.dim)
         vectors = embed_passages(self.embedder, texts, dim, self.collection, None, None, batch=256)
-        return index, [content_hash(t) for t in texts], vectors
+        return index, [content_hash(t) for t in texts], vectors, chunks
 
 
 def _renamed(report: LoadReport, path: str, where: str) -> LoadReport:
@@ -331,7 +335,7 @@ def ray_ingest(
         todo = [d for d in report.documents if d.text.strip() and content_hash(d.text) not in known]
         chars = sum(len(d.text) for d in todo)
         shards = _shards(todo, max(n_workers * SHARDS_PER_WORKER, math.ceil(chars / SHARD_CHARS)))
-        table = _embed(ray, actors, shards, progress)
+        table, chunked = _embed(ray, actors, shards, progress)
         seconds["ray embed"] = time.perf_counter() - t0
     finally:
         for actor in actors:
@@ -342,7 +346,7 @@ def ray_ingest(
     lookup = PrecomputedEmbedder(real, table)
     collection.embedder = lookup  # read by add_documents at call time; restored below
     try:
-        stats = collection.add_documents(report.documents, progress=progress)
+        stats = collection.add_documents(report.documents, progress=progress, chunked=chunked)
     finally:
         collection.embedder = real
     seconds["commit"] = time.perf_counter() - t0
@@ -384,8 +388,10 @@ def _load(ray: Any, actors: list[Any], files: Sequence[Path], progress: Progress
     return LoadReport(tuple(docs), tuple(errors))
 
 
-def _embed(ray: Any, actors: list[Any], shards: list[list[Document]], progress: Progress | None) -> dict[str, np.ndarray]:
-    """content hash of a passage's index text -> its vector, for every passage of ``shards``."""
+def _embed(ray: Any, actors: list[Any], shards: list[list[Document]], progress: Progress | None
+           ) -> tuple[dict[str, np.ndarray], dict[str, DocumentChunks]]:
+    """content hash of a passage's index text -> its vector, for every passage of ``shards``;
+    document id -> its chunk hierarchy, as the actors made them."""
     total = sum(len(s) for s in shards)
     done = [0]
 
@@ -395,10 +401,12 @@ def _embed(ray: Any, actors: list[Any], shards: list[list[Document]], progress: 
             progress("ray embed", done[0], total)
 
     table: dict[str, np.ndarray] = {}
-    for _, hashes, vectors in _run_pool(ray, actors, "embed", enumerate(shards), len(shards), tick):
+    chunked: dict[str, DocumentChunks] = {}
+    for _, hashes, vectors, chunks in _run_pool(ray, actors, "embed", enumerate(shards), len(shards), tick):
         for h, v in zip(hashes, vectors):
             table[h] = v
-    return table
+        chunked.update(chunks)
+    return table, chunked
 
 
 __all__ = ["EmbedderSpec", "IngestWorker", "PrecomputedEmbedder", "RayIngestResult", "actor_cpus", "cluster_cpus",

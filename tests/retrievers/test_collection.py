@@ -466,3 +466,31 @@ def test_sentence_vectors_are_cached_per_text(store: CollectionStore) -> None:
     col.search("cats allowed", k=2, retriever="dense")
     col.search("cats allowed", k=2, retriever="dense")
     assert emb.seen.count("cats allowed") == 1  # the query embedding is cached too
+
+
+def test_add_documents_takes_ready_chunks_and_ignores_ones_that_do_not_fit(
+    store: CollectionStore, emb: CountingEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ctxroute.retrievers import collection as collection_mod
+    from ctxroute.retrievers.chunking import chunk_document
+
+    docs = _docs()
+    config = _config(emb)
+    ready = {d.id: chunk_document(d, config.chunking) for d in docs[:2]}
+    other = document_from_text("Some other text entirely, not the third document.", title="x")
+    ready[docs[2].id] = chunk_document(other, config.chunking)  # does not cover docs[2]'s text: ignored
+    chunked_here: list[str] = []
+
+    def counting_chunk(d: Document, cfg: ChunkingConfig):  # type: ignore[no-untyped-def]
+        chunked_here.append(d.id)
+        return chunk_document(d, cfg)
+
+    monkeypatch.setattr(collection_mod, "chunk_document", counting_chunk)
+    col = store.create("ready", config, emb)
+    col.add_documents(docs, chunked=ready)
+    assert chunked_here == [docs[2].id]
+    plain = store.create("plain", config, emb)
+    plain.add_documents(docs)
+    assert col.version == plain.version
+    assert [d.id for d in col.documents()] == [d.id for d in plain.documents()]
+    assert all(col.chunks(d.id) == plain.chunks(d.id) for d in docs)
