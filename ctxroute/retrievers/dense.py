@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ctxroute.errors import InputError, ManifestMismatch
-from ctxroute.retrievers.segments import RowSegments
+from ctxroute.retrievers.segments import RowSegments, SegmentedIndex
 from ctxroute.types import Chunk, ScoredChunk
 
 INDEX_FILE = "dense.faiss"
@@ -51,7 +51,7 @@ class _Vectors:
         self.faiss = faiss_index
 
 
-class DenseIndex:
+class DenseIndex(SegmentedIndex):
     """Inner-product search over L2-normalised float32 vectors (cosine similarity).
 
     Rows live in segments, each with its own FAISS index (HNSW when the segment holds more
@@ -100,14 +100,6 @@ class DenseIndex:
         """``hnsw`` when a segment is searched through HNSW, else ``flat``."""
         return "hnsw" if any(s.hnsw for s in self._segs) else "flat"
 
-    @property
-    def n_segments(self) -> int:
-        return len(self._segs)
-
-    @property
-    def n_dead(self) -> int:
-        return self._rows.n_dead
-
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         arr = np.ascontiguousarray(np.asarray(vectors, dtype=np.float32))
         if arr.ndim == 1:
@@ -143,6 +135,15 @@ class DenseIndex:
             seg.faiss = index
         return seg.faiss
 
+    _APPEND_NEEDS = "of the same dimension"
+
+    @staticmethod
+    def _seg_len(seg: _Vectors) -> int:
+        return len(seg.vectors)
+
+    def _same_kind(self, other: "DenseIndex") -> bool:
+        return other.dim == self.dim
+
     def _with(self, segs: Sequence[_Vectors], rows: RowSegments) -> "DenseIndex":
         other = DenseIndex(self.dim, self.hnsw_threshold, hnsw_m=self.hnsw_m, ef_search=self.ef_search)
         other._segs, other._rows = tuple(segs), rows
@@ -164,10 +165,6 @@ class DenseIndex:
         self._faiss(seg)
         return self._with((*self._segs, seg), self._rows.appended(len(arr)))
 
-    def without(self, positions: Sequence[int]) -> "DenseIndex":
-        """This index without the rows at ``positions`` (later positions shift down)."""
-        return self._with(self._segs, self._rows.without(positions))
-
     def merged(self, start: int = 0, stop: int | None = None) -> "DenseIndex":
         """Segments ``start:stop`` (default all) folded into one of their live rows."""
         stop = len(self._segs) if stop is None else stop
@@ -180,18 +177,6 @@ class DenseIndex:
         for s in mid:
             self._faiss(s)
         return self._with((*self._segs[:start], *mid, *self._segs[stop:]), self._rows.merged(start, stop))
-
-    def part(self, i: int) -> "DenseIndex":
-        """Segment ``i`` (all its rows) as an index of its own, e.g. to save it."""
-        return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
-
-    def appended(self, part: "DenseIndex", dead: np.ndarray | None = None) -> "DenseIndex":
-        """This index plus the single segment of ``part`` (rows in ``dead`` left out)."""
-        if part.n_segments != 1 or part.dim != self.dim:
-            raise InputError("DenseIndex.appended takes one non-empty segment of the same dimension")
-        seg = part._segs[0]
-        return self._with((*self._segs, seg), RowSegments((*self._rows.sizes, len(seg.vectors)),
-                                                          (*self._rows.dead, dead)))
 
     @classmethod
     def of_vectors(cls, dim: int, vectors: np.ndarray, hnsw_threshold: int = 50_000) -> "DenseIndex":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -106,6 +106,51 @@ class RowSegments:
         mid: tuple[int, ...] = (n,) if n else ()  # no live row left: no segment
         return RowSegments((*self.sizes[:start], *mid, *self.sizes[stop:]),
                            (*self.dead[:start], *((None,) * len(mid)), *self.dead[stop:]))
+
+
+class SegmentedIndex:
+    """The segment plumbing the sparse and dense indexes share. A subclass keeps ``_segs``
+    (one immutable part per segment) and ``_rows`` (a :class:`RowSegments`) and provides
+    ``_with`` (a new index over given segments and rows), ``_seg_len`` and ``_same_kind``."""
+
+    _segs: tuple[Any, ...]
+    _rows: "RowSegments"
+    _APPEND_NEEDS = "of the same kind"  # how ``appended`` names what a part must share
+
+    def _with(self, segs: Sequence[Any], rows: "RowSegments") -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def _seg_len(seg: Any) -> int:
+        raise NotImplementedError
+
+    def _same_kind(self, other: Any) -> bool:
+        raise NotImplementedError
+
+    @property
+    def n_segments(self) -> int:
+        return len(self._segs)
+
+    @property
+    def n_dead(self) -> int:
+        """Rows kept in segments but no longer searched."""
+        return self._rows.n_dead
+
+    def without(self, positions: Sequence[int]) -> Any:
+        """A new index without the rows at ``positions`` (later positions shift down)."""
+        return self._with(self._segs, self._rows.without(positions))
+
+    def part(self, i: int) -> Any:
+        """Segment ``i`` (all its rows, dead ones too) as an index of its own, e.g. to save it."""
+        return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
+
+    def appended(self, part: Any, dead: np.ndarray | None = None) -> Any:
+        """A new index: this one plus the single segment of ``part`` (rows in ``dead`` left out)."""
+        if part.n_segments != 1 or not self._same_kind(part):
+            raise InputError(f"{type(self).__name__}.appended takes one non-empty segment {self._APPEND_NEEDS}")
+        seg = part._segs[0]
+        return self._with((*self._segs, seg), RowSegments((*self._rows.sizes, self._seg_len(seg)),
+                                                          (*self._rows.dead, dead)))
 
 
 @dataclass(frozen=True)

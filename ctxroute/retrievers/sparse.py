@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ctxroute.errors import InputError, ManifestMismatch
-from ctxroute.retrievers.segments import RowSegments
+from ctxroute.retrievers.segments import RowSegments, SegmentedIndex
 from ctxroute.types import Chunk, ScoredChunk
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -171,7 +171,7 @@ class _Terms:
         return cls(tf, terms, np.concatenate(lengths).astype(np.float32) if lengths else np.zeros(0, np.float32))
 
 
-class SparseIndex:
+class SparseIndex(SegmentedIndex):
     """BM25 index over a list of texts; ``search`` returns (position, score), best first.
 
     The index keeps raw term counts per segment, not precomputed scores, so it can grow by a
@@ -193,6 +193,15 @@ class SparseIndex:
         return self._rows.n_live
 
     # --- building -------------------------------------------------------------------
+    _APPEND_NEEDS = "built with the same settings"
+
+    @staticmethod
+    def _seg_len(seg: _Terms) -> int:
+        return int(seg.tf.shape[0])
+
+    def _same_kind(self, other: "SparseIndex") -> bool:
+        return other.config == self.config
+
     def _with(self, segs: Sequence[_Terms], rows: RowSegments) -> "SparseIndex":
         other = SparseIndex.__new__(SparseIndex)
         other.config, other.tokenize = self.config, self.tokenize
@@ -216,10 +225,6 @@ class SparseIndex:
         seg = _Terms.count([self.tokenize(t) for t in texts])
         return self._with((*self._segs, seg), self._rows.appended(len(texts)))
 
-    def without(self, positions: Sequence[int]) -> "SparseIndex":
-        """A new index without the texts at ``positions`` (later positions shift down)."""
-        return self._with(self._segs, self._rows.without(positions))
-
     def merged(self, start: int = 0, stop: int | None = None) -> "SparseIndex":
         """A new index with segments ``start:stop`` (default all) folded into one holding their
         live texts; the same scores, fewer segments."""
@@ -231,27 +236,6 @@ class SparseIndex:
         seg = _Terms.concat(parts)
         segs = (*self._segs[:start], *((seg,) if seg.tf.shape[0] else ()), *self._segs[stop:])
         return self._with(segs, self._rows.merged(start, stop))
-
-    @property
-    def n_segments(self) -> int:
-        return len(self._segs)
-
-    @property
-    def n_dead(self) -> int:
-        """Rows kept in segments but no longer searched."""
-        return self._rows.n_dead
-
-    def part(self, i: int) -> "SparseIndex":
-        """Segment ``i`` (all its rows, dead ones too) as an index of its own, e.g. to save it."""
-        return self._with((self._segs[i],), RowSegments((self._rows.sizes[i],)))
-
-    def appended(self, part: "SparseIndex", dead: np.ndarray | None = None) -> "SparseIndex":
-        """A new index: this one plus the single segment of ``part`` (rows in ``dead`` left out)."""
-        if part.n_segments != 1 or part.config != self.config:
-            raise InputError("SparseIndex.appended takes one non-empty segment built with the same settings")
-        seg = part._segs[0]
-        return self._with((*self._segs, seg), RowSegments((*self._rows.sizes, seg.tf.shape[0]),
-                                                          (*self._rows.dead, dead)))
 
     @classmethod
     def joined(cls, parts: Sequence["SparseIndex"], dead: Sequence[np.ndarray | None],
