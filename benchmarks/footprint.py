@@ -25,24 +25,6 @@ from typing import Sequence
 import numpy as np
 
 
-def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-
-def live_files(path: Path) -> dict[str, int]:
-    """Bytes per file name of a collection's live version (format 3: its manifest plus the
-    segments it lists; a name that every segment has, e.g. vectors.npy, is summed)."""
-    vdir = path / "versions" / (path / "CURRENT").read_text().strip()
-    manifest = json.loads((vdir / "manifest.json").read_text())
-    sizes: dict[str, int] = {"manifest.json": (vdir / "manifest.json").stat().st_size}
-    for seg in manifest.get("segments", []):
-        for f in (path / "segments" / seg["name"]).rglob("*"):
-            if f.is_file():
-                key = f.relative_to(path / "segments" / seg["name"]).parts[0]
-                sizes[key] = sizes.get(key, 0) + f.stat().st_size
-    return sizes
-
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True)
@@ -70,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         t0 = time.perf_counter()
         coll.add_documents(docs)
         out["build_s_without_embedding_cost"] = time.perf_counter() - t0
-        files = live_files(coll.path)
+        files = coll.backend.live_files(coll.name)
         size = sum(files.values())
         out.update(disk_bytes=size, disk_over_text=size / text_bytes, files=files)
         t0 = time.perf_counter()

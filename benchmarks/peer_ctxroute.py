@@ -39,24 +39,6 @@ def lat(fn: Callable[[str], Any], queries: Sequence[str], warmup: int = 5) -> di
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)), "n": len(s)}
 
 
-def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-
-def live_files(path: Path) -> dict[str, int]:
-    """Bytes per file name of a collection's live version (format 3: its manifest plus the
-    segments it lists; a name that every segment has, e.g. vectors.npy, is summed)."""
-    vdir = path / "versions" / (path / "CURRENT").read_text().strip()
-    manifest = json.loads((vdir / "manifest.json").read_text())
-    sizes: dict[str, int] = {"manifest.json": (vdir / "manifest.json").stat().st_size}
-    for seg in manifest.get("segments", []):
-        for f in (path / "segments" / seg["name"]).rglob("*"):
-            if f.is_file():
-                key = f.relative_to(path / "segments" / seg["name"]).parts[0]
-                sizes[key] = sizes.get(key, 0) + f.stat().st_size
-    return sizes
-
 def pseudo_queries(texts: Sequence[str], n: int, seed: int = 3) -> list[str]:
     """Question-like snippets of passages (to reach ``n`` queries for the agreement check)."""
     rng = np.random.default_rng(seed)
@@ -114,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         raw = time.perf_counter() - t0
         out.update(raw_embed_s=raw, raw_passages_per_s=len(texts) / raw,
                    embed_share_of_raw=raw / stats.seconds["embed"])
-        files = live_files(coll.path)
+        files = coll.backend.live_files(coll.name)
         out.update(disk_bytes=sum(files.values()), raw_text_bytes=raw_bytes,
                    disk_over_text=sum(files.values()) / raw_bytes, disk_files=files)
 

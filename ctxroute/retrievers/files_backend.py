@@ -172,6 +172,20 @@ class FilesBackend:
         manifest["documents"] = document_table(docs, chunks, hashes)
         return manifest
 
+    def live_files(self, name: str) -> dict[str, int]:
+        """Bytes on disk of the live version by file name: its manifest plus the segments it
+        lists (a name every segment has, e.g. ``vectors.npy``, summed over them)."""
+        path = self._path(name)
+        vname = self._live(name)
+        sizes = {"manifest.json": (path / "versions" / vname / "manifest.json").stat().st_size}
+        for seg in _read_manifest(path, vname).get("segments", []):
+            seg_dir = path / "segments" / seg["name"]
+            for f in seg_dir.rglob("*"):
+                if f.is_file():
+                    key = f.relative_to(seg_dir).parts[0]
+                    sizes[key] = sizes.get(key, 0) + f.stat().st_size
+        return sizes
+
     def delete(self, name: str) -> None:
         path = self._path(name)
         if _read_current(path) is None:

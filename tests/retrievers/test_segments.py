@@ -415,3 +415,15 @@ def test_compact_on_a_backend_without_segments_folds_only_memory(store: Collecti
     assert col._state.sparse.n_segments == col._state.dense.n_segments == 1
     assert store.current("mem") == tag and col._state.version_dir == tag and not col.refresh()
     assert _results(col) == want
+
+
+def test_live_files_count_the_manifest_and_every_listed_segment(store: CollectionStore) -> None:
+    emb = HashingEmbedder(dim=32)
+    col = store.create("sizes", _config(emb), emb)
+    col.add_documents([_doc(1)])
+    col.add_documents([_doc(2)])
+    sizes = col.backend.live_files(col.name)
+    seg_dirs = [p for p in (col.path / "segments").iterdir() if p.is_dir()]
+    assert len(seg_dirs) == 2 and sizes["vectors.npy"] == sum((d / "vectors.npy").stat().st_size for d in seg_dirs)
+    on_disk = sum(f.stat().st_size for d in seg_dirs for f in d.rglob("*") if f.is_file())
+    assert sum(sizes.values()) - sizes["manifest.json"] == on_disk
