@@ -192,10 +192,12 @@ class Backend:
             col = store.open(name, self.embedder)
         else:
             col = entry[0]
-            if store.current(name) is None:
+            current = store.current(name)
+            if current is None:
                 self._forget(tenant, name)
                 raise CollectionNotFound(name)
-            col.refresh()
+            if current != col._state.version_dir:  # one version read per request when nothing changed
+                col.refresh()
         with self._lock:
             self._open[key] = (col, col._state.version_dir)
             while len(self._open) > _MAX_OPEN:

@@ -14,6 +14,11 @@ Two backends pass the same contract tests (``tests/retrievers/test_store_contrac
 
 ``commit`` receives both the full next state and the :class:`Delta` that produced it, so a
 backend can write in proportion to the change instead of rewriting the collection.
+
+Two optional methods, used when a backend has them: ``load_since(name, config, base)`` (a
+newer version read on top of ``base``: the files backend reads only the segments added since;
+postgres does the same inside ``load`` with its per-version cache) and ``compact(name)``
+(segments folded on disk; without it ``Collection.compact`` folds only the in-memory indexes).
 """
 from __future__ import annotations
 
