@@ -213,8 +213,8 @@ def run_eval_ray(
     """``run_eval`` over Ray actors. ``concurrency``: (item, route) pairs in flight in the
     whole cluster; ``workers``: actors (default: the cluster's CPUs, at most ``concurrency``);
     ``llm_calls``: LLM calls in flight per endpoint (default ``concurrency``). Needs a Ray
-    connection (``ctxroute.retrievers.distributed.ray_session``)."""
-    from ctxroute.retrievers.distributed import actor_cpus, cluster_cpus, import_ray
+    connection (``ctxroute.retrievers.ray_cluster.ray_session``)."""
+    from ctxroute.retrievers.ray_cluster import actor_cpus, cluster_cpus, import_ray
 
     ray = import_ray()
     if not ray.is_initialized():

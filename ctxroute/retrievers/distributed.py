@@ -25,11 +25,10 @@ version: that is the serial part of a bulk ingest (see docs/SCALING-ray.md).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,6 +38,7 @@ from ctxroute.retrievers.collection_config import IngestStats, content_hash, ind
 from ctxroute.retrievers.documents import LoadReport, iter_files, load_path_report
 from ctxroute.retrievers.documents import _load as _load_bytes  # what load_path_report does with a file's bytes
 from ctxroute.retrievers.ingest_embed import embed_passages
+from ctxroute.retrievers.ray_cluster import actor_cpus, cluster_cpus, import_ray, ray_session  # noqa: F401 - ray_session: public here too
 from ctxroute.types import Document
 
 Progress = Callable[[str, int, int], None]
@@ -183,50 +183,6 @@ class RayIngestResult:
     vectors_missed: int  # lookups the commit had to embed itself (should be 0)
     seconds: Mapping[str, float]
     shipped: bool = False  # the driver sent the files' bytes to the actors
-
-
-@contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
-    """A Ray connection for the duration of the block: reuses one that is already up,
-    otherwise ``address`` None/"local" starts a local cluster (``num_cpus``, no dashboard)
-    and any other address (``auto``, ``ray://host:port``) connects to a running one. Only a
-    connection made here is shut down at the end."""
-    ray = import_ray()
-    if ray.is_initialized():
-        yield ray
-        return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "configure_logging": False}
-    if address in (None, "", "local"):
-        kwargs.update(address="local", num_cpus=num_cpus)
-    else:
-        kwargs["address"] = address
-    try:
-        ray.init(**kwargs)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        raise InputError(f"could not reach a Ray cluster at {address!r}: {exc}; start one with `ray start --head` "
-                         "or use --ray alone for a local cluster", address=address) from exc
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise InputError("Ray is not installed: pip install 'ctxroute[scale]' (or pip install ray) to use --ray") from None
-    return ray
-
-
-def cluster_cpus(ray: Any) -> int:
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
-
-
-def actor_cpus(ray: Any, n_actors: int) -> float:
-    """CPUs to reserve per actor: one, or a share when more actors are asked for than the
-    cluster has CPUs (with one each, the extra actors would wait for a CPU forever)."""
-    return min(1.0, cluster_cpus(ray) / max(1, n_actors))
 
 
 def _shards(docs: Sequence[Document], n: int) -> list[list[Document]]:
