@@ -1,5 +1,6 @@
-"""Recall@k of the gold evidence with the torch-free ONNX query encoder against the fp32 torch
-model, on the same collections (built once): the recall change the query encoder causes.
+"""Recall@k of the gold evidence with the torch-free ONNX query encoder (the prepared copy with
+int8 MatMuls, and the shipped file) against the fp32 torch model, on the same collections
+(built once): the recall change the query encoder causes.
 
 Uses ``retrieval_quality.py``'s data loaders and scoring (LooGLE sample and L-Eval contracts
 by default). Run: ``nice -n 10 python benchmarks/encoder_recall.py [--limit-docs 4]
@@ -45,8 +46,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = {}
     with tempfile.TemporaryDirectory(prefix="ctxroute-encrecall-") as tmp:
         cache = Path(tmp)
-        for label, choice in (("ONNX int8 query encoder (default)", "auto"), ("fp32 torch query encoder", "fp32")):
-            if choice == "fp32":
+        default_query_embedder = collection_mod.query_embedder
+        for label, choice in (("ONNX, int8 MatMuls prepared once (default)", "auto"),
+                              ("ONNX, the shipped file (fp32 MatMuls)", "shipped"),
+                              ("fp32 torch query encoder", "fp32")):
+            if choice == "auto":
+                collection_mod.query_embedder = default_query_embedder  # type: ignore
+            elif choice == "shipped":
+                from ctxroute.retrievers.onnx_embedder import OnnxMiniLMEmbedder
+
+                shipped = OnnxMiniLMEmbedder(model="shipped")
+                collection_mod.query_embedder = lambda emb, *args, **kw: query_embedder(shipped, "same")  # type: ignore
+            else:
                 fp32 = SentenceTransformerEmbedder(bf16=False, threads=1)
                 collection_mod.query_embedder = lambda emb, *args, **kw: query_embedder(fp32, "same")  # type: ignore
             res = q.evaluate(qadocs, embedder, ks, retrievers=("dense", "hybrid"), cache=cache)  # type: ignore
@@ -60,9 +71,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"| {label} | {ds} | {n} | {cells[0]} | {cells[1]} |")
     labels = list(out)
     for ds in out[labels[0]]:
-        a0, b0 = out[labels[0]][ds][1], out[labels[1]][ds][1]
-        print(f"\n{ds}: recall@10 change ONNX - fp32: dense {a0['dense'][10] - b0['dense'][10]:+.3f}, "
-              f"hybrid {a0['hybrid'][10] - b0['hybrid'][10]:+.3f}")
+        ref = out[labels[-1]][ds][1]
+        for label in labels[:-1]:
+            got = out[label][ds][1]
+            print(f"\n{ds}: recall@10 change {label} - fp32: dense {got['dense'][10] - ref['dense'][10]:+.3f}, "
+                  f"hybrid {got['hybrid'][10] - ref['hybrid'][10]:+.3f}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
         hybrid = coll.retriever("hybrid")
         qe = coll.query_embedder
-        out["query_encoder"] = type(getattr(qe, "inner", qe)).__name__
 
         def fresh(q: str) -> Any:
             qe.cache.clear()  # every query pays its embedding
@@ -113,6 +112,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         for q in qs:
             qe.embed([q])  # now cached: retrieval without the embedding
         out["q_hybrid_no_embedding"] = lat(lambda q: hybrid.retrieve(q, 10), qs)
+        inner = getattr(qe, "inner", qe)  # loaded by now: its variant is known
+        variant = getattr(inner, "variant", "")
+        out["query_encoder"] = type(inner).__name__ + (f" ({variant})" if variant else "")
         out["q_bm25"] = lat(lambda q: coll.retriever("bm25").retrieve(q, 10), qs)
         out["topk_hybrid"] = [[h.chunk.doc_id for h in hybrid.retrieve(q, 10)] for q in qs]
 

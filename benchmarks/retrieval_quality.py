@@ -250,10 +250,13 @@ def run(
     lara_docs: int = 4,
     reader: bool = False,
     sec_files: str = "*",
+    long_text: str = "windows",
 ) -> list[DatasetResult]:
-    """``lara_docs``: LaRA documents per domain (book, financial, paper); embedding all is slow."""
+    """``lara_docs``: LaRA documents per domain (book, financial, paper); embedding all is slow.
+    ``long_text``: the embedder's policy for passages over the model's 256 wordpieces."""
     qadocs = load(data, datasets, limit_docs, lara_docs, sec_files)
-    return evaluate(qadocs, make_embedder(embedder_kind, bf16=bf16), ks, progress=progress, cache=cache, dump=dump,
+    embedder = make_embedder(embedder_kind, bf16=bf16, long_text=long_text)  # hashing ignores the policy
+    return evaluate(qadocs, embedder, ks, progress=progress, cache=cache, dump=dump,
                     reader=reader)
 
 
@@ -292,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--dump", type=Path, default=None)
     ap.add_argument("--reader", action="store_true", help="also score the extractive reader on the SEC set")
+    ap.add_argument("--long-text", default="windows", choices=["windows", "truncate"],
+                    help="how MiniLM embeds passages over 256 wordpieces")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     ks = parse_ks(args.k)
@@ -304,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args.data, ks, args.embedder, limit_docs=args.limit_docs, datasets=parse_datasets(args.datasets),
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             bf16=args.bf16, cache=args.cache, dump=dump, lara_docs=args.lara_docs,
-            reader=args.reader, sec_files=args.sec_files,
+            reader=args.reader, sec_files=args.sec_files, long_text=args.long_text,
         )
     print(markdown_table(results, ks))
     if args.out:

