@@ -186,13 +186,13 @@ def evaluate(
     return list(results.values())
 
 
-def make_embedder(kind: str, *, bf16: bool = False) -> object:
+def make_embedder(kind: str, *, bf16: bool = False, long_text: str = "windows") -> object:
     from ctxroute.retrievers.embedders import HashingEmbedder, SentenceTransformerEmbedder
 
     if kind == "hashing":
         return HashingEmbedder(dim=256)
     if kind == "minilm":
-        return SentenceTransformerEmbedder(bf16=bf16).load()
+        return SentenceTransformerEmbedder(bf16=bf16, long_text=long_text).load()
     raise SystemExit(f"unknown embedder {kind!r}; use minilm or hashing")
 
 
