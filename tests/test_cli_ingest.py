@@ -137,3 +137,16 @@ def test_clear_errors_for_bad_names_and_mismatches(runner: CliRunner, files: Pat
     chunk = runner.invoke(app, ["ingest", str(files / "lease.md"), "-c", "demo", "--passage-tokens", "64"])
     assert chunk.exit_code == 1 and "keeps one chunking" in chunk.output
     assert runner.invoke(app, ["search", "x", "-c", "nope"]).exit_code == 1
+
+
+def test_long_text_policy_is_kept_by_the_collection(runner: CliRunner, files: Path) -> None:
+    made = _ingest(runner, str(files / "lease.md"), "-c", "cut", "--long-text", "truncate")
+    assert made.exit_code == 0, made.output
+    shown = json.loads(runner.invoke(app, ["collections", "show", "cut", "--json"]).output)
+    assert shown["config"]["long_text"] == "truncate"
+    again = _ingest(runner, str(files / "bio.txt"), "-c", "cut", "--long-text", "windows")
+    assert again.exit_code == 1 and "keeps one policy" in again.output
+    same = _ingest(runner, str(files / "bio.txt"), "-c", "cut")  # no flag: the collection's own policy
+    assert same.exit_code == 0, same.output
+    bad = _ingest(runner, str(files / "bio.txt"), "-c", "other", "--long-text", "squeeze")
+    assert bad.exit_code != 0 and "--long-text" in bad.output

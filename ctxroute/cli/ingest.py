@@ -14,20 +14,25 @@ _STAGES = {"chunk": "chunking", "embed": "embedding", "sparse": "BM25 index", "d
            "graph": "graph index", "save": "saving", "load": "loading", "ray embed": "embedding (ray)"}
 
 
-def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: int | None = None) -> Any:
+def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: int | None = None,
+              long_text: str | None = None) -> Any:
     """--embedder, else $CTXROUTE_EMBEDDER, else the collection's own (None: let the store
-    rebuild it) or MiniLM for a new one. --threads / $CTXROUTE_TORCH_THREADS set torch threads."""
+    rebuild it) or MiniLM for a new one. --threads / $CTXROUTE_TORCH_THREADS set torch threads;
+    ``long_text`` (--long-text) defaults to the collection's own policy."""
     from ctxroute.retrievers.embedders import make_embedder
 
     spec = spec or os.environ.get("CTXROUTE_EMBEDDER") or None
     env_threads = os.environ.get("CTXROUTE_TORCH_THREADS", "")
     threads = threads or (int(env_threads) if env_threads.isdigit() else None)
-    if spec is None and (bf16 or threads):
+    if spec or bf16 or threads or long_text:
         store = collection_store()
         if store.exists(collection):
             cfg = store.manifest(collection)["config"]
-            spec = cfg.get("embedder_spec") or cfg["embedder_name"]
-    return make_embedder(spec, bf16=bf16, threads=threads) if spec or bf16 or threads else None
+            spec = spec or cfg.get("embedder_spec") or cfg["embedder_name"]
+            long_text = long_text or cfg.get("long_text", "windows")
+        # bf16: forced by --bf16, else where the CPU has bf16 units (not fp32 for want of the flag)
+        return make_embedder(spec, bf16=True if bf16 else None, threads=threads, long_text=long_text or "windows")
+    return None
 
 
 def _open(name: str, embedder_spec: str | None = None) -> Any:
@@ -117,6 +122,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                        "default $CTXROUTE_EMBEDDER, else the collection's own"),
         passage_tokens: Optional[int] = typer.Option(None, min=16, help="passage size in tokens (new collections; default 256)"),
         bf16: bool = typer.Option(False, "--bf16", help="run the embedding model in bfloat16"),
+        long_text: Optional[str] = typer.Option(
+            None, "--long-text", help="a passage over the model's 256 wordpieces: 'windows' (embed all of it as "
+                                      "overlapping windows, averaged; default) or 'truncate' (its start only: "
+                                      "faster, as LlamaIndex and LangChain do); new collections"),
         threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default $CTXROUTE_TORCH_THREADS, "
                                                           "else torch's own; 1 is fastest on a busy machine)"),
         ray: bool = typer.Option(False, "--ray", help="load, chunk and embed on Ray actors (a local cluster unless "
@@ -136,7 +145,17 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         with cli_errors():
             store = collection_store()
             store.validate_name(collection)
-            emb = _embedder(collection, embedder, bf16, threads)
+            if long_text is not None and long_text not in ("windows", "truncate"):
+                raise typer.BadParameter(f"--long-text must be 'windows' or 'truncate', got {long_text!r}")
+            if long_text is not None and store.exists(collection):
+                kept = store.manifest(collection)["config"].get("long_text", "windows")
+                if kept != long_text:
+                    err_console.print(
+                        f"[red]error:[/red] collection {collection!r} embeds long passages with --long-text {kept}; "
+                        "a collection keeps one policy, ingest into a new collection to change it",
+                        highlight=False, soft_wrap=True)
+                    raise typer.Exit(1)
+            emb = _embedder(collection, embedder, bf16, threads, long_text)
             if store.exists(collection):
                 col = store.open(collection, emb)
                 if passage_tokens is not None and passage_tokens != col.config.chunking.passage_tokens:
@@ -148,10 +167,11 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             else:
                 from ctxroute.retrievers.embedders import make_embedder
 
-                emb = emb if emb is not None else make_embedder(None, threads=threads)
+                emb = emb if emb is not None else make_embedder(None, threads=threads)  # long_text: via _embedder
                 chunking = ChunkingConfig(passage_tokens=passage_tokens) if passage_tokens else ChunkingConfig()
                 col = None
-                config = CollectionConfig.for_embedder(emb, chunking=chunking)
+                config = CollectionConfig.for_embedder(emb, chunking=chunking,
+                                                       **({"long_text": long_text} if long_text else {}))
 
             from ctxroute.retrievers.documents import SUPPORTED_SUFFIXES, iter_files
 

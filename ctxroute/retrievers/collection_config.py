@@ -33,8 +33,13 @@ class CollectionConfig:
     fusion_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS))
     embedder_spec: str = ""  # what make_embedder() needs to rebuild the embedder ("" = by name)
     fusion_rrf_k: int = DEFAULT_RRF_K
+    # how the embedder treats a passage over the model's input limit (256 wordpieces for MiniLM):
+    # "windows" (overlapping windows, averaged) or "truncate" (its start only, as the peers do)
+    long_text: str = "windows"
 
     def __post_init__(self) -> None:
+        if self.long_text not in ("windows", "truncate"):
+            raise InputError(f"long_text must be 'windows' or 'truncate', got {self.long_text!r}")
         unknown = set(self.fusion_weights) - {"bm25", "dense", "graph"}
         if unknown:
             raise InputError(f"fusion_weights name unknown retrievers {sorted(unknown)}; use bm25, dense, graph")
@@ -46,6 +51,7 @@ class CollectionConfig:
     @classmethod
     def for_embedder(cls, embedder: Any, **kwargs: Any) -> "CollectionConfig":
         """A config whose embedder fields describe ``embedder``."""
+        kwargs.setdefault("long_text", str(getattr(getattr(embedder, "inner", embedder), "long_text", "windows")))
         return cls(embedder_name=str(embedder.name), embedder_dim=int(embedder.dim),
                    embedder_spec=embedder_spec(embedder), **kwargs)
 
@@ -59,6 +65,8 @@ class CollectionConfig:
             "hnsw_threshold": self.hnsw_threshold,
             "fusion_weights": dict(self.fusion_weights),
             "fusion_rrf_k": self.fusion_rrf_k,
+            # written only when not the default, so collections made before the setting keep their version hash
+            **({"long_text": self.long_text} if self.long_text != "windows" else {}),
         }
 
     @classmethod
@@ -72,6 +80,7 @@ class CollectionConfig:
             hnsw_threshold=int(data["hnsw_threshold"]),
             fusion_weights={str(k): float(v) for k, v in dict(data["fusion_weights"]).items()},
             fusion_rrf_k=int(data.get("fusion_rrf_k", 60)),  # collections written before tuning used 60
+            long_text=str(data.get("long_text", "windows")),
         )
 
 

@@ -74,7 +74,8 @@ class CollectionStore:
         if embedder is not None and config is None:
             config = CollectionConfig.for_embedder(embedder)
         config = config or CollectionConfig()
-        embedder = embedder if embedder is not None else make_embedder(config.embedder_spec or config.embedder_name)
+        embedder = embedder if embedder is not None else make_embedder(config.embedder_spec or config.embedder_name,
+                                                                       long_text=config.long_text)
         _check_embedder(name, config, embedder)
         now = _now()
         state = _State(docs={}, chunks={}, hashes={}, passages=[], sparse=SparseIndex(config.sparse).build([]),
@@ -89,7 +90,7 @@ class CollectionStore:
         self.validate_name(name)
         config = self.backend.read_config(name)
         if embedder is None:
-            embedder = make_embedder(config.embedder_spec or config.embedder_name)
+            embedder = make_embedder(config.embedder_spec or config.embedder_name, long_text=config.long_text)
         _check_embedder(name, config, embedder)
         return Collection(self.backend, name, config, embedder, self.backend.load(name, config))
 

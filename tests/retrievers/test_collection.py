@@ -494,3 +494,19 @@ def test_add_documents_takes_ready_chunks_and_ignores_ones_that_do_not_fit(
     assert col.version == plain.version
     assert [d.id for d in col.documents()] == [d.id for d in plain.documents()]
     assert all(col.chunks(d.id) == plain.chunks(d.id) for d in docs)
+
+
+def test_long_text_policy_in_the_config_round_trips_and_keeps_old_version_hashes() -> None:
+    from ctxroute.errors import InputError as _InputError
+    from ctxroute.retrievers.collection_config import CollectionConfig as _Config
+
+    class _Truncating:
+        name, dim, long_text = "fake", 8, "truncate"
+
+    cfg = _Config.for_embedder(_Truncating())
+    assert cfg.long_text == "truncate" and _Config.from_dict(cfg.to_dict()) == cfg
+    default = _Config()
+    assert "long_text" not in default.to_dict()  # written before the setting existed: same dict, same hash
+    assert _Config.from_dict(default.to_dict()).long_text == "windows"
+    with pytest.raises(_InputError):
+        _Config(long_text="squeeze")
