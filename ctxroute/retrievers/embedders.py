@@ -175,9 +175,11 @@ class SentenceTransformerEmbedder:
         self.load()
         pieces: list[str] = []
         owner: list[int] = []
+        weight: list[float] = []
         for i, text in enumerate(texts):
-            windows = self._windows(text) if self.long_text == "windows" else [text]
-            pieces.extend(windows)
+            windows = self._windows(text) if self.long_text == "windows" else [(text, 1.0)]
+            pieces.extend(w for w, _ in windows)
+            weight.extend(n for _, n in windows)
             owner.extend([i] * len(windows))
         vectors = np.asarray(self._model.encode(
             pieces,
@@ -189,26 +191,29 @@ class SentenceTransformerEmbedder:
         if len(pieces) == len(texts):
             return _normalise(vectors)
         pooled = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-        np.add.at(pooled, np.asarray(owner), vectors)
+        np.add.at(pooled, np.asarray(owner), vectors * np.asarray(weight, dtype=np.float32)[:, None])
         return _normalise(pooled)
 
-    def _windows(self, text: str, overlap: int = 32) -> list[str]:
-        """A text longer than the model's max_seq_length as overlapping token windows (their
-        embeddings are averaged), so the end of a long passage is not silently truncated."""
+    def _windows(self, text: str, overlap: int = 32) -> list[tuple[str, float]]:
+        """A text longer than the model's max_seq_length as overlapping token windows, each with
+        the number of tokens it adds (its weight in the average of their embeddings), so the
+        end of a long passage is not silently truncated, nor a short tail weighed like the rest."""
         tokenizer = getattr(self._model, "tokenizer", None)
         limit = int(getattr(self._model, "max_seq_length", 0) or 0) - 2  # [CLS] and [SEP]
         if tokenizer is None or limit <= overlap or len(text) < limit:  # a token spans >= 1 char
-            return [text]
+            return [(text, 1.0)]
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, truncation=False,
                         verbose=False)
         offsets = enc.get("offset_mapping")
         if not offsets or len(offsets) <= limit:
-            return [text]
+            return [(text, 1.0)]
         windows = []
         step = limit - overlap
+        covered = 0
         for first in range(0, len(offsets), step):
             last = min(first + limit, len(offsets)) - 1
-            windows.append(text[offsets[first][0] : offsets[last][1]])
+            windows.append((text[offsets[first][0] : offsets[last][1]], float(last + 1 - covered)))
+            covered = last + 1
             if last == len(offsets) - 1:
                 break
         return windows

@@ -102,8 +102,11 @@ def test_minilm_long_text_windows_cover_the_tail() -> None:
     head = "The annual report discusses revenue, costs and the outlook for the coming year. " * 30
     tail = "Penguins huddle together on the Antarctic ice to survive the winter storms."
     windows = emb._windows(head + tail)
-    assert len(windows) >= 2 and windows[-1].endswith(tail) and windows[0].startswith("The annual")
-    assert emb._windows("short text") == ["short text"]
+    assert len(windows) >= 2 and windows[-1][0].endswith(tail) and windows[0][0].startswith("The annual")
+    # weights: the tokens each window adds, so they sum to the text's tokens and a tail weighs its share
+    n_tokens = len(emb._model.tokenizer(head + tail, add_special_tokens=False)["input_ids"])
+    assert sum(w for _, w in windows) == n_tokens and windows[0][1] == 254 and windows[-1][1] < 254
+    assert emb._windows("short text") == [("short text", 1.0)]
     windowed = emb.embed([head + tail])[0]
     truncated = SentenceTransformerEmbedder(long_text="truncate").embed([head + tail])[0]
     probe = emb.embed(["penguins on antarctic ice"])[0]
