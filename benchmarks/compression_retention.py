@@ -36,9 +36,7 @@ import bisect
 import importlib.util
 import json
 import random
-import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -227,59 +225,73 @@ def evaluate(
     baselines: bool = True,
     configs: Sequence[object] = (),
     embedder: object = None,
+    embedder_name: str = "hashing",
+    cache_dir: Path | None = None,
 ) -> list[Result]:
     """Retention per data set and ratio; ``configs`` (tuning) adds one compressor result per
-    extra config, as data set ``"<name>#<i>"``, on the same collections."""
-    from ctxroute.pipelines.compress import CompressConfig, compress
-    from ctxroute.pipelines.result import Corpus
-    from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
+    extra config, as data set ``"<name>#<i>"``, on the same collections. ``cache_dir`` keeps
+    the collections and rankings (``compression_cache.prepare``) for the next run."""
     from ctxroute.retrievers.embedders import HashingEmbedder
 
-    base = replace(config if config is not None else CompressConfig(), retriever=retriever)
     embedder = embedder if embedder is not None else HashingEmbedder(dim=256)
+    extra = [getattr(c, "hits_cover", 1.5) for c in (config, *configs) if c is not None]
+    prepared = _sibling("compression_cache").prepare(
+        gdocs, cache_dir, embedder=embedder, embedder_name=embedder_name, retriever=retriever, ratios=ratios,
+        covers=sorted({1.5, *extra}), lara_sentences=lara_sentences, progress=progress)
+    return evaluate_prepared(prepared, ratios, retriever=retriever, config=config, baselines=baselines, configs=configs)
+
+
+def evaluate_prepared(
+    prepared: Sequence[object],
+    ratios: Sequence[float] = RATIOS,
+    *,
+    retriever: str = "bm25",
+    config: object = None,
+    baselines: bool = True,
+    configs: Sequence[object] = (),
+) -> list[Result]:
+    """Retention on prepared documents (``compression_cache.Prepared``): ``select_sentences``
+    with the hits ``compress()`` would fetch (``search_k``), RAG's pick from the whole ranking."""
+    from ctxroute.pipelines.compress import CompressConfig, DocSentences, select_sentences
+
+    cache = _sibling("compression_cache")
+    base = replace(config if config is not None else CompressConfig(), retriever=retriever)
     results: dict[str, Result] = {}
     sums: dict[str, dict[str, dict[float, float]]] = {}
-    with tempfile.TemporaryDirectory(prefix="ctxroute-compress-") as tmp:
-        store = CollectionStore(Path(tmp))
-        for n, g in enumerate(gdocs):
-            name = re.sub(r"[^A-Za-z0-9_.-]", "_", g.doc.id)
-            coll = store.create(name, CollectionConfig.for_embedder(embedder), embedder)
-            coll.add_documents([g.doc])
-            doc = coll.documents()[0]
-            sentences = coll.chunks(doc.id).sentences
-            g = replace(g, doc=doc)
-            if g.dataset.startswith("lara"):
-                g = lara_sentences(g, sentences)
-            res = results.setdefault(g.dataset, Result(g.dataset))
-            acc = sums.setdefault(g.dataset, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})
-            res.documents += 1
-            res.tokens += int(coll.chunks(doc.id).document.n_tokens)
-            corpus = Corpus(coll)
-            for it in g.items:
-                res.questions += 1
-                ranking = coll.search(it.question, k=max(1, len(coll.passages())), retriever=retriever) if baselines else []
-                for ci, extra in enumerate(configs):
-                    key = f"{g.dataset}#{ci}"
-                    xres = results.setdefault(key, Result(key))
-                    xacc = sums.setdefault(key, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})
-                    xres.questions += 1
-                    for r in ratios:
-                        out = compress(it.question, corpus, replace(extra, ratio=r, retriever=retriever))
-                        xacc["c"][r] += retention(it, _spans(sentences, out.selection.kept.get(doc.id, ())), doc)
+
+    def run(cfg, p, it, r):  # type: ignore[no-untyped-def]
+        cfg = replace(cfg, ratio=r, retriever=retriever)
+        k = cache.search_ks(p.full_tokens, p.n_passages, [r], [cfg.hits_cover], cfg)[0]
+        return select_sentences(it.question, [DocSentences(p.doc, p.sentences)], cache.hits_for(it, k), cfg,
+                                full_tokens=p.full_tokens)
+
+    for p in prepared:
+        doc, sentences = p.doc, p.sentences  # type: ignore[attr-defined]
+        res = results.setdefault(p.dataset, Result(p.dataset))  # type: ignore[attr-defined]
+        acc = sums.setdefault(p.dataset, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})  # type: ignore[attr-defined]
+        res.documents += 1
+        res.tokens += p.full_tokens  # type: ignore[attr-defined]
+        for it in p.items:  # type: ignore[attr-defined]
+            res.questions += 1
+            for ci, extra in enumerate(configs):
+                key = f"{p.dataset}#{ci}"  # type: ignore[attr-defined]
+                xres = results.setdefault(key, Result(key))
+                xacc = sums.setdefault(key, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})
+                xres.questions += 1
                 for r in ratios:
-                    out = compress(it.question, corpus, replace(base, ratio=r))
-                    kept = out.selection.kept.get(doc.id, ())
-                    acc["c"][r] += retention(it, _spans(sentences, kept), doc)
-                    acc["s"][r] += out.selection.kept_tokens / max(1, out.selection.full_tokens)
-                    b = out.selection.budget
-                    if not baselines:
-                        continue
-                    acc["r"][r] += sum(retention(it, _spans(sentences, random_keep(sentences, b, seed)), doc)
-                                       for seed in range(3)) / 3
-                    acc["g"][r] += retention(it, _spans(sentences, rag_keep(ranking, sentences, b)), doc)
-            store.delete(name)
-            if progress is not None:
-                progress(n + 1, len(gdocs))
+                    sel = run(extra, p, it, r)
+                    xacc["c"][r] += retention(it, _spans(sentences, sel.kept.get(doc.id, ())), doc)
+                    xacc["s"][r] += sel.kept_tokens / max(1, sel.full_tokens)
+            for r in ratios:
+                sel = run(base, p, it, r)
+                acc["c"][r] += retention(it, _spans(sentences, sel.kept.get(doc.id, ())), doc)
+                acc["s"][r] += sel.kept_tokens / max(1, sel.full_tokens)
+                if not baselines:
+                    continue
+                b = sel.budget
+                acc["r"][r] += sum(retention(it, _spans(sentences, random_keep(sentences, b, seed)), doc)
+                                   for seed in range(3)) / 3
+                acc["g"][r] += retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b)), doc)
     for ds, res in results.items():
         q = max(1, res.questions)
         res.compressor = {r: acc_v / q for r, acc_v in sums[ds]["c"].items()}
@@ -305,8 +317,14 @@ def make_embedder(name: str) -> object:
 
 
 def ablation_config(cfg: object) -> object:
-    """The compressor as it was before the seed, the lead prior and the quote boost."""
-    return replace(cfg, seed_share=0.0, w_lead=0.0, quote_boost=1.0)  # type: ignore[type-var]
+    """The compressor as it was before the seed, the lead prior and the quote boost (and the
+    rank order for weak units, added a round later)."""
+    return replace(cfg, seed_share=0.0, w_lead=0.0, quote_boost=1.0, weak_score=None)  # type: ignore[type-var]
+
+
+def before_config(cfg: object) -> object:
+    """The compressor before this round: every unit by score (no rank order for weak units)."""
+    return replace(cfg, weak_score=None)  # type: ignore[type-var]
 
 
 def markdown(results: Sequence[Result], ratios: Sequence[float], extra_labels: Sequence[str] = ()) -> str:
@@ -336,9 +354,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--w-passage", type=float, default=None)
     ap.add_argument("--window", type=int, default=None)
     ap.add_argument("--no-speed", action="store_true")
-    ap.add_argument("--tune", action="store_true",
-                    help="grid over w_lexical x window (compressor only) on the given data sets; prints the best")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep collections and rankings here (benchmarks/compression_cache.py): a second run does not re-embed")
     a = ap.parse_args(argv)
     from ctxroute.pipelines.compress import CompressConfig
 
@@ -351,27 +369,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not gdocs:
         raise SystemExit(f"no data set found under {a.data}; see ../shared/data/README.md")
     t0 = time.perf_counter()
-    if a.tune:
-        grid = [replace(cfg, w_lexical=wl, window=w) for wl in (0.0, 0.5, 1.0, 2.0) for w in (0, 1, 2)]
-        res = evaluate(gdocs, ratios, retriever=a.retriever, config=cfg, baselines=False, configs=grid,
-                       progress=lambda i, n: print(f"\r{i}/{n} documents", end="", file=sys.stderr))
-        print(file=sys.stderr)
-        rows = []
-        for r in res:
-            if "#" not in r.dataset:
-                continue
-            c = grid[int(r.dataset.split("#")[1])]
-            mean = sum(r.compressor.values()) / len(r.compressor)
-            rows.append((mean, c.w_lexical, c.window, r.dataset.split("#")[0], r.compressor))
-        for mean, wl, w, ds, vals in sorted(rows, reverse=True):
-            print(f"{ds} w_lexical={wl:g} window={w}: mean {mean:.3f} " + " ".join(f"{k:g}:{v:.3f}" for k, v in vals.items()))
-        print(f"tuning run: {time.perf_counter() - t0:.1f} s")
-        return
-    extra = [ablation_config(cfg)] if a.ablation else []
+    extra = [before_config(cfg), ablation_config(cfg)] if a.ablation else []
     results = evaluate(gdocs, ratios, retriever=a.retriever, config=cfg, configs=extra, embedder=make_embedder(a.embedder),
+                       embedder_name=a.embedder, cache_dir=a.cache,
                        progress=lambda i, n: print(f"\r{i}/{n} documents", end="", file=sys.stderr))
     print(file=sys.stderr)
-    print(markdown(results, ratios, ["compressor without seed/lead/quote"] if extra else ()))
+    print(markdown(results, ratios, ["compressor without weak-unit rank order", "compressor without seed/lead/quote"] if extra else ()))
     print(f"\nconfig: {cfg}\nretention run: {time.perf_counter() - t0:.1f} s")
     sp = None if a.no_speed else speed(a.data)
     if sp:

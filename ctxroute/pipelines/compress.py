@@ -7,8 +7,11 @@ own lexical match to the question (quoted terms weigh more), a prior on each doc
 for the retrieved passages' sentences; off by default). Then a neighbour window (a sentence next
 to a strong one inherits ``neighbour_decay`` x its score). First the top retrieved passages
 are kept whole, in rank order, up to ``seed_share`` of the budget (so the compressor keeps at
-least what RAG's top passages keep at that many tokens); then units are admitted best first
-while they fit the budget (``ratio`` x the documents' tokens, or ``max_tokens``). A unit is a
+least what RAG's top passages keep at that many tokens); then units are admitted while they fit
+the budget (``ratio`` x the documents' tokens, or ``max_tokens``): the strong ones (score >=
+``weak_score``) best first, then the weak ones held by a retrieved passage in the retrieval's
+rank order (RAG's order: a weak, scattered lexical match no longer outranks the next passage
+RAG would keep), then the rest by score. A unit is a
 sentence, or all sentences on one table row; a kept sentence pulls in its section heading (and a
 table row its table's first row) when they fit. The kept sentences are rendered in document
 order with their ``[S#]`` ids (the same ``SentenceMap`` as every other route, so citations
@@ -32,6 +35,7 @@ from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.layout import is_table_row
 from ctxroute.pipelines.compress_score import (
     dense_scores,
+    hit_ranks,
     lead_scores,
     lexical_scores,
     passage_scores,
@@ -54,11 +58,16 @@ class CompressConfig:
     hits_cover: float = 1.5  # ... and enough to cover this many times the budget (compress() searching itself)
     retriever: str = "hybrid"
     w_passage: float = 1.0
-    w_lexical: float = 2.0  # tuned on LooGLE (benchmarks/compression_retention.py --tune): 1.0 -> 2.0
+    w_lexical: float = 2.0  # tuned on LooGLE by an earlier session (hashing + BM25): 1.0 -> 2.0
     quote_boost: float = 3.0  # weight of terms the question quotes; set on L-Eval contracts (README)
     w_lead: float = 0.5  # prior on each document's opening; set on L-Eval contracts (README)
     lead_tokens: int = 300
     seed_share: float = 0.5  # this share of the budget first goes to the top passages whole (RAG's pick)
+    # units scoring below weak_score are admitted after all stronger ones, in the hits' rank order (RAG's
+    # order), rather than by their weak score; None: every unit by score (the design before). 0.25 (and
+    # seed_share 0.5) picked on LooGLE + L-Eval contracts, the best mean retention of a grid; its two-fold
+    # out-of-fold check and the held-out sets in the README (benchmarks/compression_tuning.py)
+    weak_score: float | None = 0.25
     w_dense: float = 0.0  # > 0: embed the retrieved passages' sentences (collection.sentence_vectors)
     window: int = 1  # neighbours on each side that inherit a share of a strong sentence's score
     neighbour_decay: float = 0.5
@@ -75,6 +84,8 @@ class CompressConfig:
             raise InputError("compression window must be >= 0 and neighbour_decay in [0, 1]")
         if not 0.0 <= self.seed_share <= 1.0:
             raise InputError(f"compression seed_share must be in [0, 1], got {self.seed_share}")
+        if self.weak_score is not None and self.weak_score < 0:
+            raise InputError(f"compression weak_score must be >= 0 or None, got {self.weak_score}")
         if self.lead_tokens < 0 or self.quote_boost < 0 or min(self.w_passage, self.w_lexical, self.w_dense, self.w_lead) < 0:
             raise InputError("compression weights, quote_boost and lead_tokens must be >= 0")
 
@@ -142,8 +153,9 @@ def select_sentences(
     all_texts = [t for d in docs for t in texts_by_doc[d.doc.id]]
     lex_all = lexical_scores(question, all_texts, quote_boost=config.quote_boost)
     pas = passage_scores(hits, docs)
+    ranks = hit_ranks(hits, docs) if config.weak_score is not None else None
     scores: dict[str, np.ndarray] = {}
-    units: list[tuple[float, int, str, tuple[int, ...]]] = []  # (-score, order, doc, indexes)
+    units: list[tuple[int, float, int, str, tuple[int, ...]]] = []  # (phase, -score or rank, order, doc, indexes)
     context_of: dict[tuple[str, int], tuple[int, ...]] = {}  # first unit index -> heading/table header
     pos = 0
     order = 0
@@ -186,7 +198,12 @@ def select_sentences(
                 if row and table_head >= 0 and table_head not in idx:
                     ctx.append(table_head)
             context_of[(did, i)] = tuple(ctx)
-            units.append((-max(smooth_l[i:j]), order, did, idx))
+            best = max(smooth_l[i:j])
+            if ranks is None or best >= config.weak_score:  # type: ignore[operator]
+                units.append((0, -best, order, did, idx))  # strong: best first
+            else:  # weak: in the hits' rank order, then (held by no hit) by score
+                rk = float(ranks[did][i:j].min())
+                units.append((1, rk, order, did, idx) if rk < math.inf else (2, -best, order, did, idx))
             order += 1
             prev_row = row
             i = j
@@ -221,7 +238,7 @@ def select_sentences(
         if c and used + c <= seed_cap:
             kept[did].update(range(lo, hi))
             used += c
-    for _neg, _o, did, idx in units:
+    for _phase, _key, _o, did, idx in units:
         c = cost_of(did, idx)
         if c == 0 or used + c > budget:
             continue

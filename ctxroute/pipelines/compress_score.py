@@ -8,6 +8,7 @@
   ``quote_boost`` x more: a quoted phrase is what the question is about;
 - :func:`lead_scores`: a prior on a document's opening (title, parties, dates, abstract), 1 at
   the first token falling linearly to 0 at ``lead_tokens``;
+- :func:`hit_ranks`: the rank of the best hit holding a sentence (the order weak units follow);
 - :func:`dense_scores`: the embedding match of the retrieved passages' sentences (optional).
 
 :func:`ctxroute.pipelines.compress.select_sentences` adds them up with the config's weights.
@@ -55,6 +56,22 @@ def passage_scores(hits: Sequence[ScoredChunk], docs: Sequence[DocLike]) -> dict
         if hi > lo:
             arr = out[c.doc_id]
             arr[lo:hi] = np.maximum(arr[lo:hi], max(0.0, h.score) / top)
+    return out
+
+
+def hit_ranks(hits: Sequence[ScoredChunk], docs: Sequence[DocLike]) -> dict[str, np.ndarray]:
+    """Per document, the rank (0 = top) of the best hit holding each sentence; ``inf`` for
+    sentences no hit holds."""
+    out = {d.doc.id: np.full(len(d.sentences), np.inf) for d in docs}
+    starts = {d.doc.id: [s.start for s in d.sentences] for d in docs}
+    for r, h in enumerate(hits):
+        c = h.chunk
+        if c.doc_id not in out:
+            continue
+        lo = bisect.bisect_left(starts[c.doc_id], c.start)
+        hi = bisect.bisect_left(starts[c.doc_id], c.end)
+        arr = out[c.doc_id]
+        arr[lo:hi] = np.minimum(arr[lo:hi], r)
     return out
 
 
@@ -159,6 +176,7 @@ def smooth_neighbours(s: np.ndarray, window: int, decay: float) -> np.ndarray:
 
 __all__ = [
     "dense_scores",
+    "hit_ranks",
     "lead_scores",
     "lexical_scores",
     "passage_scores",
