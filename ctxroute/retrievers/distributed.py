@@ -96,7 +96,7 @@ class EmbedderSpec:
     bf16: bool | None = None
     threads: int | None = 1  # one torch thread per actor: each actor gets one CPU
     batch_size: int = 64
-    long_text: str = "windows"
+    long_text: str = "truncate"
 
     @staticmethod
     def of(embedder: Any, threads: int | None = 1) -> "EmbedderSpec":

@@ -505,8 +505,10 @@ def test_long_text_policy_in_the_config_round_trips_and_keeps_old_version_hashes
 
     cfg = _Config.for_embedder(_Truncating())
     assert cfg.long_text == "truncate" and _Config.from_dict(cfg.to_dict()) == cfg
-    default = _Config()
-    assert "long_text" not in default.to_dict()  # written before the setting existed: same dict, same hash
-    assert _Config.from_dict(default.to_dict()).long_text == "windows"
+    assert _Config().long_text == "truncate"  # the default for new collections
+    windows = _Config(long_text="windows")
+    old = windows.to_dict()
+    assert "long_text" not in old  # what collections written before the setting hold: same dict, same hash
+    assert _Config.from_dict(old) == windows  # ... and they read back as windows, as they were embedded
     with pytest.raises(_InputError):
         _Config(long_text="squeeze")

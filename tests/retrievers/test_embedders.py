@@ -98,7 +98,8 @@ def test_minilm_embeds_paraphrases_close() -> None:
 
 @pytest.mark.slow
 def test_minilm_long_text_windows_cover_the_tail() -> None:
-    emb = SentenceTransformerEmbedder().load()
+    assert SentenceTransformerEmbedder().long_text == "truncate"  # the default
+    emb = SentenceTransformerEmbedder(long_text="windows").load()
     head = "The annual report discusses revenue, costs and the outlook for the coming year. " * 30
     tail = "Penguins huddle together on the Antarctic ice to survive the winter storms."
     windows = emb._windows(head + tail)
