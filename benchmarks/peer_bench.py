@@ -1,7 +1,8 @@
 """ctxroute against its peers on the same passages, interleaved, one table.
 
 Runs, in fresh processes and interleaved per repetition: ctxroute (``peer_ctxroute.py``:
-default bf16-where-available ingestion, windows for long passages), the raw MiniLM encode in
+default bf16-where-available ingestion, long passages truncated as the peers do; ``--windows``
+adds a run that embeds them whole), the raw MiniLM encode in
 fp32 and bf16, LlamaIndex (VectorStoreIndex + BM25 + QueryFusionRetriever) and LangChain
 (FAISS + BM25Retriever + EnsembleRetriever) from the peer harness
 (``../shared/tools/peerbench``; copy it somewhere writable, make its ``venv/`` and
@@ -9,7 +10,7 @@ fp32 and bf16, LlamaIndex (VectorStoreIndex + BM25 + QueryFusionRetriever) and L
 p50/p95 with and without the query embedding, peak RSS, disk, with the load average.
 
 Run: ``nice -n 10 python benchmarks/peer_bench.py --peerbench /tmp/peerbench --n 1000
-[--reps 1] [--truncate] [--agreement 1000] [--out peer.json]``. No timed assertions:
+[--reps 1] [--windows] [--agreement 1000] [--out peer.json]``. No timed assertions:
 numbers are reported, with ratios against the peers measured in the same run.
 """
 from __future__ import annotations
@@ -36,7 +37,7 @@ def _run(cmd: list[str], cwd: Path, timeout: int) -> tuple[int, float]:
     return proc.returncode, time.perf_counter() - t0
 
 
-def run(peerbench: Path, n: int | None, reps: int, truncate: bool, agreement: int, timeout: int,
+def run(peerbench: Path, n: int | None, reps: int, windows: bool, agreement: int, timeout: int,
         systems: Sequence[str] | None = None) -> dict[str, Any]:
     py_peer = str(peerbench / "venv" / "bin" / "python")
     runs = peerbench / "runs"
@@ -53,10 +54,10 @@ def run(peerbench: Path, n: int | None, reps: int, truncate: bool, agreement: in
             ("llamaindex", [py_peer, "bench_llamaindex.py", "--rep", str(rep), *size], None),
             ("langchain", [py_peer, "bench_langchain.py", "--rep", str(rep), *size], None),
         ]
-        if truncate:
-            plan.insert(1, ("ctxroute_truncate", [sys.executable, str(HERE / "peer_ctxroute.py"), "--data",
-                                                  str(peerbench / "data"), *size, "--long-text", "truncate"],
-                            runs / f"ctxroute_truncate.rep{rep}.json"))
+        if windows:  # the non-default policy: every long passage embedded whole, as windows
+            plan.insert(1, ("ctxroute_windows", [sys.executable, str(HERE / "peer_ctxroute.py"), "--data",
+                                                 str(peerbench / "data"), *size, "--long-text", "windows"],
+                            runs / f"ctxroute_windows.rep{rep}.json"))
         for name, cmd, out in plan:
             if systems and name not in systems:
                 continue
@@ -92,7 +93,7 @@ def table(data: dict[str, Any]) -> str:
     def fmt(x: float, f: str = "{:.1f}") -> str:
         return "–" if x != x else f.format(x)
 
-    for name in ("ctxroute", "ctxroute_truncate"):
+    for name in ("ctxroute", "ctxroute_windows"):
         rs = res.get(name, [])
         if rs:
             disk = _med(rs, "disk_bytes") / 1e6
@@ -129,6 +130,11 @@ def table(data: dict[str, Any]) -> str:
                    f"{pps / peers['langchain']:.2f}x LangChain, {pps / raw[dtype]:.2f} of the raw {dtype[6:]} "
                    f"encode in its own process; ingestion embed stage / same-process encode of the same texts: "
                    f"{_med(c, 'embed_share_of_raw'):.2f}. Query encoder: {c[0].get('query_encoder')}.")
+        w = res.get("ctxroute_windows", [])
+        if w:
+            wp = _med(w, "passages_per_s")
+            out.append(f"With --long-text windows: {wp / peers['llamaindex']:.2f}x LlamaIndex, "
+                       f"{wp / peers['langchain']:.2f}x LangChain, {wp / raw[dtype]:.2f} of the raw {dtype[6:]} encode.")
         ag = c[0].get("agreement")
         if ag:
             out.append(f"Query encoder agreement on {ag['queries']} queries: cosine to fp32 torch mean "
@@ -148,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--peerbench", type=Path, required=True, help="writable copy of ../shared/tools/peerbench")
     ap.add_argument("--n", type=int, default=None, help="first N passages (default: all)")
     ap.add_argument("--reps", type=int, default=1)
-    ap.add_argument("--truncate", action="store_true", help="also ctxroute with long passages truncated")
+    ap.add_argument("--windows", action="store_true",
+                    help="also ctxroute with long passages embedded whole as windows (the default truncates them)")
     ap.add_argument("--agreement", type=int, default=1000, help="queries for the encoder agreement check")
     ap.add_argument("--timeout", type=int, default=3600)
     ap.add_argument("--out", type=Path, default=None)
@@ -160,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     a = ap.parse_args(argv)
     if a.merge_systems is not None:
         a.merge_systems = [x for x in a.merge_systems.split(",") if x]
-    data = run(a.peerbench, a.n, a.reps, a.truncate, a.agreement, a.timeout,
+    data = run(a.peerbench, a.n, a.reps, a.windows, a.agreement, a.timeout,
                [x for x in a.systems.split(",") if x] or None)
     if a.merge:
         old = json.loads(a.merge.read_text())

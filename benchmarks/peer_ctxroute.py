@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--data", type=Path, required=True, help="folder with passages.jsonl and queries.jsonl")
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
-    ap.add_argument("--long-text", default="windows", choices=["windows", "truncate"])
+    ap.add_argument("--long-text", default="truncate", choices=["windows", "truncate"])
     ap.add_argument("--agreement", type=int, default=0, help="queries for the ONNX/fp16 agreement check (0: skip)")
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)

@@ -79,7 +79,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         peerbench: Path = typer.Option(..., help="Writable copy of ../shared/tools/peerbench with its venv/ and data/."),
         n: Optional[int] = typer.Option(1000, help="First N passages (0: all)."),
         reps: int = typer.Option(1, help="Repetitions, interleaved."),
-        truncate: bool = typer.Option(False, "--truncate", help="Also ctxroute with long passages truncated."),
+        windows: bool = typer.Option(False, "--windows", help="Also ctxroute with long passages embedded whole as windows."),
         agreement: int = typer.Option(1000, help="Queries for the ONNX / float16 agreement check (0: skip)."),
         out: Optional[Path] = typer.Option(None, help="Also write the result as JSON here."),
     ) -> None:
@@ -89,7 +89,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             raise typer.Exit(2)
         mod = _load("peer_bench")
         err_console.print("running every system in its own process; this takes minutes per system")
-        data = mod.run(peerbench, n or None, reps, truncate, agreement, 3600)
+        data = mod.run(peerbench, n or None, reps, windows, agreement, 3600)
         console.print(mod.table(data), markup=False, highlight=False, soft_wrap=True)
         if out is not None:
             import json
