@@ -17,9 +17,13 @@ while they fit). Data (read-only, never copied): ``../shared/data``.
 Scoring: one collection per document with ``--embedder`` (``hashing``: cheap on 2 cores, with
 ``--retriever bm25``; ``minilm``: all-MiniLM-L6-v2, the product's default, with ``--retriever
 hybrid``, the compressor's default), passage scores from the ``--retriever``, lexical match from
-the compressor; no dense sentence scores. The same ranking feeds the RAG baseline.
-``--ablation`` adds the compressor without this session's additions (no seed, no lead prior, no
-quote boost) on the same collections.
+the compressor; no dense sentence scores. The RAG baseline reads the whole ranking (k = every
+passage); the compressor its own search, as ``compress()`` does (``search_k``).
+``--ablation`` adds the compressor before this round (``weak_score=None``: every unit by
+score) and before the round before (no seed, no lead prior, no quote boost) on the same
+collections. ``--cache DIR`` keeps the collections and each question's rankings on disk
+(``compression_cache.py``): the first MiniLM run embeds the 81 documents (~11 min on 2 cores),
+later runs score a config in about a minute; ``compression_tuning.py`` reads the same cache.
 
 Speed: a ~100k-token document (LooGLE articles concatenated) compressed at 0.35 for several
 questions, in ms per 100k tokens, against one BM25 query and one tokenisation of the whole text
@@ -347,7 +351,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--ratios", default=",".join(f"{r:g}" for r in RATIOS))
     ap.add_argument("--retriever", default="bm25")
     ap.add_argument("--embedder", default="hashing", help="hashing (cheap) or minilm (the product's default)")
-    ap.add_argument("--ablation", action="store_true", help="also the compressor without seed, lead prior, quote boost")
+    ap.add_argument("--ablation", action="store_true",
+                    help="also the compressor without weak-unit rank order, and without seed, lead prior, quote boost")
     ap.add_argument("--lara-docs", type=int, default=3, help="LaRA documents per domain")
     ap.add_argument("--limit-docs", type=int, default=None)
     ap.add_argument("--w-lexical", type=float, default=None)

@@ -68,3 +68,24 @@ def test_bench_compress_cli_on_two_contracts(tmp_path):
     assert all(0.0 <= v <= 1.0 for v in main["compressor"].values())
     assert all(0.0 < v <= 0.36 for v in main["kept_share"].values())  # the budget holds
     assert "leval_contracts#0" in rows
+
+
+def test_cache_keeps_collections_and_rankings_and_gives_the_same_numbers(tmp_path):
+    from ctxroute.types import Document
+
+    mod = _bench()
+    text = " ".join(f"Clause {i} covers the {w} of the parties." for i, w in enumerate(
+        ["term", "payment", "renewal", "audit", "notice", "warranty", "liability", "venue"] * 6))
+    doc = Document(id="c1", text=text, title="contract")
+    s0 = text.index("Clause 3 ")
+    gold = mod.GoldDoc("leval_contracts", doc, (mod.Gold("What about the audit?", ((s0, s0 + 40),)),))
+    first = mod.evaluate([gold], (0.2, 0.5), retriever="bm25", cache_dir=tmp_path)
+    pkl = tmp_path / "prepared-hashing-bm25.pkl"
+    assert pkl.exists() and (tmp_path / "collections-hashing").is_dir()
+    stamp = pkl.stat().st_mtime_ns
+    again = mod.evaluate([gold], (0.2, 0.5), retriever="bm25", cache_dir=tmp_path)
+    assert pkl.stat().st_mtime_ns == stamp  # nothing re-searched or re-written
+    fresh = mod.evaluate([gold], (0.2, 0.5), retriever="bm25")  # no cache: a temporary folder
+    for a, b, c in zip(first, again, fresh):
+        assert a.compressor == b.compressor == c.compressor and a.rag == b.rag == c.rag
+    assert first[0].questions == 1 and 0.0 <= first[0].compressor[0.2] <= 1.0
