@@ -2,10 +2,11 @@
 on disk: per document its sentences and token count, per question the retriever's rankings.
 
 ``prepare(gdocs, cache_dir, ...)`` builds one collection per document (kept under
-``cache_dir/collections`` with ``CollectionStore(path)``, so a second run does not re-embed;
+``cache_dir/collections-<embedder>-<long_text>`` with ``CollectionStore(path)``, so a second run does not re-embed;
 all-MiniLM-L6-v2 takes minutes per document on 2 cores) and, per question, the full ranking
 (the RAG baseline's) and the hits ``compress()`` would fetch itself (``search_k`` at each
-ratio and ``hits_cover``), pickled to ``cache_dir/prepared-<embedder>-<retriever>.pkl``.
+ratio and ``hits_cover``), pickled to ``cache_dir/prepared-<embedder>-<long_text>-<retriever>.pkl`` (``long_text``: the
+collections' long-passage policy, ``CollectionConfig.long_text``).
 Scoring a compressor config on the prepared data is then ``select_sentences`` only: seconds
 for the 421 questions. Without ``cache_dir`` everything lives in a temporary folder.
 """
@@ -95,7 +96,9 @@ def prepare(
     from ctxroute.retrievers.collection import CollectionConfig, CollectionStore
 
     base = CompressConfig()
-    pkl = cache_dir / f"prepared-{embedder_name}-{retriever}.pkl" if cache_dir is not None else None
+    # the collections' long-passage policy is part of the key: a changed default must not reuse old collections
+    tag = f"{embedder_name}-{CollectionConfig.for_embedder(embedder).long_text}"
+    pkl = cache_dir / f"prepared-{tag}-{retriever}.pkl" if cache_dir is not None else None
     cached: dict[tuple[str, str], Prepared] = {}
     if pkl is not None and pkl.exists():
         cached = _load(pkl)
@@ -104,7 +107,7 @@ def prepare(
         tmp = tempfile.TemporaryDirectory(prefix="ctxroute-compress-")
         root = Path(tmp.name)
     else:
-        root = cache_dir / f"collections-{embedder_name}"
+        root = cache_dir / f"collections-{tag}"
         root.mkdir(parents=True, exist_ok=True)
     store = CollectionStore(root)
     out: list[Prepared] = []

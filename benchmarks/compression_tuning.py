@@ -130,13 +130,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--embedder", default="minilm")
     ap.add_argument("--retriever", default="hybrid")
+    ap.add_argument("--long-text", default="truncate", help="the collections' long-passage policy (part of the cache's file names)")
     ap.add_argument("--grid", default="weak", choices=sorted(GRIDS))
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args(argv)
     from ctxroute.pipelines.compress import CompressConfig
 
     cache = _sibling("compression_cache")
-    pkl = a.cache / f"prepared-{a.embedder}-{a.retriever}.pkl"
+    pkl = a.cache / f"prepared-{a.embedder}-{a.long_text}-{a.retriever}.pkl"
     prepared = [p for p in cache._load(pkl).values() if p.dataset in TUNING_SETS]  # LaRA and SEC are never read
     if not prepared:
         raise SystemExit(f"no tuning set in {pkl}; build it with compression_retention.py --cache")

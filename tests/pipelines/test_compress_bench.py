@@ -80,8 +80,12 @@ def test_cache_keeps_collections_and_rankings_and_gives_the_same_numbers(tmp_pat
     s0 = text.index("Clause 3 ")
     gold = mod.GoldDoc("leval_contracts", doc, (mod.Gold("What about the audit?", ((s0, s0 + 40),)),))
     first = mod.evaluate([gold], (0.2, 0.5), retriever="bm25", cache_dir=tmp_path)
-    pkl = tmp_path / "prepared-hashing-bm25.pkl"
-    assert pkl.exists() and (tmp_path / "collections-hashing").is_dir()
+    from ctxroute.retrievers.collection_config import CollectionConfig
+    from ctxroute.retrievers.embedders import HashingEmbedder
+
+    policy = CollectionConfig.for_embedder(HashingEmbedder(dim=256)).long_text
+    pkl = tmp_path / f"prepared-hashing-{policy}-bm25.pkl"
+    assert pkl.exists() and (tmp_path / f"collections-hashing-{policy}").is_dir()
     stamp = pkl.stat().st_mtime_ns
     again = mod.evaluate([gold], (0.2, 0.5), retriever="bm25", cache_dir=tmp_path)
     assert pkl.stat().st_mtime_ns == stamp  # nothing re-searched or re-written
