@@ -95,7 +95,7 @@ class EmbedderSpec:
     spec: str
     bf16: bool | None = None
     threads: int | None = 1  # one torch thread per actor: each actor gets one CPU
-    batch_size: int = 64
+    batch_size: int = 16
     long_text: str = "truncate"
 
     @staticmethod
