@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import bisect
-import importlib.util
 import json
 import random
 import sys
@@ -45,7 +44,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from types import ModuleType
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -57,15 +55,8 @@ RATIOS = (0.1, 0.2, 0.35, 0.5)
 Span = tuple[int, int]
 
 
-def _sibling(name: str) -> ModuleType:
-    key = f"ctxroute_benchmarks_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its scripts load each other
+from _siblings import sibling as _sibling  # noqa: E402
 
 
 @dataclass(frozen=True)

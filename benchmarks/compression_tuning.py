@@ -13,7 +13,6 @@ Run: ``python benchmarks/compression_tuning.py --cache DIR [--grid rag]`` after
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import itertools
 import json
 import sys
@@ -31,15 +30,8 @@ TUNING_SETS = ("loogle", "leval_contracts")
 RATIOS = (0.1, 0.2, 0.35, 0.5)
 
 
-def _sibling(name: str):  # type: ignore[no-untyped-def]
-    key = f"ctxroute_benchmarks_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its scripts load each other
+from _siblings import sibling as _sibling  # noqa: E402
 
 
 def _memo_lexical() -> None:

@@ -19,7 +19,6 @@ Run: ``python benchmarks/retrieval_quality.py [--data ../shared/data] [--k 1,5,1
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import re
 import sys
@@ -28,7 +27,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import ModuleType
 
 if __package__ in (None, ""):  # run as a script from anywhere
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -36,15 +34,8 @@ if __package__ in (None, ""):  # run as a script from anywhere
 from ctxroute.types import Document, ScoredChunk  # noqa: E402
 
 
-def _sibling(name: str) -> ModuleType:
-    key = f"ctxroute_benchmarks_{name}"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name(f"{name}.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its scripts load each other
+from _siblings import sibling as _sibling  # noqa: E402
 
 
 _data = _sibling("quality_data")
