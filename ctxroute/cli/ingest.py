@@ -125,7 +125,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
         long_text: Optional[str] = typer.Option(
             None, "--long-text", help="a passage over the model's 256 wordpieces: 'truncate' (its start only, as "
                                       "LlamaIndex and LangChain do; default) or 'windows' (all of it, as overlapping "
-                                      "windows averaged by length: 5-33% more embedding); new collections"),
+                                      "windows averaged by length: 5-10% more embedding on 256-token passages, ~1.3x on "
+                                      "long ones); new collections"),
         threads: Optional[int] = typer.Option(None, min=1, help="torch CPU threads (default $CTXROUTE_TORCH_THREADS, "
                                                           "else torch's own; 1 is fastest on a busy machine)"),
         ray: bool = typer.Option(False, "--ray", help="load, chunk and embed on Ray actors (a local cluster unless "

@@ -35,7 +35,8 @@ class CollectionConfig:
     fusion_rrf_k: int = DEFAULT_RRF_K
     # how the embedder treats a passage over the model's input limit (256 wordpieces for MiniLM):
     # "truncate" (its start only, as the peers do; the default since it retrieved as well as
-    # windows on LooGLE, L-Eval, LaRA and the 10-Qs at 5-33% less embedding, README "Measured")
+    # windows on LooGLE, L-Eval, LaRA and the 10-Qs with 5-10% less embedding on 256-token
+    # passages, ~1.3x less on long ones; README "Measured")
     # or "windows" (overlapping windows averaged by the tokens each adds). Collections written
     # before the setting existed have no such key and used windows.
     long_text: str = "truncate"
