@@ -102,6 +102,8 @@ def _prepare(source: Path, target: Path, timeout: float) -> Path | None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None
+    if not os.access(target.parent, os.W_OK):  # read-only cache: no child process on every start
+        return None
     try:
         proc = subprocess.run([sys.executable, "-m", "ctxroute.retrievers.onnx_prepare", str(source), str(target)],
                               capture_output=True, text=True, timeout=timeout)

@@ -67,6 +67,14 @@ def test_turned_off_or_unwritable_cache_uses_the_shipped_model(cache: Path, monk
     assert enc.variant == "shipped"
     assert enc.embed(TEXTS[:1]).shape == (1, 384)
 
+    # a read-only cache folder: the shipped model, and no child process tried on every start
+    cache.unlink()
+    cache.mkdir()
+    monkeypatch.setattr(onnx_prepare, "_memo", {})
+    monkeypatch.setattr(onnx_prepare.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(onnx_prepare.subprocess, "run", lambda *a, **k: pytest.fail("tried to prepare"))
+    assert OnnxMiniLMEmbedder().load().variant == "shipped"
+
 
 def test_a_failed_preparation_is_remembered_and_falls_back(cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     bad = tmp_path / "not-a-model.onnx"
