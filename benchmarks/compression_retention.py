@@ -318,8 +318,9 @@ def ablation_config(cfg: object) -> object:
 
 
 def before_config(cfg: object) -> object:
-    """The compressor before this round: every unit by score (no rank order for weak units)."""
-    return replace(cfg, weak_score=None)  # type: ignore[type-var]
+    """The compressor before this round: every unit by score (no rank order for weak units),
+    half the budget seeded."""
+    return replace(cfg, weak_score=None, seed_share=0.5)  # type: ignore[type-var]
 
 
 def markdown(results: Sequence[Result], ratios: Sequence[float], extra_labels: Sequence[str] = ()) -> str:
@@ -370,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                        embedder_name=a.embedder, cache_dir=a.cache,
                        progress=lambda i, n: print(f"\r{i}/{n} documents", end="", file=sys.stderr))
     print(file=sys.stderr)
-    print(markdown(results, ratios, ["compressor without weak-unit rank order", "compressor without seed/lead/quote"] if extra else ()))
+    print(markdown(results, ratios, ["compressor before this round (seed 0.5, no weak-unit rank order)", "compressor without seed/lead/quote"] if extra else ()))
     print(f"\nconfig: {cfg}\nretention run: {time.perf_counter() - t0:.1f} s")
     sp = None if a.no_speed else speed(a.data)
     if sp:
