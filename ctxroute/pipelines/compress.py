@@ -22,7 +22,6 @@ rendering (:func:`render_compressed`) produces a ``PackedContext`` like ``pack_e
 """
 from __future__ import annotations
 
-import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -35,6 +34,7 @@ from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.layout import is_table_row
 from ctxroute.pipelines.compress_score import (
     dense_scores,
+    held_by,
     hit_ranks,
     lead_scores,
     lexical_scores,
@@ -235,11 +235,10 @@ def select_sentences(
         did = h.chunk.doc_id
         if did not in starts:
             continue
-        lo = bisect.bisect_left(starts[did], h.chunk.start)
-        hi = bisect.bisect_left(starts[did], h.chunk.end)
-        c = cost_of(did, range(lo, hi))
+        held = held_by(starts[did], h.chunk)
+        c = cost_of(did, held)
         if c and used + c <= seed_cap:
-            kept[did].update(range(lo, hi))
+            kept[did].update(held)
             used += c
     for _phase, _key, _o, did, idx in units:
         c = cost_of(did, idx)

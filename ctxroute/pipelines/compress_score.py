@@ -59,6 +59,12 @@ def passage_scores(hits: Sequence[ScoredChunk], docs: Sequence[DocLike]) -> dict
     return out
 
 
+def held_by(starts: Sequence[int], chunk: Chunk) -> range:
+    """Indexes of the sentences (by their sorted ``starts``) that ``chunk`` holds: those starting
+    inside it (a passage is whole sentences, so it starts where its first one does)."""
+    return range(bisect.bisect_left(starts, chunk.start), bisect.bisect_left(starts, chunk.end))
+
+
 def hit_ranks(hits: Sequence[ScoredChunk], docs: Sequence[DocLike]) -> dict[str, np.ndarray]:
     """Per document, the rank (0 = top) of the best hit holding each sentence; ``inf`` for
     sentences no hit holds."""
@@ -68,10 +74,9 @@ def hit_ranks(hits: Sequence[ScoredChunk], docs: Sequence[DocLike]) -> dict[str,
         c = h.chunk
         if c.doc_id not in out:
             continue
-        lo = bisect.bisect_left(starts[c.doc_id], c.start)
-        hi = bisect.bisect_left(starts[c.doc_id], c.end)
+        held = held_by(starts[c.doc_id], c)
         arr = out[c.doc_id]
-        arr[lo:hi] = np.minimum(arr[lo:hi], r)
+        arr[held.start:held.stop] = np.minimum(arr[held.start:held.stop], r)
     return out
 
 
@@ -142,15 +147,11 @@ def dense_scores(question: str, corpus: Corpus, docs: Sequence[DocLike],
     if not callable(vectors) or encoder is None:
         return None
     by_doc = {d.doc.id: d for d in docs}
+    starts = {d.doc.id: [s.start for s in d.sentences] for d in docs}  # once per document, not per hit
     want: list[tuple[str, int]] = []
     for h in hits:
-        d = by_doc.get(h.chunk.doc_id)
-        if d is None:
-            continue
-        starts = [s.start for s in d.sentences]
-        lo = bisect.bisect_left(starts, h.chunk.start)
-        hi = bisect.bisect_left(starts, h.chunk.end)
-        want.extend((d.doc.id, i) for i in range(lo, hi))
+        if h.chunk.doc_id in by_doc:
+            want.extend((h.chunk.doc_id, i) for i in held_by(starts[h.chunk.doc_id], h.chunk))
     want = list(dict.fromkeys(want))
     out = {d.doc.id: np.zeros(len(d.sentences)) for d in docs}
     if not want:
@@ -176,6 +177,7 @@ def smooth_neighbours(s: np.ndarray, window: int, decay: float) -> np.ndarray:
 
 __all__ = [
     "dense_scores",
+    "held_by",
     "hit_ranks",
     "lead_scores",
     "lexical_scores",
