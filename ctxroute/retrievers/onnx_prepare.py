@@ -41,7 +41,7 @@ PROBES = (
 )
 
 _lock = threading.Lock()
-_memo: dict[str, Path | None] = {}
+_memo: dict[str, Path | None] = {}  # "source|cache dir" -> the prepared file, or None: the shipped one
 
 
 def cache_dir() -> Path:
@@ -76,16 +76,17 @@ def prepared_model(source: Path, *, timeout: float = 120.0) -> Path | None:
     ``source`` (turned off, not possible here, or failed before)."""
     if os.environ.get("CTXROUTE_QUERY_MODEL", "auto").strip().lower() in ("shipped", "off", "0", "no"):
         return None
-    try:
-        target = prepared_path(source)
-    except Exception:  # onnxruntime missing or the source unreadable
-        return None
-    key = str(target)
+    root = cache_dir()
+    key = f"{source}|{root}"  # every collection's encoder loads: no package-metadata lookup after the first
     with _lock:
-        if key in _memo:
-            return _memo[key]
-        _memo[key] = result = _prepare(source, target, timeout)
-        return result
+        if key not in _memo:
+            try:
+                target = prepared_path(source, root)
+            except Exception:  # onnxruntime missing or the source unreadable
+                _memo[key] = None
+            else:
+                _memo[key] = _prepare(source, target, timeout)
+        return _memo[key]
 
 
 def _prepare(source: Path, target: Path, timeout: float) -> Path | None:
