@@ -148,23 +148,17 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             store.validate_name(collection)
             if long_text is not None and long_text not in ("windows", "truncate"):
                 raise typer.BadParameter(f"--long-text must be 'windows' or 'truncate', got {long_text!r}")
-            if long_text is not None and store.exists(collection):
-                kept = store.manifest(collection)["config"].get("long_text", "windows")
-                if kept != long_text:
-                    err_console.print(
-                        f"[red]error:[/red] collection {collection!r} embeds long passages with --long-text {kept}; "
-                        "a collection keeps one policy, ingest into a new collection to change it",
-                        highlight=False, soft_wrap=True)
-                    raise typer.Exit(1)
             emb = _embedder(collection, embedder, bf16, threads, long_text)
             if store.exists(collection):
                 col = store.open(collection, emb)
-                if passage_tokens is not None and passage_tokens != col.config.chunking.passage_tokens:
-                    err_console.print(
-                        f"[red]error:[/red] collection {collection!r} uses --passage-tokens "
-                        f"{col.config.chunking.passage_tokens}; a collection keeps one chunking, ingest into "
-                        "a new collection to change it", highlight=False, soft_wrap=True)
-                    raise typer.Exit(1)
+                kept = {"--passage-tokens": (passage_tokens, col.config.chunking.passage_tokens, "chunking"),
+                        "--long-text": (long_text, col.config.long_text, "policy for long passages")}
+                for flag, (asked, has, what) in kept.items():
+                    if asked is not None and asked != has:
+                        err_console.print(
+                            f"[red]error:[/red] collection {collection!r} uses {flag} {has}; a collection keeps "
+                            f"one {what}, ingest into a new collection to change it", highlight=False, soft_wrap=True)
+                        raise typer.Exit(1)
             else:
                 from ctxroute.retrievers.embedders import make_embedder
 
