@@ -46,31 +46,30 @@ def run(peerbench: Path, n: int | None, reps: int, windows: bool, agreement: int
     results: dict[str, list[dict[str, Any]]] = {}
     load: list[list[float]] = [list(os.getloadavg())]
     for rep in range(1, reps + 1):
-        plan: list[tuple[str, list[str], Path | None]] = [
-            ("ctxroute", [sys.executable, str(HERE / "peer_ctxroute.py"), "--data", str(peerbench / "data"), *size,
-                          "--agreement", str(agreement if rep == 1 else 0)], runs / f"ctxroute.rep{rep}.json"),
-            ("embed_fp32", [py_peer, "bench_embed.py", "--dtype", "fp32", "--rep", str(rep), *size], None),
-            ("embed_bf16", [py_peer, "bench_embed.py", "--dtype", "bf16", "--rep", str(rep), *size], None),
-            # the raw encoder at ctxroute's own batch size (16; the harness's default is 64): the strict floor.
-            # bench_embed names its result by dtype and rep, so this one runs as rep 100 + rep
+        ours = [sys.executable, str(HERE / "peer_ctxroute.py"), "--data", str(peerbench / "data"), *size]
+        # (name, command, where its result lands): ctxroute writes to --out; the peer harness's scripts
+        # name their file by system and rep (bench_embed by dtype and rep, so the batch-16 run is rep 100 + rep)
+        plan: list[tuple[str, list[str], Path]] = [
+            ("ctxroute", [*ours, "--agreement", str(agreement if rep == 1 else 0),
+                          "--out", str(runs / f"ctxroute.rep{rep}.json")], runs / f"ctxroute.rep{rep}.json"),
+            ("embed_fp32", [py_peer, "bench_embed.py", "--dtype", "fp32", "--rep", str(rep), *size],
+             runs / f"embed_fp32.rep{rep}.json"),
+            ("embed_bf16", [py_peer, "bench_embed.py", "--dtype", "bf16", "--rep", str(rep), *size],
+             runs / f"embed_bf16.rep{rep}.json"),
+            # the raw encoder at ctxroute's own batch size (16; the harness's default is 64): the strict floor
             ("embed_bf16_b16", [py_peer, "bench_embed.py", "--dtype", "bf16", "--batch", "16", "--rep",
-                                str(100 + rep), *size], None),
-            ("llamaindex", [py_peer, "bench_llamaindex.py", "--rep", str(rep), *size], None),
-            ("langchain", [py_peer, "bench_langchain.py", "--rep", str(rep), *size], None),
+                                str(100 + rep), *size], runs / f"embed_bf16.rep{100 + rep}.json"),
+            ("llamaindex", [py_peer, "bench_llamaindex.py", "--rep", str(rep), *size], runs / f"llamaindex.rep{rep}.json"),
+            ("langchain", [py_peer, "bench_langchain.py", "--rep", str(rep), *size], runs / f"langchain.rep{rep}.json"),
         ]
         if windows:  # the non-default policy: every long passage embedded whole, as windows
-            plan.insert(1, ("ctxroute_windows", [sys.executable, str(HERE / "peer_ctxroute.py"), "--data",
-                                                 str(peerbench / "data"), *size, "--long-text", "windows"],
-                            runs / f"ctxroute_windows.rep{rep}.json"))
-        for name, cmd, out in plan:
+            out = runs / f"ctxroute_windows.rep{rep}.json"
+            plan.insert(1, ("ctxroute_windows", [*ours, "--long-text", "windows", "--out", str(out)], out))
+        for name, cmd, path in plan:
             if systems and name not in systems:
                 continue
-            if out is not None:
-                cmd = [*cmd, "--out", str(out)]
             print(f"{time.strftime('%H:%M:%S')} rep {rep}: {name} (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
             rc, wall = _run(cmd, peerbench, timeout)
-            path = out or (runs / f"embed_bf16.rep{100 + rep}.json" if name == "embed_bf16_b16"
-                           else runs / f"{name}.rep{rep}.json")
             if rc == 0 and path.exists():
                 r = json.loads(path.read_text())
                 r["process_wall_s"] = wall
