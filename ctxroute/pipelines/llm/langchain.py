@@ -21,7 +21,8 @@ from ctxroute.errors import (
     LLMTimeout,
 )
 from ctxroute.pipelines.llm.base import LLMRequest, LLMResponse, Message, StreamDelta, StreamEnd, StreamItem, prompt_text
-from ctxroute.pipelines.llm.openai import CONTEXT_LENGTH_PATTERN, counter_for
+from ctxroute.pipelines.llm.http_errors import CONTEXT_LENGTH_PATTERN
+from ctxroute.pipelines.llm.openai import counter_for
 from ctxroute.pipelines.llm.scripted import apply_stop
 from ctxroute.types import ModelProfile
 
