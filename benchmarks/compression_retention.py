@@ -184,15 +184,21 @@ def random_keep(sentences: Sequence[Chunk], budget: int, seed: int) -> list[int]
 
 def rag_keep(hits, sentences: Sequence[Chunk], budget: int) -> list[int]:  # type: ignore[no-untyped-def]
     """Sentences of the top passages (``hits``: the whole ranking), in rank order while they
-    fit (a passage that does not fit is skipped, as ``pack_evidence`` does)."""
+    fit (a passage that does not fit is skipped), each charged as ``pack_evidence`` charges it:
+    its sentences, their ids and the ``[...]`` lines between stretches."""
+    from ctxroute.pipelines.packing import SEPARATOR_TOKENS, stretch_delta
+
     starts = [s.start for s in sentences]
     used, out = 0, set()
     for h in hits:
         lo = bisect.bisect_left(starts, h.chunk.start)
         hi = bisect.bisect_left(starts, h.chunk.end)
         new = [i for i in range(lo, hi) if i not in out]
+        if not new:
+            continue
         c = sum(max(1, sentences[i].n_tokens) + 4 for i in new)
-        if new and used + c <= budget:
+        c += SEPARATOR_TOKENS * stretch_delta(out, new, len(sentences), edges=False)
+        if used + c <= budget:
             out.update(new)
             used += c
     return sorted(out)

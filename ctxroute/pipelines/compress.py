@@ -29,7 +29,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ctxroute.errors import InputError
-from ctxroute.pipelines.packing import PackedContext, SentenceMap, SentenceRef, _attr, clean_sentence
+from ctxroute.pipelines.packing import PackedContext, SentenceMap, SentenceRef, _attr, clean_sentence, stretch_delta
 from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.layout import is_table_row
 from ctxroute.pipelines.compress_score import (
@@ -44,7 +44,7 @@ from ctxroute.pipelines.compress_score import (
 from ctxroute.types import Chunk, Document, ScoredChunk
 
 ID_TOKENS = 4  # "\n[S12] " per kept sentence, as the packing estimate counts it
-MARKER_TOKENS = 8  # "[... 14 sentences omitted ...]"
+MARKER_TOKENS = 9  # "\n[... 14 sentences omitted ...]" (cl100k: 9 tokens for 1-999 sentences)
 
 
 @dataclass(frozen=True)
@@ -215,18 +215,17 @@ def select_sentences(
     kept: dict[str, set[int]] = {d.doc.id: set() for d in docs}
     used = 0
 
-    def cost_of(did: str, idx: Sequence[int]) -> int:
-        new = [i for i in idx if i not in kept[did]]
+    def cost_of(did: str, idx: Sequence[int]) -> int | None:
+        """Tokens that keeping ``idx`` adds: its new sentences with their ids, plus the change
+        in omission markers (``stretch_delta``: bridging two runs removes one); None when every
+        sentence of ``idx`` is kept already."""
+        k = kept[did]
+        new = sorted(i for i in idx if i not in k)
         if not new:
-            return 0
+            return None
         toks = n_tokens[did]
         c = sum(toks[i] for i in new) + ID_TOKENS * len(new)
-        k = kept[did]
-        lo, hi = min(new), max(new)
-        # a new run needs an omission marker; joining a neighbour run needs none
-        if (lo - 1) not in k and (hi + 1) not in k:
-            c += MARKER_TOKENS
-        return c
+        return c + MARKER_TOKENS * stretch_delta(k, new, len(toks), edges=True)
 
     # seed: the top passages whole, in rank order, while they fit seed_share x the budget (skipping one
     # that does not, as pack_evidence does): at least what RAG's top passages keep at that many tokens
@@ -237,18 +236,18 @@ def select_sentences(
             continue
         held = held_by(starts[did], h.chunk)
         c = cost_of(did, held)
-        if c and used + c <= seed_cap:
+        if c is not None and used + c <= seed_cap:
             kept[did].update(held)
             used += c
     for _phase, _key, _o, did, idx in units:
         c = cost_of(did, idx)
-        if c == 0 or used + c > budget:
+        if c is None or used + c > budget:
             continue
         kept[did].update(idx)
         used += c
         for h in context_of.get((did, idx[0]), ()):
             hc = cost_of(did, (h,))
-            if hc and used + hc <= budget:
+            if hc is not None and used + hc <= budget:
                 kept[did].add(h)
                 used += hc
     return Selection(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import AbstractSet, Callable, Iterable, Mapping, Sequence
 
 from ctxroute.errors import InputError
 from ctxroute.types import Chunk, Document
@@ -120,6 +120,39 @@ def _indices_in(sentences: Sequence[Chunk], ends: Sequence[int], start: int, end
     return range(lo, hi)
 
 
+SEPARATOR_TOKENS = 3  # "\n[...]" between two kept stretches of one document (cl100k)
+
+
+def stretch_delta(kept: AbstractSet[int], new: Sequence[int], n: int, *, edges: bool) -> int:
+    """How many dropped stretches keeping ``new`` (sorted indexes, none in ``kept``) adds to a
+    document of ``n`` sentences: each block of new indexes splits the stretch it lies in (a new
+    run inside it adds one, a block that extends a run adds none, one that bridges two runs
+    removes one). ``edges``: the stretches before the first and after the last kept sentence
+    count too (the compressor's omission markers); else only those between kept sentences
+    (``pack_evidence``'s ``[...]``)."""
+    lo = min(kept) if kept else None
+    hi = max(kept) if kept else None
+    delta = 0
+    b0 = 0
+    for j in range(1, len(new) + 1):
+        if j < len(new) and new[j] == new[j - 1] + 1:
+            continue
+        a, b = new[b0], new[j - 1]
+        b0 = j
+        if edges:
+            left = a > 0 and (a - 1) not in kept
+            right = b < n - 1 and (b + 1) not in kept
+            inside = lo is not None
+        else:
+            left = lo is not None and lo < a and (a - 1) not in kept
+            right = hi is not None and hi > b and (b + 1) not in kept
+            inside = lo is not None and lo < a and hi > b  # type: ignore[operator]
+        delta += int(left) + int(right) - int(inside)
+        lo = a if lo is None else min(lo, a)
+        hi = b if hi is None else max(hi, b)
+    return delta
+
+
 def pack_evidence(
     chunks: Sequence[Chunk],
     *,
@@ -146,7 +179,7 @@ def pack_evidence(
             ends_by_doc[doc_id] = [s.end for s in sentences_by_doc[doc_id]]
         return _indices_in(sentences_by_doc[doc_id], ends_by_doc[doc_id], start, end)
 
-    seen: set[tuple[str, int]] = set()
+    seen: dict[str, set[int]] = {}
     admitted: list[tuple[str, int, int]] = []
     used = 0
     dropped = 0
@@ -155,15 +188,17 @@ def pack_evidence(
         if doc_sents is None or chunk.doc_id not in documents:
             raise InputError(f"chunk {chunk.id!r} belongs to unknown document {chunk.doc_id!r}; pass its Document and sentences")
         doc = documents[chunk.doc_id]
-        new = [doc_sents[i] for i in overlapping(chunk.doc_id, chunk.start, chunk.end) if (chunk.doc_id, i) not in seen]
-        cost = sum(count_tokens(clean_sentence(s.text_of(doc))) + 4 for s in new)
+        kept = seen.setdefault(chunk.doc_id, set())
+        new = [i for i in overlapping(chunk.doc_id, chunk.start, chunk.end) if i not in kept]
         if not new:
             continue
+        cost = sum(count_tokens(clean_sentence(doc_sents[i].text_of(doc))) + 4 for i in new)
+        cost += SEPARATOR_TOKENS * stretch_delta(kept, new, len(doc_sents), edges=False)
         if used + cost > token_budget:
             dropped += 1
             continue
         used += cost
-        seen.update((chunk.doc_id, i) for i in overlapping(chunk.doc_id, chunk.start, chunk.end))
+        kept.update(new)
         admitted.append((chunk.doc_id, chunk.start, chunk.end))
 
     order = list(doc_order) if doc_order is not None else sorted({d for d, _, _ in admitted})

@@ -48,7 +48,9 @@ def test_lead_prior_keeps_a_documents_opening(coll):  # noqa: F811
     q = "What was the operating margin of the Northern division?"
     with_lead = select_sentences(q, docs, [], CompressConfig(ratio=0.1, w_lead=2.0, lead_tokens=30))
     without = select_sentences(q, docs, [], CompressConfig(ratio=0.1, w_lead=0.0))
-    assert 0 in with_lead.kept[d] and 0 not in without.kept[d]
+    # sentences 0 and 1 are headings (kept either way: cheap, and they spare a marker); 2 and 3 are
+    # the opening's plain sentences, which match nothing in the question: only the prior keeps them
+    assert {0, 1, 2, 3} <= set(with_lead.kept[d]) and not {2, 3} & set(without.kept[d])
     assert with_lead.scores[d][0] >= 2.0 > without.scores[d][0]  # the first sentence carries the whole prior
     with pytest.raises(InputError):
         CompressConfig(w_lead=-1.0)
@@ -103,8 +105,8 @@ def test_seed_keeps_the_top_passages_whole(coll):  # noqa: F811
     corpus = Corpus(coll)
     hits = coll.search(QUESTION, 10, retriever="hybrid")
     docs = [DocSentences(corpus.document(d), corpus.sentences(d)) for d in corpus.doc_ids()]
-    seeded = select_sentences(QUESTION, docs, hits, CompressConfig(ratio=0.3, seed_share=0.5))
-    plain = select_sentences(QUESTION, docs, hits, CompressConfig(ratio=0.3, seed_share=0.0))
+    seeded = select_sentences(QUESTION, docs, hits, CompressConfig(ratio=0.2, seed_share=0.5))
+    plain = select_sentences(QUESTION, docs, hits, CompressConfig(ratio=0.2, seed_share=0.0))
     top = hits[0].chunk
     top_sents = [i for i, s in enumerate(corpus.sentences(top.doc_id)) if s.start >= top.start and s.end <= top.end]
     assert top_sents and set(top_sents) <= set(seeded.kept[top.doc_id])

@@ -39,7 +39,7 @@ def _hits(passages: list[Chunk]) -> list[ScoredChunk]:
             ScoredChunk(passages[4], 0.8, "hybrid")]
 
 
-FOUR = 4 * (10 + ID_TOKENS) + 2 * MARKER_TOKENS  # four sentences in two runs
+FOUR = 4 * (10 + ID_TOKENS) + 2 * MARKER_TOKENS  # four sentences, two dropped stretches (one marker each)
 
 
 def test_hit_ranks_give_each_sentence_its_best_hit():
@@ -52,8 +52,10 @@ def test_weak_units_follow_the_rank_order_and_strong_ones_come_first():
     d, passages = _doc()
     hits = _hits(passages)
     base = CompressConfig(ratio=None, max_tokens=FOUR, seed_share=0.0, window=0, w_lead=0.0)
-    # every unit weak: the ranked passages in rank order, like RAG's pick
-    rag_like = select_sentences("zebra herd", [d], hits, CompressConfig(**{**base.__dict__, "weak_score": 5.0}))
+    # every unit weak: the ranked passages in rank order, like RAG's pick (two runs inside the document:
+    # three dropped stretches, before, between and after them)
+    rag_like = select_sentences("zebra herd", [d], hits, CompressConfig(**{**base.__dict__, "weak_score": 5.0,
+                                                                            "max_tokens": FOUR + MARKER_TOKENS}))
     assert rag_like.kept["d"] == (2, 3, 6, 7)
     # by score only: the lexical match (score 2 x 1.0) comes first, p1 (0.9) loses its place to p4 (0.8), next to p3
     by_score = select_sentences("zebra herd", [d], hits, CompressConfig(**{**base.__dict__, "weak_score": None}))

@@ -5,7 +5,7 @@ import re
 import pytest
 
 from ctxroute.errors import InputError
-from ctxroute.pipelines.packing import SentenceMap, clean_sentence, merge_spans, pack_evidence
+from ctxroute.pipelines.packing import SEPARATOR_TOKENS, SentenceMap, clean_sentence, merge_spans, pack_evidence, stretch_delta
 from ctxroute.types import Chunk, Document, Level
 
 
@@ -74,12 +74,34 @@ def test_document_order_not_score_order_and_gaps_marked() -> None:
 def test_token_budget_respected_and_best_first_admitted() -> None:
     doc, sents, passages = make_doc(TEXT.replace("Charlie three is next.", "Charlie three is a much longer sentence."),
                                     per_passage=1)
-    budget = words(sents[4].text_of(doc)) + 4 + words(sents[0].text_of(doc)) + 4
+    # sentences 4 and 0 with their ids, and the "[...]" line between them
+    budget = words(sents[4].text_of(doc)) + 4 + words(sents[0].text_of(doc)) + 4 + SEPARATOR_TOKENS
     packed = pack_evidence([passages[4], passages[2], passages[0]], documents={doc.id: doc},
                            sentences_by_doc={doc.id: sents}, count_tokens=words, token_budget=budget)
-    assert packed.n_tokens <= budget
+    assert packed.n_tokens == budget
     assert "Echo five" in packed.text and "Alpha one" in packed.text and "Charlie" not in packed.text
+    assert packed.text.count("[...]") == 1
     assert packed.dropped == 1
+    # one token less and the separator does not fit: sentence 0 is dropped too
+    tight = pack_evidence([passages[4], passages[2], passages[0]], documents={doc.id: doc},
+                          sentences_by_doc={doc.id: sents}, count_tokens=words, token_budget=budget - 1)
+    assert "Alpha one" not in tight.text and tight.dropped == 2 and tight.n_tokens <= budget - 1
+
+
+@pytest.mark.parametrize("edges", [False, True])
+def test_stretch_delta_counts_the_rendered_gaps(edges: bool) -> None:
+    def gaps(kept: set[int], n: int) -> int:  # dropped stretches, counted from the set itself
+        if not kept:
+            return 0
+        runs = sum(1 for i in kept if i - 1 not in kept)
+        inner = runs - 1
+        return inner + (int(min(kept) > 0) + int(max(kept) < n - 1) if edges else 0)
+
+    n = 12
+    cases = [(set(), [5]), (set(), [0, 1]), ({3}, [4]), ({3, 6}, [4, 5]), ({3}, [8, 9]), ({3}, [0]),
+             ({3, 4}, [11]), ({5}, [1, 2, 8]), ({2, 9}, [0, 5, 6, 11]), (set(range(12)) - {6}, [6])]
+    for kept, new in cases:
+        assert stretch_delta(kept, new, n, edges=edges) == gaps(kept | set(new), n) - gaps(kept, n), (kept, new)
 
 
 def test_injected_closing_tag_stays_inside_the_document() -> None:
