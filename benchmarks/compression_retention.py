@@ -182,13 +182,31 @@ def random_keep(sentences: Sequence[Chunk], budget: int, seed: int) -> list[int]
     return out
 
 
-def rag_keep(hits, sentences: Sequence[Chunk], budget: int) -> list[int]:  # type: ignore[no-untyped-def]
+def count_tokens(text: str) -> int:
+    """cl100k, the index's tokenizer: both methods are charged for their sentences as the prompt
+    holds them (``compress.prompt_tokens``)."""
+    global _COUNTER
+    if _COUNTER is None:
+        from ctxroute.retrievers.tokens import get_counter
+
+        _COUNTER = get_counter()
+    return _COUNTER.count(text)
+
+
+_COUNTER = None
+
+
+def rag_keep(hits, sentences: Sequence[Chunk], budget: int, doc: Document | None = None) -> list[int]:  # type: ignore[no-untyped-def]
     """Sentences of the top passages (``hits``: the whole ranking), in rank order while they
     fit (a passage that does not fit is skipped), each charged as ``pack_evidence`` charges it:
-    its sentences, their ids and the ``[...]`` lines between stretches."""
+    its sentences as the prompt holds them (with ``doc``; else the index's counts), their ids and
+    the ``[...]`` lines between stretches."""
+    from ctxroute.pipelines.compress import prompt_tokens
     from ctxroute.pipelines.packing import SEPARATOR_TOKENS, stretch_delta
 
     starts = [s.start for s in sentences]
+    toks = (prompt_tokens(sentences, [s.text_of(doc) for s in sentences], count_tokens) if doc is not None
+            else [max(1, s.n_tokens) for s in sentences])
     used, out = 0, set()
     for h in hits:
         lo = bisect.bisect_left(starts, h.chunk.start)
@@ -196,7 +214,7 @@ def rag_keep(hits, sentences: Sequence[Chunk], budget: int) -> list[int]:  # typ
         new = [i for i in range(lo, hi) if i not in out]
         if not new:
             continue
-        c = sum(max(1, sentences[i].n_tokens) + 4 for i in new)
+        c = sum(toks[i] + 4 for i in new)
         c += SEPARATOR_TOKENS * stretch_delta(out, new, len(sentences), edges=False)
         if used + c <= budget:
             out.update(new)
@@ -264,7 +282,7 @@ def evaluate_prepared(
         cfg = replace(cfg, ratio=r, retriever=retriever)
         k = cache.search_ks(p.full_tokens, p.n_passages, [r], [cfg.hits_cover], cfg)[0]
         return select_sentences(it.question, [DocSentences(p.doc, p.sentences)], cache.hits_for(it, k), cfg,
-                                full_tokens=p.full_tokens)
+                                full_tokens=p.full_tokens, count_tokens=count_tokens)
 
     for p in prepared:
         doc, sentences = p.doc, p.sentences  # type: ignore[attr-defined]
@@ -292,7 +310,7 @@ def evaluate_prepared(
                 b = sel.budget
                 acc["r"][r] += sum(retention(it, _spans(sentences, random_keep(sentences, b, seed)), doc)
                                    for seed in range(3)) / 3
-                acc["g"][r] += retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b)), doc)
+                acc["g"][r] += retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b, doc)), doc)
     for ds, res in results.items():
         q = max(1, res.questions)
         res.compressor = {r: acc_v / q for r, acc_v in sums[ds]["c"].items()}

@@ -65,7 +65,7 @@ def per_question(prepared: Sequence[object], cfg: object, ratios: Sequence[float
                 c = replace(cfg, ratio=r)  # type: ignore[type-var]
                 k = cache.search_ks(p.full_tokens, p.n_passages, [r], [c.hits_cover], c)[0]  # type: ignore[attr-defined]
                 sel = select_sentences(it.question, [DocSentences(p.doc, p.sentences)], cache.hits_for(it, k), c,  # type: ignore[attr-defined]
-                                       full_tokens=p.full_tokens)  # type: ignore[attr-defined]
+                                       full_tokens=p.full_tokens, count_tokens=bench.count_tokens)  # type: ignore[attr-defined]
                 row.append(bench.retention(it, bench._spans(p.sentences, sel.kept.get(p.doc.id, ())), p.doc))  # type: ignore[attr-defined]
             rows.append(row)
         out[p.doc.id] = np.asarray(rows, dtype=np.float64).reshape(-1, len(ratios))  # type: ignore[attr-defined]
@@ -79,7 +79,7 @@ def rag_per_question(prepared: Sequence[object], ratios: Sequence[float], base: 
         rows = []
         for it in p.items:  # type: ignore[attr-defined]
             rows.append([bench.retention(it, bench._spans(p.sentences, bench.rag_keep(it.ranking, p.sentences,  # type: ignore[attr-defined]
-                         replace(base, ratio=r).budget(p.full_tokens))), p.doc) for r in ratios])  # type: ignore[attr-defined]
+                         replace(base, ratio=r).budget(p.full_tokens), p.doc)), p.doc) for r in ratios])  # type: ignore[attr-defined]
         out[p.doc.id] = np.asarray(rows, dtype=np.float64).reshape(-1, len(ratios))  # type: ignore[attr-defined]
     return out
 

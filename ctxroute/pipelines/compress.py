@@ -134,6 +134,23 @@ def _line_start(text: str, offset: int) -> int:
     return text.rfind("\n", 0, offset) + 1
 
 
+def prompt_tokens(sentences: Sequence[Chunk], texts: Sequence[str],
+                  count_tokens: Callable[[str], int] | None = None) -> list[int]:
+    """Each sentence's tokens: the index's count, or with ``count_tokens`` the count of its line
+    in the prompt (``clean_sentence``: whitespace runs collapse, so a table row or a PDF line of
+    spaces costs less than its raw text; as ``pack_evidence`` charges RAG's sentences). Only the
+    sentences that cleaning changes are counted again."""
+    out = []
+    for s, t in zip(sentences, texts):
+        n = int(s.n_tokens)
+        if count_tokens is not None:
+            c = clean_sentence(t)
+            if c != t:
+                n = count_tokens(c)
+        out.append(max(1, n))
+    return out
+
+
 def select_sentences(
     question: str,
     docs: Sequence[DocSentences],
@@ -143,12 +160,14 @@ def select_sentences(
     full_tokens: int | None = None,
     cap_tokens: int | None = None,
     dense: Mapping[str, np.ndarray] | None = None,
+    count_tokens: Callable[[str], int] | None = None,
 ) -> Selection:
     """Pick sentences under the budget. ``full_tokens`` defaults to the sentences' own tokens;
     ``cap_tokens`` lowers the budget further (e.g. the room the model's window leaves);
-    ``dense`` (doc id -> cosine per sentence) adds the embedding match."""
+    ``dense`` (doc id -> cosine per sentence) adds the embedding match; ``count_tokens``: a
+    sentence is charged as the prompt will hold it (see :func:`prompt_tokens`)."""
     texts_by_doc = {d.doc.id: [s.text_of(d.doc) for s in d.sentences] for d in docs}
-    n_tokens = {d.doc.id: [max(1, int(s.n_tokens)) for s in d.sentences] for d in docs}
+    n_tokens = {d.doc.id: prompt_tokens(d.sentences, texts_by_doc[d.doc.id], count_tokens) for d in docs}
     full = int(full_tokens if full_tokens is not None else sum(sum(v) for v in n_tokens.values()))
     budget = config.budget(full)
     if cap_tokens is not None:
@@ -344,7 +363,8 @@ def compress(
     if hits is None:
         hits = corpus.collection.search(question, search_k(config, full, corpus), retriever=config.retriever) if doc_ids else []
     dense = dense_scores(question, corpus, docs, hits) if config.w_dense > 0 else None
-    sel = select_sentences(question, docs, hits, config, full_tokens=full, cap_tokens=cap_tokens, dense=dense)
+    sel = select_sentences(question, docs, hits, config, full_tokens=full, cap_tokens=cap_tokens, dense=dense,
+                           count_tokens=count_tokens)
     packed = render_compressed(sel, docs, id_start=id_start, count_tokens=count_tokens)
     return Compressed(packed, sel, tuple(hits))
 
@@ -357,6 +377,7 @@ __all__ = [
     "compress",
     "lexical_scores",
     "passage_scores",
+    "prompt_tokens",
     "render_compressed",
     "select_sentences",
 ]

@@ -130,8 +130,9 @@ def stretch_delta(kept: AbstractSet[int], new: Sequence[int], n: int, *, edges: 
     removes one). ``edges``: the stretches before the first and after the last kept sentence
     count too (the compressor's omission markers); else only those between kept sentences
     (``pack_evidence``'s ``[...]``)."""
-    lo = min(kept) if kept else None
-    hi = max(kept) if kept else None
+    lo = hi = None
+    if kept:
+        lo, hi = (0, n - 1) if edges else (min(kept), max(kept))  # with edges only "kept is not empty" is read
     delta = 0
     b0 = 0
     for j in range(1, len(new) + 1):
