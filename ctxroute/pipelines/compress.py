@@ -15,7 +15,10 @@ RAG would keep), then the rest by score. A unit is a
 sentence, or all sentences on one table row; a kept sentence pulls in its section heading (and a
 table row its table's first row) when they fit. The kept sentences are rendered in document
 order with their ``[S#]`` ids (the same ``SentenceMap`` as every other route, so citations
-verify), and every dropped stretch becomes one line ``[... 14 sentences omitted ...]``.
+verify), and every dropped stretch becomes one line ``[... 14 sentences omitted ...]``. The budget
+pays for what the prompt holds: each sentence as its cleaned line tokenises (with ``count_tokens``,
+:func:`prompt_tokens`), its id, and one marker per dropped stretch (``stretch_delta``: a sentence
+that bridges two kept runs removes one).
 
 The selection (:func:`select_sentences`) is pure arithmetic on sentence texts and scores; the
 rendering (:func:`render_compressed`) produces a ``PackedContext`` like ``pack_evidence``.
