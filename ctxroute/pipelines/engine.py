@@ -14,6 +14,9 @@
    abstains; under every policy when all its citations fail verification. The target is LC
    when the collection fits the usable window, else hybrid or map-reduce;
 6. record route, reasons, fallbacks, usage per call and latency per stage in the Answer.
+
+The self-contained steps (question check, collection stats, strategy dispatch, fallback
+order) live in ``ctxroute.pipelines.engine_steps``; the configuration in ``engine_config``.
 """
 from __future__ import annotations
 
@@ -22,20 +25,14 @@ import time
 from dataclasses import replace
 from typing import Any, AsyncIterator, Mapping, Sequence
 
-from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, InputTooLarge, LLMError
+from ctxroute.errors import CollectionNotFound, ContextWindowExceeded, InputError, LLMError
 from ctxroute.pipelines.citations import VerifiedText, abstention, is_refusal, verify_citations
-from ctxroute.pipelines.compressed_lc import CompressedLongContext
 from ctxroute.pipelines.engine_config import LLM_ROUTES, Emit, EngineConfig, EngineEvent  # noqa: F401 - public here too
+from ctxroute.pipelines.engine_steps import corpus_stats, default_fallbacks, run_strategy, validate_question
 from ctxroute.pipelines.escalation import after_rag
-from ctxroute.pipelines.extractive import ExtractiveReader
-from ctxroute.pipelines.hybrid import Hybrid
 from ctxroute.pipelines.llm.base import LLMClient
-from ctxroute.pipelines.long_context import LongContext
-from ctxroute.pipelines.map_reduce import MapReduce
-from ctxroute.pipelines.rag import RAG
 from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult, scoped
 from ctxroute.router import (
-    CollectionStats,
     EstimateSettings,
     QuestionTyper,
     RouteFeatures,
@@ -46,10 +43,6 @@ from ctxroute.router import (
     probe_signals,
 )
 from ctxroute.types import Answer, Budget, CallUsage, Route, RouteEstimate, RoutingDecision, ScoredChunk
-
-
-def _default_fallbacks(route: Route) -> tuple[Route, ...]:
-    return tuple(r for r in (Route.RAG, Route.HYBRID, Route.MR, Route.LC) if r != route)
 
 
 class Engine:
@@ -287,15 +280,7 @@ class Engine:
 
     # --- steps ---------------------------------------------------------------------------
     def _validate(self, question: str) -> str:
-        if not isinstance(question, str) or not question.strip():
-            raise InputError("question is empty; pass the question text")
-        if len(question) > self.config.max_question_chars:
-            raise InputTooLarge(
-                f"question has {len(question)} characters, more than max_question_chars="
-                f"{self.config.max_question_chars}; shorten it or raise EngineConfig.max_question_chars",
-                chars=len(question),
-            )
-        return question.strip()
+        return validate_question(question, self.config.max_question_chars)
 
     def _router(self) -> Router:
         if self.router is None:
@@ -341,7 +326,7 @@ class Engine:
                     hybrid_fill=self.config.hybrid.fill,
                 )
             return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), features,
-                                   estimates=estimates, fallbacks=_default_fallbacks(forced), policy="forced"), None, None
+                                   estimates=estimates, fallbacks=default_fallbacks(forced), policy="forced"), None, None
         coll = corpus.collection
         hits = await asyncio.to_thread(coll.search, question, self.config.probe_k, self.config.probe_retriever)
         if self.llm is None:
@@ -356,42 +341,12 @@ class Engine:
         )
         return self._router().route(features, self.llm.profile, budget), hits, features
 
-    @staticmethod
-    def _stats(corpus: Corpus) -> CollectionStats:
-        coll_stats = getattr(corpus.collection, "stats", None)
-        if callable(coll_stats):
-            s = coll_stats()
-            return CollectionStats(n_docs=s.n_docs, total_tokens=s.total_tokens, doc_tokens=tuple(s.doc_tokens),
-                                   n_passages=s.n_passages, n_sections=s.n_sections, passage_tokens=s.passage_tokens)
-        doc_tokens = tuple(
-            corpus.chunks(d).document.n_tokens or sum(s.n_tokens for s in corpus.sentences(d)) for d in corpus.doc_ids()
-        )
-        return CollectionStats(n_docs=len(doc_tokens), total_tokens=sum(doc_tokens), doc_tokens=doc_tokens,
-                               n_passages=sum(len(corpus.passages(d)) for d in corpus.doc_ids()))
+    _stats = staticmethod(corpus_stats)
 
     async def _run(
         self, route: Route, question: str, corpus: Corpus, probe: list[ScoredChunk] | None, emit: Emit | None
     ) -> StrategyResult:
-        on_delta = (lambda text: emit(EngineEvent("delta", text))) if emit else None
-        cfg = self.config
-        if route == Route.EXTRACTIVE or self.llm is None:
-            hits = probe if probe is not None and cfg.probe_retriever == cfg.extractive.retriever else None
-            return await asyncio.to_thread(ExtractiveReader(cfg.extractive).run, question, corpus, hits=hits)
-        if route == Route.RAG:
-            hits = probe if probe is not None and cfg.probe_retriever == cfg.rag.retriever and cfg.probe_k >= cfg.rag.k else None
-            if hits is None:
-                hits = await asyncio.to_thread(corpus.collection.search, question, cfg.rag.k, cfg.rag.retriever)
-            return await RAG(self.llm, cfg.rag).run(question, corpus, on_delta=on_delta, hits=hits)
-        if route == Route.LC:
-            return await LongContext(self.llm, cfg.lc).run(question, corpus, on_delta=on_delta)
-        if route == Route.COMPRESSED:  # searches itself: as many passages as the budget needs
-            return await CompressedLongContext(self.llm, cfg.compressed).run(question, corpus, on_delta=on_delta)
-        if route == Route.HYBRID:  # fill="compressed" searches itself: as many passages as its room needs
-            hits = (await asyncio.to_thread(corpus.collection.search, question, cfg.hybrid.k, cfg.hybrid.retriever)
-                    if cfg.hybrid.fill == "passages" else None)
-            return await Hybrid(self.llm, cfg.hybrid).run(question, corpus, on_delta=on_delta, hits=hits)
-        on_progress = (lambda stage, done, total: emit(EngineEvent("progress", {"stage": stage, "done": done, "total": total}))) if emit else None
-        return await MapReduce(self.llm, cfg.mr).run(question, corpus, on_delta=on_delta, on_progress=on_progress)
+        return await run_strategy(self.llm, self.config, route, question, corpus, probe, emit)
 
     async def _verify(self, result: StrategyResult, question: str, coll: CollectionLike) -> VerifiedText:
         if result.route == Route.EXTRACTIVE:
