@@ -5,7 +5,9 @@ sections (divisions, segment table, facilities, board, five-year review) spread 
 sections of varied template sentences, so retrieval is not trivial but every planted fact is
 findable. Gold evidence spans are recorded while the text is assembled, never searched for.
 
-Deterministic for a seed; layer 0 (standard library only).
+Deterministic for a seed; layer 0 (standard library only). The markdown assembly that records
+the spans (``_Section``, ``_render``) lives in ``ctxroute.synthetic_text``; the word lists in
+``ctxroute.synthetic_vocab``.
 """
 from __future__ import annotations
 
@@ -15,8 +17,9 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
+from ctxroute.synthetic_text import Piece, _money, _render, _Section, _words
 from ctxroute.synthetic_vocab import (
     _COMPANIES, _UNITS, _FIRST, _LAST, _CITIES, _FACILITY_KINDS, _PROJECTS,
     _PRODUCTS, _TOPICS, _FILLER_TITLES, _MONTHS, _ROLES, _OPENERS, _FILLER_TEMPLATES,
@@ -50,68 +53,6 @@ class SyntheticDoc:
     title: str
     text: str
     qa: tuple[GoldQA, ...]
-
-
-# --- text assembly with spans ------------------------------------------------------
-class _Builder:
-    """Appends text pieces and records the span of each keyed piece as it goes."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-        self.pos = 0
-        self.spans: dict[str, tuple[int, int]] = {}
-        self.words = 0
-
-    def add(self, text: str, key: str | None = None) -> None:
-        if key is not None:
-            self.spans[key] = (self.pos, self.pos + len(text))
-        self.parts.append(text)
-        self.pos += len(text)
-        self.words += len(text.split())
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
-# a block is a paragraph (list of (sentence, key) pieces joined by spaces), a list or table
-# (list of (line, key) pieces joined by newlines), or a heading line
-Piece = tuple[str, "str | None"]
-
-
-@dataclass
-class _Section:
-    title: str
-    blocks: list[tuple[str, list[Piece]]]  # ("para" | "lines" | "h3", pieces)
-
-
-def _render(title: str, sections: Sequence[_Section]) -> tuple[str, dict[str, tuple[int, int]]]:
-    b = _Builder()
-    b.add(f"# {title}\n\n")
-    for si, sec in enumerate(sections):
-        if si:
-            b.add("\n\n")
-        b.add(f"## {sec.title}\n\n")
-        for bi, (kind, pieces) in enumerate(sec.blocks):
-            if bi:
-                b.add("\n\n")
-            if kind == "h3":
-                b.add(f"### {pieces[0][0]}")
-                continue
-            sep = " " if kind == "para" else "\n"
-            for pi, (piece, key) in enumerate(pieces):
-                if pi:
-                    b.add(sep)
-                b.add(piece, key)
-    b.add("\n")
-    return b.text(), b.spans
-
-
-def _money(x: float) -> str:
-    return f"{x:,.1f}"
-
-
-def _words(sections: Iterable[_Section]) -> int:
-    return sum(len(p.split()) for s in sections for _, pieces in s.blocks for p, _ in pieces)
 
 
 def generate_report(seed: int, n_words: int = 20000, *, company: str | None = None) -> SyntheticDoc:
