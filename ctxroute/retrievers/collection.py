@@ -3,8 +3,9 @@ indexes, versioned on disk with atomic commits (layout in ``persist.py``).
 
 Adding or removing documents never re-embeds, re-tokenises or rewrites the other documents:
 a write adds one segment to each index and marks removed rows dead (``derive.next_state``).
-Configuration types live in ``collection_config.py``, the disk format in ``persist.py`` and
-``CollectionStore`` in ``store.py``; all are importable from here as before.
+Configuration types live in ``collection_config.py``, the disk format in ``persist.py``,
+building retrievers and scoped search in ``collection_search.py`` and ``CollectionStore`` in
+``store.py``; all are importable from here as before.
 """
 from __future__ import annotations
 
@@ -25,14 +26,11 @@ from ctxroute.retrievers.collection_config import (
     DEFAULT_FUSION_WEIGHTS, DEFAULT_RRF_K, RETRIEVERS, CollectionConfig, CollectionInfo, CollectionStats,
     IngestStats, content_hash, index_text,
 )
-from ctxroute.retrievers.dense import DenseRetriever
+from ctxroute.retrievers.collection_search import build_retriever, check_retriever_name, search_in_scope
 from ctxroute.retrievers.derive import next_state
 from ctxroute.retrievers.embedders import CachedEmbedder, query_embedder
-from ctxroute.retrievers.graph import GraphRetriever
-from ctxroute.retrievers.hybrid import HybridRetriever
 from ctxroute.retrievers.ingest_embed import embed_passages
 from ctxroute.retrievers.persist import FORMAT_VERSION, _State
-from ctxroute.retrievers.sparse import SparseRetriever
 from ctxroute.types import Chunk, Document, ScoredChunk
 
 EMBED_BATCH = 64
@@ -159,30 +157,11 @@ class Collection:
 
     def retriever(self, name: str = "hybrid") -> Retriever:
         """``bm25``, ``dense``, ``graph`` (PageRank seeded by bm25+dense) or ``hybrid`` (weighted RRF)."""
-        if name not in RETRIEVERS:
-            raise InputError(f"unknown retriever {name!r}; use one of {', '.join(RETRIEVERS)}", retriever=name)
+        check_retriever_name(name)
         return self._retriever_for(self._state, name)
 
     def _retriever_for(self, st: _State, name: str) -> Retriever:
-        """Retrievers are built per state (snapshot), so a concurrent write never mixes two."""
-        cached = st.retrievers.get(name)
-        if cached is not None:
-            return cached
-        if name == "bm25":
-            made: Retriever = SparseRetriever(st.sparse, st.passages)
-        elif name == "dense":
-            made = DenseRetriever(st.dense, self.query_embedder, st.passages)
-        elif name == "graph":
-            made = GraphRetriever(st.graph, st.passage_by_id,
-                                  [self._retriever_for(st, "bm25"), self._retriever_for(st, "dense")])
-        else:
-            made = HybridRetriever(
-                {n: self._retriever_for(st, n) for n in ("bm25", "dense", "graph")},
-                weights=dict(self.config.fusion_weights),
-                rrf_k=self.config.fusion_rrf_k,
-            )
-        st.retrievers[name] = made
-        return made
+        return build_retriever(st, name, self.config, self.query_embedder)
 
     def search(
         self, query: str, k: int = 10, retriever: str = "hybrid", doc_ids: Iterable[str] | None = None
@@ -203,16 +182,8 @@ class Collection:
         in_scope = sum(len(st.chunks[d].passages) for d in scope)
         if in_scope == 0:
             return []
-        if retriever not in RETRIEVERS:
-            raise InputError(f"unknown retriever {retriever!r}; use one of {', '.join(RETRIEVERS)}", retriever=retriever)
-        ret = self._retriever_for(st, retriever)
-        total = len(st.passages)
-        fetch = min(total, max(4 * k, k + 50))
-        while True:
-            hits = [h for h in ret.retrieve(query, fetch) if h.chunk.doc_id in scope]
-            if len(hits) >= k or fetch >= total:
-                return hits[:k]
-            fetch = min(total, fetch * 4)
+        check_retriever_name(retriever)
+        return search_in_scope(self._retriever_for(st, retriever), st, query, k, scope)
 
     # --- writing ----------------------------------------------------------------------
     def add_documents(self, docs: Iterable[Document], progress: Progress | None = None, *,
@@ -384,7 +355,6 @@ class Collection:
         if progress:
             progress("save", 1, 1)
         self._state = state
-
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: CollectionStore lives in store.py, which imports this module
