@@ -1,4 +1,4 @@
-"""Personalised PageRank over the graph index's transition matrix (``graph.py``), restricted
+"""Personalised PageRank over the graph index's transition matrix (``graph_matrix.py``), restricted
 to the seeds' neighbourhood of ``config.local_hops`` hops."""
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Mapping
 import numpy as np
 
 if TYPE_CHECKING:
-    from ctxroute.retrievers.graph import GraphConfig, _Matrix
+    from ctxroute.retrievers.graph import GraphConfig
+    from ctxroute.retrievers.graph_matrix import _Matrix
 
 
 def personalized_pagerank(m: "_Matrix", config: "GraphConfig", seeds: Mapping[str, float],
