@@ -117,3 +117,30 @@ def test_attribute_warns_once_per_fact(home: Path, monkeypatch: pytest.MonkeyPat
     human = runner.invoke(app, ["ask", "How much rainfall fell at the coastal station?", "-c", "docs",
                                 "--route", "rag", "--attribute"])
     assert " ".join(human.output.split()).count("cited no") == 1, human.output
+
+
+def test_compress_budget_options_reach_the_route_and_its_estimate(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CTXROUTE_LLM_BACKEND", "scripted")
+    q = "Compare the operating margin of the Northern division with the rainfall at the coastal station."
+
+    def comp_tokens(*extra: str) -> int:
+        result = runner.invoke(app, ["ask", q, "-c", "docs", "--route", "compressed-lc", "--json", *extra])
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        assert data["decision"]["route"] == "compressed-lc"
+        first = data["usage"][0]
+        assert first["stage"].startswith("compressed")
+        return first["prompt_tokens"]
+
+    default, tight = comp_tokens(), comp_tokens("--compress-tokens", "40")
+    assert tight < default and tight < comp_tokens("--compress-ratio", "0.2")
+    routed = runner.invoke(app, ["route", q, "-c", "docs", "--json", "--compress-tokens", "40", "--profile", "gpt-4o"])
+    assert routed.exit_code == 0, routed.output
+    est = {e["route"]: e for e in json.loads(routed.output)["estimates"]}
+    plain = runner.invoke(app, ["route", q, "-c", "docs", "--json", "--profile", "gpt-4o"])
+    est0 = {e["route"]: e for e in json.loads(plain.output)["estimates"]}
+    total = json.loads(plain.output)["features"]["total_tokens"]
+    # the same question overhead on both; the budget part is 40 tokens against 0.35 x the collection
+    assert est0["compressed-lc"]["prompt_tokens"] - est["compressed-lc"]["prompt_tokens"] == int(0.35 * total) - 40
+    bad = runner.invoke(app, ["ask", q, "-c", "docs", "--compress-ratio", "1.5", "--llm", "extractive"])
+    assert bad.exit_code != 0 and "ratio" in bad.output and "Traceback" not in bad.output

@@ -1,10 +1,10 @@
 """The service's use of the library: tenant-scoped collection stores, the embedder, the LLM
-and the engine, loaded once. Blocking methods run in worker threads (the routes call them
-with ``asyncio.to_thread``); ``answer``/``answer_stream`` are async."""
+and the engines, loaded once (library types become wire models in ``api/wire.py``). Blocking
+methods run in worker threads (the routes call them with ``asyncio.to_thread``);
+``answer``/``answer_stream`` are async."""
 from __future__ import annotations
 
 import asyncio
-import math
 import shutil
 import threading
 from collections import OrderedDict
@@ -21,11 +21,15 @@ from ctxroute.pipelines.engine import Engine, EngineConfig
 from ctxroute.pipelines.llm.base import LLMClient
 from ctxroute.retrievers.collection import Collection, CollectionConfig, CollectionStore
 from ctxroute.api.uploads import UploadLimits, parse_file
+from ctxroute.api.wire import answer_out, citation_out, decision_out, document_out
 from ctxroute.retrievers.documents import document_from_text
 from ctxroute.retrievers.embedders import make_embedder
-from ctxroute.types import Answer, Budget, Document, RoutingDecision
+from ctxroute.types import Budget, Document
 
 _MAX_OPEN = 64  # open collections kept in memory (LRU)
+
+
+MAX_ENGINES = 32  # engines kept for distinct (top_k, compressed-lc budget) requests; the oldest goes first
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,12 @@ class QueryOptions:
     top_k: int = 8
     budget: M.BudgetIn | None = None
     docs: tuple[str, ...] | None = None  # answer over these documents only (None: all)
+    compress: M.CompressIn | None = None  # compressed-lc's budget (None: the engine's default)
+
+    @property
+    def compress_key(self) -> tuple[float | None, int | None]:
+        c = self.compress
+        return (c.ratio, c.max_tokens) if c is not None else (None, None)
 
     def to_budget(self) -> Budget:
         if self.budget is None:
@@ -45,59 +55,9 @@ class QueryOptions:
         part = f"k={self.top_k};bt={b.max_tokens if b else None};bc={b.max_cost if b else None}"
         if self.docs is not None:  # only scoped requests change the key (old cache entries stay valid)
             part += ";docs=" + ",".join(sorted(set(self.docs)))
+        if self.compress_key != (None, None):  # likewise only a request that sets compressed-lc's budget
+            part += ";compress={}/{}".format(*self.compress_key)
         return part
-
-
-# --- library types -> wire models -----------------------------------------------------
-def _f(x: float) -> float:
-    """A JSON-safe float: NaN and infinities (not valid JSON) become 0.0."""
-    x = float(x)
-    return x if math.isfinite(x) else 0.0
-
-
-def _feature(v: object) -> float | str | None:
-    if isinstance(v, str):
-        return v
-    x = float(v)  # type: ignore[arg-type]
-    return x if math.isfinite(x) else None
-
-
-def document_out(d: Document) -> M.DocumentOut:
-    return M.DocumentOut(id=d.id, title=d.title, source=d.source, format=d.format, chars=len(d.text),
-                         pages=len(d.page_starts) or None)
-
-
-def decision_out(d: RoutingDecision) -> M.DecisionOut:
-    return M.DecisionOut(
-        route=d.route.value, reasons=list(d.reasons),
-        features={k: _feature(v) for k, v in d.features.items()},
-        estimates=[M.EstimateOut(route=e.route.value, prompt_tokens=e.prompt_tokens, cost=_f(e.cost),
-                                 feasible=e.feasible, why_not=e.why_not) for e in d.estimates],
-        fallbacks=[r.value for r in d.fallbacks], policy=d.policy,
-    )
-
-
-def citation_out(c: Any) -> M.CitationOut:
-    return M.CitationOut(doc_id=c.doc_id, title=c.title, page=c.page, start=c.start, end=c.end, quote=c.quote,
-                         supports=_f(c.supports), claim=c.claim, sentence_id=c.sentence_id)
-
-
-def answer_out(a: Answer, version: str) -> M.QueryOut:
-    return M.QueryOut(
-        answer=a.text,
-        citations=[citation_out(c) for c in a.citations],
-        decision=decision_out(a.decision),
-        route_taken=a.route_taken.value,
-        usage=M.UsageOut(
-            prompt_tokens=a.prompt_tokens, completion_tokens=a.completion_tokens, cost=_f(a.cost),
-            calls=[M.CallOut(stage=u.stage, model=u.model, prompt_tokens=u.prompt_tokens,
-                             completion_tokens=u.completion_tokens, latency_ms=_f(u.latency_ms), cost=_f(u.cost),
-                             cached=u.cached) for u in a.usage],
-        ),
-        latency_ms={k: _f(v) for k, v in a.latency_ms.items()},
-        warnings=list(a.warnings), abstained=a.abstained, abstain_reason=a.abstain_reason,
-        fallbacks_taken=list(a.fallbacks_taken), collection_version=version,
-    )
 
 
 class Backend:
@@ -109,7 +69,7 @@ class Backend:
         self._open: OrderedDict[tuple[str, str], tuple[Collection, str]] = OrderedDict()
         self._stores: dict[str, CollectionStore] = {}
         self._lock = threading.Lock()
-        self._engines: dict[int, Engine] = {}
+        self._engines: dict[tuple[int, float | None, int | None], Engine] = {}
 
     # --- lifecycle ------------------------------------------------------------------
     async def load(self) -> None:
@@ -127,17 +87,21 @@ class Backend:
             await asyncio.to_thread(inner.load)  # an embedded model loads before /readyz says ready
         self.engine_for(8)
 
-    def engine_for(self, top_k: int) -> Engine:
-        """The engine whose retrieval reads ``top_k`` passages (one per distinct top_k, cached)."""
+    def engine_for(self, top_k: int, compress: tuple[float | None, int | None] = (None, None)) -> Engine:
+        """The engine whose retrieval reads ``top_k`` passages and whose compressed-lc keeps
+        ``compress`` (ratio, max_tokens; (None, None): the default), one per distinct pair, cached."""
+        key = (top_k, *compress)
         with self._lock:
-            engine = self._engines.get(top_k)
+            engine = self._engines.get(key)
             if engine is None:
                 base = EngineConfig(max_question_chars=self.settings.max_question_chars)
                 config = replace(
                     base, probe_k=max(base.probe_k, top_k), rag=replace(base.rag, k=top_k),
                     extractive=replace(base.extractive, k=top_k),
-                )
-                engine = self._engines[top_k] = Engine({}, self.llm if self.uses_llm else None, config=config)
+                ).with_compression(*compress)
+                if len(self._engines) >= MAX_ENGINES:  # requests choose top_k and the budget: keep the newest
+                    self._engines.pop(next(iter(self._engines)))
+                engine = self._engines[key] = Engine({}, self.llm if self.uses_llm else None, config=config)
             return engine
 
     async def aclose(self) -> None:
@@ -325,14 +289,14 @@ class Backend:
     async def route(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.RouteOut:
         """The routing decision (retrieval probe, features, policy) without any LLM call."""
         col = await self.open(tenant, name)
-        decision = await self.engine_for(opts.top_k).decide(
+        decision = await self.engine_for(opts.top_k, opts.compress_key).decide(
             question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
         )
         return M.RouteOut(decision=decision_out(decision), collection_version=col.version)
 
     async def answer(self, tenant: str, name: str, question: str, opts: QueryOptions) -> M.QueryOut:
         col = await self.open(tenant, name)
-        answer = await self.engine_for(opts.top_k).answer(
+        answer = await self.engine_for(opts.top_k, opts.compress_key).answer(
             question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
         )
         return answer_out(answer, col.version)
@@ -341,7 +305,7 @@ class Backend:
         """(kind, data) pairs: decision, delta, fallback, progress (map-reduce calls), citation (one
         per verified citation), done (data: the QueryOut)."""
         col = await self.open(tenant, name)
-        events = self.engine_for(opts.top_k).answer_stream(
+        events = self.engine_for(opts.top_k, opts.compress_key).answer_stream(
             question, col, route=opts.route, budget=opts.to_budget(), docs=opts.docs
         )
         streamed = False  # a delta was sent for the current attempt

@@ -141,6 +141,14 @@ class BudgetIn(_In):
     max_cost: _number(0, 1_000_000) | None = None  # type: ignore[valid-type]
 
 
+class CompressIn(_In):
+    """compressed-lc's budget for this request: a share of the documents' tokens and/or an
+    absolute number of tokens (alone it replaces the default ratio 0.35; both: the smaller)."""
+
+    ratio: Annotated[float, Field(gt=0, le=1), BeforeValidator(_not_str_or_bool)] | None = None
+    max_tokens: _int(1, 10_000_000) | None = None  # type: ignore[valid-type]
+
+
 class QueryIn(_In):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"question": "How much notice ends the lease?", "route": None, "top_k": 8, "stream": False, "cache": True},
@@ -154,6 +162,7 @@ class QueryIn(_In):
     cache: Bool = Field(default=True, description="serve and store answers in the answer cache")
     docs: list[str] | None = Field(default=None, max_length=100,
                                    description="answer over these document ids only (default: the whole collection)")
+    compress: CompressIn | None = Field(default=None, description="compressed-lc's budget (the router's estimate follows)")
 
 
 class RouteIn(_In):
@@ -163,6 +172,7 @@ class RouteIn(_In):
     budget: BudgetIn | None = None
     top_k: _int(1, 100) = 8  # type: ignore[valid-type]
     docs: list[str] | None = Field(default=None, max_length=100, description="route over these document ids only")
+    compress: CompressIn | None = Field(default=None, description="compressed-lc's budget for its estimate")
 
 
 class EstimateOut(BaseModel):

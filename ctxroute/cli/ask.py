@@ -76,13 +76,15 @@ async def pick_demo_question(engine: Any, candidates: tuple[DemoQuestion, ...], 
 
 
 def _engine_config(max_tokens: int, policy: str, router_params: Optional[str], mr_mode: str, min_support: float,
-                   attribute: bool = False, rag_context_tokens: int | None = None) -> Any:
+                   attribute: bool = False, rag_context_tokens: int | None = None, compress_ratio: float | None = None,
+                   compress_tokens: int | None = None) -> Any:
     from dataclasses import replace
 
     from ctxroute.pipelines.citations import CitationConfig
     from ctxroute.pipelines.engine import EngineConfig
 
     cfg = EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=router_params)
+    cfg = cfg.with_compression(compress_ratio, compress_tokens)
     if rag_context_tokens:
         cfg = replace(cfg, rag=replace(cfg.rag, context_tokens=rag_context_tokens))
     return replace(cfg, mr=replace(cfg.mr, mode=mr_mode),
@@ -161,7 +163,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
     def ask(
         question: str = typer.Argument(..., help="the question"),
         collection: str = typer.Option(..., "--collection", "-c", help="collection name"),
-        route: str = typer.Option("auto", help="auto | rag | lc | mr | hybrid | extractive"),
+        route: str = typer.Option("auto", help="auto | rag | lc | mr | hybrid | extractive | compressed-lc"),
         as_json: bool = typer.Option(False, "--json", help="print the Answer as JSON"),
         llm: Optional[str] = typer.Option(
             None, help="local | openai | scripted | extractive (no LLM); default $CTXROUTE_LLM_BACKEND, else local"),
@@ -176,6 +178,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             False, help="when the model cites nothing, attach claims to their best-supporting sentence (labelled)"),
         doc: Optional[List[str]] = typer.Option(
             None, "--doc", help="answer over this document id only (repeatable; default: the whole collection)"),
+        compress_ratio: Optional[float] = typer.Option(
+            None, help="compressed-lc keeps this share (0-1] of the documents' tokens (default 0.35); the router's estimate follows"),
+        compress_tokens: Optional[int] = typer.Option(
+            None, help="compressed-lc keeps at most this many tokens (alone: instead of the ratio; with it: the smaller)"),
     ) -> None:
         """Answer QUESTION over a collection, with verified citations, the route and why, tokens and latency."""
         from ctxroute.pipelines.engine import Engine
@@ -189,7 +195,8 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             coll = collection_store().open(collection)
             client = build_llm_from_env(llm)
             engine = Engine({collection: coll}, client,
-                            config=_engine_config(max_tokens, policy, router_params, mr_mode, min_support, attribute))
+                            config=_engine_config(max_tokens, policy, router_params, mr_mode, min_support, attribute,
+                                                  compress_ratio=compress_ratio, compress_tokens=compress_tokens))
             budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
 
             async def run() -> Any:

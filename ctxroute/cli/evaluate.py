@@ -70,7 +70,7 @@ def run_cmd(
     out: Path = typer.Option(..., "--out", help="output folder (results.jsonl is appended; a rerun resumes)"),
     collection: Optional[str] = typer.Option(None, "--collection", "-c", help="answer over this existing collection"),
     docs: Optional[Path] = typer.Option(None, "--docs", help="ingest every file of this folder (ids = relative paths) into an eval collection"),
-    routes: str = typer.Option("auto", help="comma-separated: auto,rag,lc,mr,hybrid,extractive"),
+    routes: str = typer.Option("auto", help="comma-separated: auto,rag,lc,mr,hybrid,extractive,compressed-lc"),
     limit: Optional[int] = typer.Option(None, min=1, help="first N questions only"),
     concurrency: int = typer.Option(4, min=1, help="questions in flight"),
     policy: str = typer.Option("auto", help="router policy for route auto: auto (= cascade) | cascade | rules | self-route | learned"),
@@ -87,6 +87,8 @@ def run_cmd(
     llm_backend: Optional[str] = typer.Option(None, "--llm", help="local | openai | scripted | extractive (no LLM); default from CTXROUTE_LLM_BACKEND"),
     max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="most tokens each LLM call may produce"),
     queue: bool = typer.Option(False, "--queue", help="enqueue the run for `ctxroute worker` (Redis at $CTXROUTE_REDIS_URL) and print its job id; the worker writes results and report under --out"),
+    compress_ratio: Optional[float] = typer.Option(None, "--compress-ratio", help="compressed-lc keeps this share (0-1] of each question's documents' tokens (default 0.35)"),
+    compress_tokens: Optional[int] = typer.Option(None, "--compress-tokens", help="compressed-lc keeps at most this many tokens (alone: instead of the ratio; with it: the smaller)"),
 ) -> None:
     """Answer a dataset with each route; one JSONL record per (question, route), written as it comes."""
     if queue:
@@ -95,7 +97,8 @@ def run_cmd(
         enqueue_eval_cmd(dict(dataset=dataset, out=out, collection=collection, docs=docs, routes=routes, limit=limit,
                               concurrency=concurrency, policy=policy, router_params=router_params,
                               data_root=data_root or default_data_root(), task=task, retry_errors=retry_errors,
-                              llm_judge=llm_judge, embedder=embedder, llm=llm_backend, max_tokens=max_tokens))
+                              llm_judge=llm_judge, embedder=embedder, llm=llm_backend, max_tokens=max_tokens,
+                              compress_ratio=compress_ratio, compress_tokens=compress_tokens))
         return
     import asyncio
 
@@ -139,7 +142,7 @@ def run_cmd(
         llm = build_llm_from_env(llm_backend)
         params = str(router_params) if router_params else None
         config = (EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=params) if max_tokens
-                  else EngineConfig(policy=policy, router_params=params))
+                  else EngineConfig(policy=policy, router_params=params)).with_compression(compress_ratio, compress_tokens)
         engine = Engine(store, llm, config=config)
         if llm_judge and llm is None:
             raise typer.BadParameter("--llm-judge needs an LLM; drop --llm extractive")

@@ -109,7 +109,8 @@ class RoutingOnlyLLM:
 
 
 def route_engine(col: Any, profile: Any, *, policy: str | None = None, router_params: Path | None = None,
-                 k: int | None = None, retriever: str | None = None, prototypes: bool | None = None) -> Any:
+                 k: int | None = None, retriever: str | None = None, prototypes: bool | None = None,
+                 compress_ratio: float | None = None, compress_tokens: int | None = None) -> Any:
     """The Engine ``ctxroute ask`` would route with (same config defaults, same question typer),
     over ``col``, with a model that only has ``profile``. Unset options keep EngineConfig's defaults."""
     from dataclasses import replace
@@ -128,12 +129,13 @@ def route_engine(col: Any, profile: Any, *, policy: str | None = None, router_pa
         changes["probe_retriever"] = retriever
     if prototypes is not None:
         changes["typer_embeddings"] = prototypes
-    return Engine({col.name: col}, RoutingOnlyLLM(profile), config=replace(cfg, **changes))
+    cfg = replace(cfg, **changes).with_compression(compress_ratio, compress_tokens)
+    return Engine({col.name: col}, RoutingOnlyLLM(profile), config=cfg)
 
 
 def _no_probe_decision(engine: Any, col: Any, question: str, budget: Any) -> Any:
     """The engine's pieces (its typer setting, sizes, estimate settings, policy) without the probe."""
-    from ctxroute.router import EstimateSettings, QuestionTyper, build_features, make_router
+    from ctxroute.router import QuestionTyper, build_features, make_router
     from ctxroute.router.features import CollectionStats
 
     cfg, llm = engine.config, engine.llm
@@ -142,8 +144,7 @@ def _no_probe_decision(engine: Any, col: Any, question: str, budget: Any) -> Any
     typer_obj = QuestionTyper(getattr(col, "embedder", None) if cfg.typer_embeddings else None)
     feats = build_features(question, stats, llm.profile, question_profile=typer_obj.classify(question), budget=budget,
                            count_tokens=llm.count_tokens)
-    settings = EstimateSettings(rag_context_tokens=cfg.rag.context_tokens, answer_tokens=cfg.rag.max_tokens)
-    router = make_router(cfg.policy, params_path=cfg.router_params, settings=settings)
+    router = make_router(cfg.policy, params_path=cfg.router_params, settings=engine._estimate_settings())
     return router.route(feats, llm.profile, budget)
 
 
@@ -184,6 +185,10 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
                                 "see only these documents"),
         as_json: bool = typer.Option(False, "--json", help="print the decision as JSON"),
         features: bool = typer.Option(False, "--features", help="also print the feature table"),
+        compress_ratio: Optional[float] = typer.Option(
+            None, help="compressed-lc's share (0-1] of the documents' tokens for its estimate (default 0.35)"),
+        compress_tokens: Optional[int] = typer.Option(
+            None, help="compressed-lc's absolute budget in tokens (alone: instead of the ratio; with it: the smaller)"),
     ) -> None:
         """Show how a question would be routed: route, fallbacks, reasons, estimates. Calls no LLM.
 
@@ -200,7 +205,7 @@ def register(app: typer.Typer, bench: typer.Typer) -> None:
             budget = Budget(max_tokens=budget_tokens, max_cost=budget_cost)
             col = collection_store().open(collection)
             engine = route_engine(col, prof, policy=policy, router_params=router_params, k=k, retriever=retriever,
-                                  prototypes=prototypes)
+                                  prototypes=prototypes, compress_ratio=compress_ratio, compress_tokens=compress_tokens)
             view = scoped(col, list(doc) if doc else None)
             if no_probe:
                 decision = _no_probe_decision(engine, view, question.strip(), budget)

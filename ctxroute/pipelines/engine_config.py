@@ -48,6 +48,15 @@ class EngineConfig:
             compressed=replace(base.compressed, max_tokens=n),
         )
 
+    def with_compression(self, ratio: float | None = None, max_tokens: int | None = None) -> "EngineConfig":
+        """This config with compressed-lc's budget set (the router's estimates follow it): ``ratio`` of
+        the documents' tokens, ``max_tokens`` an absolute budget (alone it replaces the ratio; with a
+        ratio the smaller wins). Neither: unchanged. Bad values raise ``InputError``."""
+        if ratio is None and max_tokens is None:
+            return self
+        comp = replace(self.compressed.compress, ratio=ratio, max_tokens=max_tokens)
+        return replace(self, compressed=replace(self.compressed, compress=comp))
+
 
 @dataclass(frozen=True)
 class EngineEvent:

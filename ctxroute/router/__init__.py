@@ -2,7 +2,7 @@
 no LLM, no model loading (embedders and probe hits are passed in by the caller)."""
 from __future__ import annotations
 
-from ctxroute.router.estimates import EstimateSettings, estimate_routes
+from ctxroute.router.estimates import EstimateSettings, estimate_routes, estimates_for
 from ctxroute.router.features import (
     FEATURE_NAMES,
     CollectionStats,
@@ -34,5 +34,5 @@ __all__ = [
     "answer_signals", "CollectionStats", "DEFAULT_RULES", "EstimateSettings", "FEATURE_NAMES", "FixedRouter", "LearnedParams",
     "LearnedRouter", "POLICIES", "ProbeSignals", "QuestionProfile", "QuestionType", "QuestionTyper", "RouteFeatures",
     "Router", "Rule", "RuleTable", "RulesRouter", "SelfRouteRouter", "Thresholds", "build_features", "collection_signals", "decide",
-    "estimate_routes", "fit_learned", "make_router", "probe_signals",
+    "estimate_routes", "estimates_for", "fit_learned", "make_router", "probe_signals",
 ]

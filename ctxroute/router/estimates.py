@@ -154,8 +154,28 @@ class EstimateSettings:
     answer_tokens: int = 300
     map_overhead_tokens: int = MAP_PROMPT_TOKENS  # fixed part of a map prompt besides the question
     prompt_overhead_tokens: int = 200  # instructions and formatting per call
-    compress_ratio: float = 0.35  # compressed-lc keeps this share of the collection's tokens
+    compress_ratio: float | None = 0.35  # compressed-lc keeps this share of the collection's tokens ...
+    compress_max_tokens: int | None = None  # ... or at most this many (the smaller wins; CompressConfig's budget)
     hybrid_fill: str = "passages"  # HybridConfig.fill: "passages" or "compressed" (the room filled by the compressor)
+
+    def compress_label(self) -> str:
+        """The compressor's budget in words, for reasons: "ratio 0.35", "at most 8.0k tokens", or both."""
+        return compress_label(self.compress_ratio, self.compress_max_tokens)
+
+
+def compress_budget(total: int, ratio: float | None, max_tokens: int | None) -> int:
+    """The compressor's token budget over ``total`` tokens (as ``CompressConfig.budget``): ``ratio`` x
+    ``total`` or ``max_tokens``, the smaller when both are set, at least 1."""
+    caps = [int(ratio * total)] if ratio is not None else []
+    if max_tokens is not None:
+        caps.append(int(max_tokens))
+    return max(1, min(caps)) if caps else max(1, int(0.35 * total))
+
+
+def compress_label(ratio: float | None, max_tokens: int | None) -> str:
+    parts = ([f"ratio {ratio:g}"] if ratio is not None else []) + (
+        [f"at most {fmt_tokens(max_tokens)} tokens"] if max_tokens is not None else [])
+    return ", ".join(parts) or "ratio 0.35"
 
 
 def estimate_routes(
@@ -166,8 +186,9 @@ def estimate_routes(
     answer_tokens: int = 300,
     map_overhead_tokens: int = MAP_PROMPT_TOKENS,
     prompt_overhead_tokens: int = 200,
-    compress_ratio: float = 0.35,
+    compress_ratio: float | None = 0.35,
     hybrid_fill: str = "passages",
+    compress_max_tokens: int | None = None,
 ) -> tuple[RouteEstimate, ...]:
     """Estimates for rag, lc, hybrid, mr, extractive and compressed-lc, in that order."""
     f = features
@@ -230,12 +251,12 @@ def estimate_routes(
     # EXTRACTIVE: sentences from the retrieved passages, no LLM call
     out.append(RouteEstimate(route=Route.EXTRACTIVE, prompt_tokens=0, cost=0.0, completion_tokens=0, calls=0))
 
-    # COMPRESSED: the compressor's budget, ratio x the collection (ids and markers inside it)
-    comp_prompt = int(compress_ratio * total) + q
+    # COMPRESSED: the compressor's budget, ratio x the collection and/or an absolute cap (ids and markers inside it)
+    comp_prompt = compress_budget(total, compress_ratio, compress_max_tokens) + q
     why = ""
     if comp_prompt + answer_tokens > usable:
-        why = (f"compressed (ratio {compress_ratio:g}) {fmt_tokens(comp_prompt)} tokens + answer > usable window "
-               f"{fmt_tokens(usable)}")
+        why = (f"compressed ({compress_label(compress_ratio, compress_max_tokens)}) {fmt_tokens(comp_prompt)} tokens "
+               f"+ answer > usable window {fmt_tokens(usable)}")
     out.append(est(Route.COMPRESSED, comp_prompt, answer_tokens, 1, why))
     return tuple(out)
 
@@ -250,4 +271,5 @@ def estimates_for(features: RouteFeatures, profile: ModelProfile, settings: Esti
         prompt_overhead_tokens=settings.prompt_overhead_tokens,
         compress_ratio=settings.compress_ratio,
         hybrid_fill=settings.hybrid_fill,
+        compress_max_tokens=settings.compress_max_tokens,
     )

@@ -61,3 +61,19 @@ def test_cascade_escalates_to_compressed_when_lc_does_not_fit():
     assert router.route(f, profile).fallbacks[0] is Route.LC
     f, profile = features("Compare the two methods in paper 0.", 400_000, "frontier", probe=UNSURE)
     assert router.route(f, profile).fallbacks[0] is Route.HYBRID
+
+
+def test_absolute_budget_alone_or_with_a_ratio_and_its_reason():
+    from ctxroute.router.estimates import compress_budget
+
+    f, profile = features("Compare the two methods in paper 0.", 100_000, "frontier", probe=UNSURE)
+    q = f.question_tokens + 200
+    by = lambda s: {e.route: e for e in estimates_for(f, profile, s)}[Route.COMPRESSED]  # noqa: E731
+    assert by(EstimateSettings(compress_ratio=None, compress_max_tokens=8_000)).prompt_tokens == 8_000 + q
+    assert by(EstimateSettings(compress_ratio=0.05, compress_max_tokens=8_000)).prompt_tokens == 5_000 + q  # the smaller
+    assert by(EstimateSettings(compress_ratio=0.35, compress_max_tokens=8_000)).prompt_tokens == 8_000 + q
+    too_big = by(EstimateSettings(compress_ratio=None, compress_max_tokens=70_000))
+    assert not too_big.feasible and "at most 70k tokens" in too_big.why_not
+    assert compress_budget(1_000, None, None) == 350 and compress_budget(10, 0.01, None) == 1  # never 0
+    d = RulesRouter(settings=EstimateSettings(compress_ratio=None, compress_max_tokens=8_000)).route(f, profile)
+    assert d.route is Route.COMPRESSED and "compressed to at most 8k tokens it is ~8.2k prompt tokens" in d.reason

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Path
 from pydantic import Field
 
 from ctxroute.api import models as M
-from ctxroute.api.backend import document_out
+from ctxroute.api.wire import document_out
 
 
 class DocumentText(M.DocumentOut):
