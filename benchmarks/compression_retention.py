@@ -232,6 +232,28 @@ class Result:
     random: dict[float, float] = field(default_factory=dict)
     rag: dict[float, float] = field(default_factory=dict)
     kept_share: dict[float, float] = field(default_factory=dict)  # kept tokens / document tokens
+    # compressor - RAG per ratio: mean paired difference, its 95% interval (bootstrap over documents:
+    # a document's questions move together), questions won and lost
+    vs_rag: dict[float, dict[str, float]] = field(default_factory=dict)
+
+
+def paired_interval(diffs_by_doc: Sequence[Sequence[float]], n_boot: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Mean of the per-question differences, a percentile 95% interval from resampling whole
+    documents, and how many questions went each way."""
+    import numpy as np
+
+    docs = [np.asarray(d, dtype=np.float64) for d in diffs_by_doc if len(d)]
+    if not docs:
+        return {"diff": 0.0, "low": 0.0, "high": 0.0, "wins": 0, "losses": 0}
+    flat = np.concatenate(docs)
+    sums = np.array([d.sum() for d in docs])
+    counts = np.array([len(d) for d in docs])
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(docs), size=(n_boot, len(docs)))
+    boot = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return {"diff": float(flat.mean()), "low": float(low), "high": float(high),
+            "wins": int((flat > 1e-9).sum()), "losses": int((flat < -1e-9).sum())}
 
 
 def evaluate(
@@ -277,6 +299,7 @@ def evaluate_prepared(
     base = replace(config if config is not None else CompressConfig(), retriever=retriever)
     results: dict[str, Result] = {}
     sums: dict[str, dict[str, dict[float, float]]] = {}
+    diffs: dict[str, dict[float, list[list[float]]]] = {}  # data set -> ratio -> per document, compressor - rag
 
     def run(cfg, p, it, r):  # type: ignore[no-untyped-def]
         cfg = replace(cfg, ratio=r, retriever=retriever)
@@ -290,6 +313,9 @@ def evaluate_prepared(
         acc = sums.setdefault(p.dataset, {k: {r: 0.0 for r in ratios} for k in ("c", "r", "g", "s")})  # type: ignore[attr-defined]
         res.documents += 1
         res.tokens += p.full_tokens  # type: ignore[attr-defined]
+        doc_diffs = {r: [] for r in ratios}  # type: ignore[var-annotated]
+        for r in ratios:
+            diffs.setdefault(p.dataset, {}).setdefault(r, []).append(doc_diffs[r])  # type: ignore[attr-defined]
         for it in p.items:  # type: ignore[attr-defined]
             res.questions += 1
             for ci, extra in enumerate(configs):
@@ -303,20 +329,25 @@ def evaluate_prepared(
                     xacc["s"][r] += sel.kept_tokens / max(1, sel.full_tokens)
             for r in ratios:
                 sel = run(base, p, it, r)
-                acc["c"][r] += retention(it, _spans(sentences, sel.kept.get(doc.id, ())), doc)
+                comp = retention(it, _spans(sentences, sel.kept.get(doc.id, ())), doc)
+                acc["c"][r] += comp
                 acc["s"][r] += sel.kept_tokens / max(1, sel.full_tokens)
                 if not baselines:
                     continue
                 b = sel.budget
                 acc["r"][r] += sum(retention(it, _spans(sentences, random_keep(sentences, b, seed)), doc)
                                    for seed in range(3)) / 3
-                acc["g"][r] += retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b, doc)), doc)
+                rag = retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b, doc)), doc)
+                acc["g"][r] += rag
+                doc_diffs[r].append(comp - rag)
     for ds, res in results.items():
         q = max(1, res.questions)
         res.compressor = {r: acc_v / q for r, acc_v in sums[ds]["c"].items()}
         res.random = {r: v / q for r, v in sums[ds]["r"].items()}
         res.rag = {r: v / q for r, v in sums[ds]["g"].items()}
         res.kept_share = {r: v / q for r, v in sums[ds]["s"].items()}
+        if baselines and ds in diffs:
+            res.vs_rag = {r: paired_interval(diffs[ds][r]) for r in ratios}
     return list(results.values())
 
 
@@ -357,6 +388,11 @@ def markdown(results: Sequence[Result], ratios: Sequence[float], extra_labels: S
         for label, vals in (("compressor", res.compressor), *extra, ("random sentences", res.random),
                             ("rag top passages", res.rag)):
             lines.append(f"| {res.dataset} | {res.questions} | {label} | " + " | ".join(f"{vals[r]:.3f}" for r in ratios) + " |")
+        if res.vs_rag:
+            v = res.vs_rag
+            lines.append(f"| {res.dataset} | {res.questions} | compressor - rag [95% CI, by document] (questions won/lost) | "
+                         + " | ".join(f"{v[r]['diff']:+.3f} [{v[r]['low']:+.3f}, {v[r]['high']:+.3f}] ({v[r]['wins']}/{v[r]['losses']})"
+                                      for r in ratios) + " |")
     return "\n".join(lines)
 
 

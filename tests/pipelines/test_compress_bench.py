@@ -51,6 +51,22 @@ def test_rag_keep_takes_ranked_passages_while_they_fit_and_random_keep_respects_
     assert mod.rag_keep(ranking, sents, 100) == [0, 1, 2, 3, 4, 5]
     kept = mod.random_keep(sents, 30, seed=1)
     assert len(kept) == 2 and len(set(kept)) == 2
+    # with a gap between two kept passages, RAG pays for its "[...]" line (3 tokens)
+    p2 = Chunk(id="p2", doc_id="d", level="passage", start=0, end=9, parent_id=None, ordinal=2, n_tokens=10)
+    gap = [ScoredChunk(p1, 1.0, "bm25"), ScoredChunk(p2, 0.9, "bm25")]
+    assert mod.rag_keep(gap, sents, 58) == [3, 4, 5] and mod.rag_keep(gap, sents, 59) == [0, 3, 4, 5]  # 42 + 14 + 3
+
+
+def test_paired_interval_resamples_documents():
+    mod = _bench()
+    same = mod.paired_interval([[0.0, 0.0], [0.0]])
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0, "wins": 0, "losses": 0}
+    up = mod.paired_interval([[0.5, 0.0], [1.0], [0.0, 0.25, 0.25]])
+    assert up["diff"] == pytest.approx(2.0 / 6) and up["wins"] == 4 and up["losses"] == 0
+    assert 0.0 <= up["low"] < up["diff"] < up["high"] <= 1.0
+    mixed = mod.paired_interval([[1.0], [-1.0], [0.5], [-0.5]])
+    assert mixed["low"] < 0 < mixed["high"] and (mixed["wins"], mixed["losses"]) == (2, 2)
+    assert mod.paired_interval([]) == same
 
 
 @pytest.mark.skipif(not (DATA / "L-Eval").is_dir(), reason="L-Eval not found at ../shared/data (data is never copied into the repo)")
