@@ -105,7 +105,7 @@ def run_cmd(
     from ctxroute.errors import CtxrouteError
     from ctxroute.eval.datasets import Dataset, SourceText, load_dataset
     from ctxroute.eval.judge import LLMJudge
-    from ctxroute.eval.runner import build_eval_collection, engine_answer_fn, parse_routes, run_eval
+    from ctxroute.eval.runner import build_eval_collection, check_run_settings, engine_answer_fn, parse_routes, run_eval
     from ctxroute.pipelines.engine import Engine, EngineConfig
     from ctxroute.cli.common import build_llm_from_env
 
@@ -114,6 +114,17 @@ def run_cmd(
         ds = load_dataset(dataset, data_root or default_data_root())
         ds = ds.filter(task=task, limit=limit)
         store = collection_store()
+        llm = build_llm_from_env(llm_backend)
+        params = str(router_params) if router_params else None
+        config = (EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=params) if max_tokens
+                  else EngineConfig(policy=policy, router_params=params)).with_compression(compress_ratio, compress_tokens)
+        if llm_judge and llm is None:
+            raise typer.BadParameter("--llm-judge needs an LLM; drop --llm extractive")
+        comp = config.compressed.compress
+        check_run_settings(out, {  # what shapes the answers: one folder, one set of settings (before any work)
+            "model": llm.profile.name if llm is not None else "extractive", "policy": policy, "router_params": params,
+            "max_tokens": config.rag.max_tokens, "compress_ratio": comp.ratio, "compress_tokens": comp.max_tokens,
+        })
         if collection is None:
             if docs is not None:
                 from ctxroute.retrievers.documents import iter_files, load_path
@@ -139,13 +150,7 @@ def run_cmd(
 
                 emb = make_embedder(embedder) if embedder else None
                 build_eval_collection(sub, store, collection, embedder=emb, progress=tick)
-        llm = build_llm_from_env(llm_backend)
-        params = str(router_params) if router_params else None
-        config = (EngineConfig.with_answer_tokens(max_tokens, policy=policy, router_params=params) if max_tokens
-                  else EngineConfig(policy=policy, router_params=params)).with_compression(compress_ratio, compress_tokens)
         engine = Engine(store, llm, config=config)
-        if llm_judge and llm is None:
-            raise typer.BadParameter("--llm-judge needs an LLM; drop --llm extractive")
         judge = LLMJudge(llm) if llm_judge else None
         with _progress() as prog:
             tid = prog.add_task(f"{ds.name} x {','.join(route_list)}", total=len(ds.items) * len(route_list))

@@ -29,6 +29,7 @@ from ctxroute.types import Answer, Route
 AnswerFn = Callable[[EvalItem, str], Awaitable[Answer]]
 RUN_ROUTES = ("auto",) + tuple(r.value for r in Route)
 RESULTS_FILE = "results.jsonl"
+SETTINGS_FILE = "settings.json"  # what shaped the answers in a results folder (check_run_settings)
 
 
 def record_key(item_id: str, route: str) -> str:
@@ -200,6 +201,32 @@ def plan_run(items: Sequence[EvalItem], routes: Sequence[str], out: str | Path, 
     return checked, path, todo, total, total - len(todo)
 
 
+def check_run_settings(out: str | Path, settings: Mapping[str, Any]) -> None:
+    """Answers in one results folder are compared with each other, so they must come from the same
+    settings (policy, answer length, compressed-lc budget, model...): the first run records
+    ``settings`` in ``out/settings.json``; a later run into the folder with other values is refused
+    before anything is answered (``InputError`` naming each difference). A folder from before
+    this file existed adopts the settings of its next run."""
+    out_dir = Path(out)
+    path = out_dir / SETTINGS_FILE
+    want = json.loads(json.dumps(dict(settings), default=str))  # as stored
+    if path.is_file():
+        try:
+            have = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is unreadable ({exc}); remove it to adopt this run's settings") from None
+        diff = [f"{k}: {have.get(k)!r} there, {want.get(k)!r} now" for k in sorted(set(have) | set(want))
+                if have.get(k) != want.get(k)]
+        if diff:
+            raise InputError(f"{out_dir} holds answers made with other settings ({'; '.join(diff)}); "
+                             "use another --out, or the same settings to resume", out=str(out_dir))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(want, indent=1, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
 async def run_eval(
     items: Sequence[EvalItem],
     answer_fn: AnswerFn,
@@ -313,8 +340,10 @@ __all__ = [
     "RESULTS_FILE",
     "RUN_ROUTES",
     "RunStats",
+    "SETTINGS_FILE",
     "answer_record",
     "build_eval_collection",
+    "check_run_settings",
     "engine_answer_fn",
     "error_record",
     "parse_routes",
