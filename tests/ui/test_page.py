@@ -363,6 +363,21 @@ def test_forced_route_scope_and_fallback_are_shown(page: Any, server: LiveServer
     assert sorted(marks.all_inner_texts()) == sorted(text[s:e] for _, s, e in spans)
     assert page.locator("#source-text mark.active").all_inner_texts() == [text[spans[1][1]:spans[1][2]]]
 
+    # compressed-lc at a fifth of the text: the request carries the budget, the estimate follows it
+    page.select_option("#route", "compressed-lc")
+    page.fill("#compress-ratio", "0.2")
+    with page.expect_request(lambda r: r.url.endswith("/query") and r.method == "POST") as sent:
+        page.click("#ask-button")
+    assert sent.value.post_data_json["compress"] == {"ratio": 0.2}
+    wait_answer(page, "[data-route='compressed-lc']")
+    preview = client(server, KEY_B).post("/v1/collections/ports/route", json={
+        "question": "Who is the harbour master of Port Ellis?", "route": "compressed-lc", "docs": [harbour],
+        "compress": {"ratio": 0.2}}).json()["decision"]
+    want = next(e["prompt_tokens"] for e in preview["estimates"] if e["route"] == "compressed-lc")
+    row = page.locator("#estimates tr:has(th:has-text('compressed-lc'))").inner_text()
+    assert f"{want:,}" in row or str(want) in row, (row, want)
+    page.fill("#compress-ratio", "")
+
     # the LLM fails: the engine falls back to the extractive reader, and the page says so
     page.select_option("#route", "")
     page.uncheck(f"#doc-list input[value='{harbour}']")

@@ -249,6 +249,8 @@ async function ask(ev) {
   if (route) body.route = route;
   const maxTokens = $("max-tokens").value;
   if (maxTokens) body.budget = { max_tokens: Number(maxTokens) };
+  const ratio = $("compress-ratio").value;
+  if (ratio) body.compress = { ratio: Number(ratio) };
   const docs = Array.from(document.querySelectorAll("#doc-list input:checked")).map((i) => i.value);
   if (docs.length) body.docs = docs;
   clearError();
