@@ -27,9 +27,9 @@ def _embedder(collection: str, spec: str | None, bf16: bool = False, threads: in
     if spec or bf16 or threads or long_text:
         store = collection_store()
         if store.exists(collection):
-            cfg = store.manifest(collection)["config"]
-            spec = spec or cfg.get("embedder_spec") or cfg["embedder_name"]
-            long_text = long_text or cfg.get("long_text", "windows")
+            cfg = store.config(collection)  # the config only: no documents or chunks read
+            spec = spec or cfg.embedder_spec or cfg.embedder_name
+            long_text = long_text or cfg.long_text
         # bf16: forced by --bf16, else where the CPU has bf16 units (not fp32 for want of the flag)
         return make_embedder(spec, bf16=True if bf16 else None, threads=threads, long_text=long_text or "truncate")
     return None

@@ -106,6 +106,10 @@ class CollectionStore:
     def list(self) -> list[CollectionInfo]:
         return [i for i in self.backend.list() if NAME_PATTERN.fullmatch(i.name)]
 
+    def config(self, name: str) -> CollectionConfig:
+        """The stored configuration of ``name`` (cheap: no documents, chunks or indexes read)."""
+        return self.backend.read_config(self.validate_name(name))
+
     def manifest(self, name: str) -> dict[str, Any]:
         """The live manifest of a collection, with ``documents`` (per-document metadata)
         filled in from the stored documents and chunks (no indexes loaded)."""
