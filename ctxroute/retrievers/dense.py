@@ -156,13 +156,15 @@ class DenseIndex(SegmentedIndex):
         return arr.astype(np.float16).astype(np.float32)
 
     # --- new indexes (this one unchanged) -------------------------------------------
-    def extended(self, vectors: np.ndarray) -> "DenseIndex":
-        """This index plus ``vectors`` as a new segment (positions continue from ``len(self)``)."""
+    def extended(self, vectors: np.ndarray, *, build: bool = True) -> "DenseIndex":
+        """This index plus ``vectors`` as a new segment (positions continue from ``len(self)``);
+        ``build=False`` leaves the segment's FAISS index to its first search."""
         arr = self._check(vectors)
         if arr.shape[0] == 0:
             return self._with(self._segs, self._rows)
         seg = self._segment(self._as_stored(arr))
-        self._faiss(seg)
+        if build:
+            self._faiss(seg)
         return self._with((*self._segs, seg), self._rows.appended(len(arr)))
 
     def merged(self, start: int = 0, stop: int | None = None) -> "DenseIndex":
@@ -183,11 +185,7 @@ class DenseIndex(SegmentedIndex):
         """One segment holding ``vectors`` (as stored: float16 values), its FAISS index built on
         the first search only: for a commit that needs the rows, not a search structure (the
         postgres store searches with pgvector)."""
-        base = cls(dim, hnsw_threshold)
-        arr = base._check(vectors)
-        if arr.shape[0] == 0:
-            return base
-        return base._with((base._segment(base._as_stored(arr)),), RowSegments((len(arr),)))
+        return cls(dim, hnsw_threshold).extended(vectors, build=False)
 
     @classmethod
     def joined(cls, parts: Sequence["DenseIndex"], dead: Sequence[np.ndarray | None], dim: int,
