@@ -29,7 +29,7 @@ from ctxroute.types import Budget, Document
 _MAX_OPEN = 64  # open collections kept in memory (LRU)
 
 
-MAX_ENGINES = 32  # engines kept for distinct (top_k, compressed-lc budget) requests; the oldest goes first
+_MAX_ENGINES = 32  # engines kept for distinct (top_k, compressed-lc budget) requests (LRU)
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class Backend:
         self._open: OrderedDict[tuple[str, str], tuple[Collection, str]] = OrderedDict()
         self._stores: dict[str, CollectionStore] = {}
         self._lock = threading.Lock()
-        self._engines: dict[tuple[int, float | None, int | None], Engine] = {}
+        self._engines: OrderedDict[tuple[int, float | None, int | None], Engine] = OrderedDict()
 
     # --- lifecycle ------------------------------------------------------------------
     async def load(self) -> None:
@@ -93,15 +93,17 @@ class Backend:
         key = (top_k, *compress)
         with self._lock:
             engine = self._engines.get(key)
-            if engine is None:
+            if engine is not None:
+                self._engines.move_to_end(key)
+            else:
                 base = EngineConfig(max_question_chars=self.settings.max_question_chars)
                 config = replace(
                     base, probe_k=max(base.probe_k, top_k), rag=replace(base.rag, k=top_k),
                     extractive=replace(base.extractive, k=top_k),
                 ).with_compression(*compress)
-                if len(self._engines) >= MAX_ENGINES:  # requests choose top_k and the budget: keep the newest
-                    self._engines.pop(next(iter(self._engines)))
                 engine = self._engines[key] = Engine({}, self.llm if self.uses_llm else None, config=config)
+                while len(self._engines) > _MAX_ENGINES:  # requests choose top_k and the budget
+                    self._engines.popitem(last=False)
             return engine
 
     async def aclose(self) -> None:

@@ -144,7 +144,7 @@ def _no_probe_decision(engine: Any, col: Any, question: str, budget: Any) -> Any
     typer_obj = QuestionTyper(getattr(col, "embedder", None) if cfg.typer_embeddings else None)
     feats = build_features(question, stats, llm.profile, question_profile=typer_obj.classify(question), budget=budget,
                            count_tokens=llm.count_tokens)
-    router = make_router(cfg.policy, params_path=cfg.router_params, settings=engine._estimate_settings())
+    router = make_router(cfg.policy, params_path=cfg.router_params, settings=cfg.estimate_settings())
     return router.route(feats, llm.profile, budget)
 
 

@@ -35,6 +35,7 @@ from ctxroute.errors import InputError
 from ctxroute.pipelines.packing import PackedContext, SentenceMap, SentenceRef, _attr, clean_sentence, stretch_delta
 from ctxroute.pipelines.result import Corpus
 from ctxroute.retrievers.layout import is_table_row
+from ctxroute.router.estimates import COMPRESS_RATIO, ID_TOKENS_PER_SENTENCE, compress_budget
 from ctxroute.pipelines.compress_score import (
     dense_scores,
     held_by,
@@ -46,7 +47,7 @@ from ctxroute.pipelines.compress_score import (
 )
 from ctxroute.types import Chunk, Document, ScoredChunk
 
-ID_TOKENS = 4  # "\n[S12] " per kept sentence, as the packing estimate counts it
+ID_TOKENS = ID_TOKENS_PER_SENTENCE  # "\n[S12] " per kept sentence, as every packing estimate counts it
 MARKER_TOKENS = 9  # "\n[... 14 sentences omitted ...]" (cl100k: 9 tokens for 1-999 sentences)
 
 
@@ -55,7 +56,7 @@ class CompressConfig:
     """How much to keep and how to score. ``ratio`` is a share of the documents' tokens;
     ``max_tokens`` an absolute cap (the smaller of the two wins when both are set)."""
 
-    ratio: float | None = 0.35
+    ratio: float | None = COMPRESS_RATIO
     max_tokens: int | None = None
     k: int = 40  # at least this many passages asked of collection.search for the passage score
     hits_cover: float = 1.5  # ... and enough to cover this many times the budget (compress() searching itself)
@@ -96,12 +97,7 @@ class CompressConfig:
             raise InputError("compression weights, quote_boost and lead_tokens must be >= 0")
 
     def budget(self, full_tokens: int) -> int:
-        caps = []
-        if self.ratio is not None:
-            caps.append(int(math.floor(float(self.ratio) * full_tokens)))
-        if self.max_tokens is not None:
-            caps.append(int(self.max_tokens))
-        return max(1, min(caps))
+        return compress_budget(full_tokens, self.ratio, self.max_tokens)  # the router's estimate uses the same
 
 
 @dataclass(frozen=True)

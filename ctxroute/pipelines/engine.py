@@ -33,7 +33,6 @@ from ctxroute.pipelines.escalation import after_rag
 from ctxroute.pipelines.llm.base import LLMClient
 from ctxroute.pipelines.result import CollectionLike, Corpus, StrategyResult, scoped
 from ctxroute.router import (
-    EstimateSettings,
     QuestionTyper,
     RouteFeatures,
     Router,
@@ -282,18 +281,10 @@ class Engine:
     def _validate(self, question: str) -> str:
         return validate_question(question, self.config.max_question_chars)
 
-    def _estimate_settings(self) -> EstimateSettings:
-        """The prompt shapes the estimates assume, from this engine's strategy configs."""
-        comp = self.config.compressed.compress
-        return EstimateSettings(
-            rag_context_tokens=self.config.rag.context_tokens, answer_tokens=self.config.rag.max_tokens,
-            compress_ratio=comp.ratio, compress_max_tokens=comp.max_tokens, hybrid_fill=self.config.hybrid.fill,
-        )
-
     def _router(self) -> Router:
         if self.router is None:
             self.router = make_router(self.config.policy, params_path=self.config.router_params,
-                                      settings=self._estimate_settings())
+                                      settings=self.config.estimate_settings())
         return self.router
 
     def _typer(self, coll: CollectionLike) -> QuestionTyper:
@@ -323,7 +314,7 @@ class Engine:
                 feats = build_features(question, stats, self.llm.profile, question_profile=qprofile, budget=budget,
                                        count_tokens=self.llm.count_tokens)
                 features = feats.as_dict()
-                estimates = estimates_for(feats, self.llm.profile, self._estimate_settings())
+                estimates = estimates_for(feats, self.llm.profile, self.config.estimate_settings())
             return RoutingDecision(forced, (f"route {forced.value} requested by the caller",), features,
                                    estimates=estimates, fallbacks=default_fallbacks(forced), policy="forced"), None, None
         coll = corpus.collection

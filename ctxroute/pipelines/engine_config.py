@@ -11,6 +11,7 @@ from ctxroute.pipelines.hybrid import HybridConfig
 from ctxroute.pipelines.long_context import LongContextConfig
 from ctxroute.pipelines.map_reduce import MapReduceConfig
 from ctxroute.pipelines.rag import RAGConfig
+from ctxroute.router import EstimateSettings
 from ctxroute.types import Route
 
 LLM_ROUTES = (Route.RAG, Route.LC, Route.HYBRID, Route.MR, Route.COMPRESSED)
@@ -56,6 +57,14 @@ class EngineConfig:
             return self
         comp = replace(self.compressed.compress, ratio=ratio, max_tokens=max_tokens)
         return replace(self, compressed=replace(self.compressed, compress=comp))
+
+    def estimate_settings(self) -> EstimateSettings:
+        """The prompt shapes the router's estimates assume, from these strategy configs."""
+        comp = self.compressed.compress
+        return EstimateSettings(
+            rag_context_tokens=self.rag.context_tokens, answer_tokens=self.rag.max_tokens,
+            compress_ratio=comp.ratio, compress_max_tokens=comp.max_tokens, hybrid_fill=self.hybrid.fill,
+        )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import AbstractSet, Callable, Iterable, Mapping, Sequence
 
 from ctxroute.errors import InputError
+from ctxroute.router.estimates import ID_TOKENS_PER_SENTENCE
 from ctxroute.types import Chunk, Document
 
 _WS = re.compile(r"\s+")
@@ -193,7 +194,7 @@ def pack_evidence(
         new = [i for i in overlapping(chunk.doc_id, chunk.start, chunk.end) if i not in kept]
         if not new:
             continue
-        cost = sum(count_tokens(clean_sentence(doc_sents[i].text_of(doc))) + 4 for i in new)
+        cost = sum(count_tokens(clean_sentence(doc_sents[i].text_of(doc))) + ID_TOKENS_PER_SENTENCE for i in new)
         cost += SEPARATOR_TOKENS * stretch_delta(kept, new, len(doc_sents), edges=False)
         if used + cost > token_budget:
             dropped += 1

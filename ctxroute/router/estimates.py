@@ -33,6 +33,7 @@ def fmt_tokens(n: float) -> str:
 # a packed map prompt is longer than its passages' own tokens: every sentence gets an id line
 # ("\n[S12] ", about 4 tokens with cl100k_base/o200k_base) and every document in a group a header
 ID_TOKENS_PER_SENTENCE = 4
+COMPRESS_RATIO = 0.35  # compressed-lc's default share of the scope's tokens (CompressConfig.ratio)
 DOC_HEADER_TOKENS = 20
 # the estimate knows neither sentence counts nor the whitespace between sentences (counted in a
 # collection's tokens, dropped by packing): it assumes one id per this many collection tokens,
@@ -154,28 +155,28 @@ class EstimateSettings:
     answer_tokens: int = 300
     map_overhead_tokens: int = MAP_PROMPT_TOKENS  # fixed part of a map prompt besides the question
     prompt_overhead_tokens: int = 200  # instructions and formatting per call
-    compress_ratio: float | None = 0.35  # compressed-lc keeps this share of the collection's tokens ...
+    compress_ratio: float | None = COMPRESS_RATIO  # compressed-lc keeps this share of the collection's tokens ...
     compress_max_tokens: int | None = None  # ... or at most this many (the smaller wins; CompressConfig's budget)
     hybrid_fill: str = "passages"  # HybridConfig.fill: "passages" or "compressed" (the room filled by the compressor)
 
-    def compress_label(self) -> str:
-        """The compressor's budget in words, for reasons: "ratio 0.35", "at most 8.0k tokens", or both."""
-        return compress_label(self.compress_ratio, self.compress_max_tokens)
-
 
 def compress_budget(total: int, ratio: float | None, max_tokens: int | None) -> int:
-    """The compressor's token budget over ``total`` tokens (as ``CompressConfig.budget``): ``ratio`` x
-    ``total`` or ``max_tokens``, the smaller when both are set, at least 1."""
-    caps = [int(ratio * total)] if ratio is not None else []
+    """The compressor's token budget over ``total`` tokens (``CompressConfig.budget`` calls it):
+    ``ratio`` x ``total`` or ``max_tokens``, the smaller when both are set (neither: the default
+    ratio), at least 1."""
+    if ratio is None and max_tokens is None:
+        ratio = COMPRESS_RATIO
+    caps = [int(float(ratio) * total)] if ratio is not None else []
     if max_tokens is not None:
         caps.append(int(max_tokens))
-    return max(1, min(caps)) if caps else max(1, int(0.35 * total))
+    return max(1, min(caps))
 
 
 def compress_label(ratio: float | None, max_tokens: int | None) -> str:
+    """The compressor's budget in words, for reasons: "ratio 0.35", "at most 8k tokens", or both."""
     parts = ([f"ratio {ratio:g}"] if ratio is not None else []) + (
         [f"at most {fmt_tokens(max_tokens)} tokens"] if max_tokens is not None else [])
-    return ", ".join(parts) or "ratio 0.35"
+    return ", ".join(parts) or f"ratio {COMPRESS_RATIO:g}"
 
 
 def estimate_routes(
@@ -186,7 +187,7 @@ def estimate_routes(
     answer_tokens: int = 300,
     map_overhead_tokens: int = MAP_PROMPT_TOKENS,
     prompt_overhead_tokens: int = 200,
-    compress_ratio: float | None = 0.35,
+    compress_ratio: float | None = COMPRESS_RATIO,
     hybrid_fill: str = "passages",
     compress_max_tokens: int | None = None,
 ) -> tuple[RouteEstimate, ...]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from ctxroute.router.estimates import EstimateSettings, fmt_tokens
+from ctxroute.router.estimates import EstimateSettings, compress_label, fmt_tokens
 from ctxroute.router.features import RouteFeatures
 from ctxroute.types import Route, RouteEstimate
 
@@ -125,7 +125,8 @@ def _compressed_reason(c: Ctx) -> str:
     why = (_tpl("the full text {total} tokens > usable window {usable}")(c) if not c.lc_ok else
            f"lc ({fmt_tokens(c.est[R.LC].total_tokens)} tokens) > budget {fmt_tokens(c.f.budget_tokens)}")
     return (_tpl("question asks for {a_qtype} ({cue}); ")(c) + why
-            + f"; compressed {'at' if c.s.compress_ratio is not None else 'to'} {c.s.compress_label()} it is "
+            + f"; compressed {'at' if c.s.compress_ratio is not None else 'to'} "
+            f"{compress_label(c.s.compress_ratio, c.s.compress_max_tokens)} it is "
             f"~{fmt_tokens(comp.prompt_tokens)} prompt tokens and fits: "
             f"compressed-lc (the question's sentences of every part, in document order) for a {c.f.size_class} model "
             "(LaRA: LC is best at comparison and reasoning for strong models)")
