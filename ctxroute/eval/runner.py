@@ -170,10 +170,14 @@ def _prepare(path: Path, retry_errors: bool) -> set[str]:
         keep.append(line)
         done.add(str(rec.get("key")))
     if changed:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
-        tmp.replace(path)
+        _write_atomic(path, "".join(line + "\n" for line in keep))
     return done
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 @dataclass(frozen=True)
@@ -222,9 +226,7 @@ def check_run_settings(out: str | Path, settings: Mapping[str, Any]) -> None:
                              "use another --out, or the same settings to resume", out=str(out_dir))
         return
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(want, indent=1, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    _write_atomic(path, json.dumps(want, indent=1, sort_keys=True))
 
 
 async def run_eval(
