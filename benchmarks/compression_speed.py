@@ -5,7 +5,6 @@ tokenisation of the whole text measured in the same run. Used by ``compression_r
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import tempfile
 import time
@@ -17,16 +16,8 @@ if __package__ in (None, ""):
 
 from ctxroute.types import Document  # noqa: E402
 
-
-def _quality_data():  # type: ignore[no-untyped-def]
-    key = "ctxroute_benchmarks_quality_data"
-    if key not in sys.modules:
-        spec = importlib.util.spec_from_file_location(key, Path(__file__).with_name("quality_data.py"))
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[key] = module
-        spec.loader.exec_module(module)
-    return sys.modules[key]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its scripts load each other
+from _siblings import sibling as _sibling  # noqa: E402
 
 
 def speed(data: Path, target_tokens: int = 100_000, questions: Sequence[str] = (), repeats: int = 5) -> dict:
@@ -36,7 +27,7 @@ def speed(data: Path, target_tokens: int = 100_000, questions: Sequence[str] = (
     from ctxroute.retrievers.embedders import HashingEmbedder
     from ctxroute.retrievers.tokens import get_counter
 
-    qd = _quality_data()
+    qd = _sibling("quality_data")
     docs = qd.load_loogle(data)
     counter = get_counter("cl100k_base")
     parts, qs, tokens = [], list(questions), 0

@@ -9,7 +9,6 @@ by default). Run: ``nice -n 10 python benchmarks/encoder_recall.py [--limit-docs
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 from pathlib import Path
@@ -18,16 +17,8 @@ from typing import Sequence
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-HERE = Path(__file__).resolve().parent
-
-
-def _quality() -> object:
-    spec = importlib.util.spec_from_file_location("ctxroute_bench_retrieval_quality", HERE / "retrieval_quality.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: its scripts load each other
+from _siblings import sibling as _sibling  # noqa: E402
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -39,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ctxroute.retrievers import collection as collection_mod
     from ctxroute.retrievers.embedders import SentenceTransformerEmbedder, query_embedder
 
-    q = _quality()
+    q = _sibling("retrieval_quality")
     qadocs = q.load(a.data, a.datasets.split(","), a.limit_docs)  # type: ignore[attr-defined]
     embedder = SentenceTransformerEmbedder().load()  # ingestion: the default dtype
     ks = (1, 5, 10)

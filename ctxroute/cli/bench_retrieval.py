@@ -5,7 +5,6 @@ not of the wheel); these commands load it from there.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -26,14 +25,11 @@ def _load(name: str) -> ModuleType:
             "run this command from a clone of the repository (pip install -e .)"
         )
         raise typer.Exit(2)
-    spec = importlib.util.spec_from_file_location(f"ctxroute_benchmarks_{name}", path)
-    if spec is None or spec.loader is None:
-        err_console.print(f"[red]cannot import {path}[/red]")
-        raise typer.Exit(2)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    if str(BENCH_DIR) not in sys.path:
+        sys.path.insert(0, str(BENCH_DIR))
+    from _siblings import sibling  # benchmarks/_siblings.py: one module per script and process, as the scripts share
+
+    return sibling(name)
 
 
 def _progress() -> Any:

@@ -2,7 +2,6 @@
 contracts (skipped when ../shared/data is absent)."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -14,17 +13,12 @@ from ctxroute.types import Chunk
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT / "benchmarks"))  # as the benchmark scripts do: one loader, one module per script
+from _siblings import sibling  # noqa: E402
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    name = "ctxroute_benchmarks_compression_retention_test"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / "compression_retention.py")
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
+    return sibling("compression_retention")
 
 
 def _sent(i: int, start: int, end: int) -> Chunk:

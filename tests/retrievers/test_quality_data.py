@@ -2,7 +2,6 @@
 without it) and a small smoke run of the throughput/latency benchmark."""
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -10,17 +9,12 @@ from types import ModuleType
 import pytest
 
 BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH_DIR))  # as the benchmark scripts do: one loader, one module per script
+from _siblings import sibling  # noqa: E402
 
 
 def _module(script: str = "retrieval_quality") -> ModuleType:
-    name = f"ctxroute_benchmarks_{script}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, BENCH_DIR / f"{script}.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    return sibling(script)
 
 
 def test_locator_survives_lost_accents_citations_wrapping_and_elisions() -> None:
