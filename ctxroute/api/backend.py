@@ -40,6 +40,12 @@ class QueryOptions:
     docs: tuple[str, ...] | None = None  # answer over these documents only (None: all)
     compress: M.CompressIn | None = None  # compressed-lc's budget (None: the engine's default)
 
+    @classmethod
+    def of(cls, body: M.QueryIn | M.RouteIn) -> "QueryOptions":
+        """The options of a query or route request."""
+        return cls(route=body.route, top_k=body.top_k, budget=body.budget,
+                   docs=tuple(body.docs) if body.docs else None, compress=body.compress)
+
     @property
     def compress_key(self) -> tuple[float | None, int | None]:
         c = self.compress

@@ -43,8 +43,7 @@ def _timeout(limit: float) -> RequestTimeout:
 @router.post("/v1/collections/{name}/route", response_model=M.RouteOut, tags=["questions"])
 async def route(name: Name, body: M.RouteIn, svc: Svc, t: Tenant) -> M.RouteOut:
     check_question(svc, body.question)
-    opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget,
-                        docs=tuple(body.docs) if body.docs else None, compress=body.compress)
+    opts = QueryOptions.of(body)
     return await svc.backend.route(t, name, body.question, opts)
 
 
@@ -55,8 +54,7 @@ async def route(name: Name, body: M.RouteIn, svc: Svc, t: Tenant) -> M.RouteOut:
 )
 async def query(name: Name, body: M.QueryIn, request: Request, svc: Svc, t: Tenant) -> Any:
     check_question(svc, body.question)
-    opts = QueryOptions(route=body.route, top_k=body.top_k, budget=body.budget,
-                        docs=tuple(body.docs) if body.docs else None, compress=body.compress)
+    opts = QueryOptions.of(body)
     version = (await svc.backend.open(t, name)).version
     key = CacheKey(
         tenant=t, collection=name, version=version, question=body.question, route=body.route or "auto",
