@@ -110,6 +110,30 @@ class ChunkColumns:
         return arrays
 
 
+def chunks_from_columns(doc_id: str, cols: Mapping[str, Sequence[int]], strings: Sequence[str], row: int,
+                        counts: Sequence[int]) -> tuple[DocumentChunks, int]:
+    """The inverse of :meth:`ChunkColumns.add`: ``doc_id``'s hierarchy from the rows starting at
+    ``row`` (``counts``: its sections, passages, sentences); returns it and the row after it."""
+    n_sec, n_pas, n_sen = counts
+    level, start, end, parent = cols["level"], cols["start"], cols["end"], cols["parent"]
+    ordinal, n_tokens, heading, ids = cols["ordinal"], cols["n_tokens"], cols["heading"], cols["id"]
+    groups: list[list[Chunk]] = []
+    for lvl, n in ((Level.DOCUMENT, 1), (Level.SECTION, n_sec), (Level.PASSAGE, n_pas), (Level.SENTENCE, n_sen)):
+        group = []
+        for i in range(n):
+            r = row + i
+            group.append(Chunk(
+                id=_expected_id(doc_id, lvl, i) if ids[r] < 0 else strings[ids[r]], doc_id=doc_id,
+                level=_LEVELS[level[r]], start=start[r], end=end[r],
+                parent_id=None if parent[r] < 0 else strings[parent[r]], ordinal=ordinal[r],
+                n_tokens=n_tokens[r], heading="" if heading[r] < 0 else strings[heading[r]],
+            ))
+        row += n
+        groups.append(group)
+    return DocumentChunks(document=groups[0][0], sections=tuple(groups[1]), passages=tuple(groups[2]),
+                          sentences=tuple(groups[3])), row
+
+
 def write_chunks(directory: Path, chunks: Sequence[DocumentChunks]) -> None:
     _check_fields("codec.write_chunks")
     table = ChunkColumns()
@@ -135,27 +159,11 @@ def read_chunks(directory: Path) -> dict[str, DocumentChunks]:
     if len(counts) != len(meta["doc_ids"]):
         raise ManifestMismatch(f"{directory / CHUNKS_ARRAYS}: {len(counts)} documents, chunks.json names "
                                f"{len(meta['doc_ids'])}; re-ingest the collection")
-    level, start, end, parent = cols["level"], cols["start"], cols["end"], cols["parent"]
-    ordinal, n_tokens, heading, ids = cols["ordinal"], cols["n_tokens"], cols["heading"], cols["id"]
     out: dict[str, DocumentChunks] = {}
     row = 0
-    for doc_id, (n_sec, n_pas, n_sen) in zip(meta["doc_ids"], counts):
-        groups: list[list[Chunk]] = []
-        for lvl, n in ((Level.DOCUMENT, 1), (Level.SECTION, n_sec), (Level.PASSAGE, n_pas), (Level.SENTENCE, n_sen)):
-            group = []
-            for i in range(n):
-                r = row + i
-                group.append(Chunk(
-                    id=_expected_id(doc_id, lvl, i) if ids[r] < 0 else strings[ids[r]], doc_id=doc_id,
-                    level=_LEVELS[level[r]], start=start[r], end=end[r],
-                    parent_id=None if parent[r] < 0 else strings[parent[r]], ordinal=ordinal[r],
-                    n_tokens=n_tokens[r], heading="" if heading[r] < 0 else strings[heading[r]],
-                ))
-            row += n
-            groups.append(group)
-        out[doc_id] = DocumentChunks(document=groups[0][0], sections=tuple(groups[1]), passages=tuple(groups[2]),
-                                     sentences=tuple(groups[3]))
-    if row != len(level):
-        raise ManifestMismatch(f"{directory / CHUNKS_ARRAYS}: {len(level)} chunk rows, the documents account "
-                               f"for {row}; re-ingest the collection")
+    for doc_id, doc_counts in zip(meta["doc_ids"], counts):
+        out[doc_id], row = chunks_from_columns(doc_id, cols, strings, row, doc_counts)
+    if row != len(cols["level"]):
+        raise ManifestMismatch(f"{directory / CHUNKS_ARRAYS}: {len(cols['level'])} chunk rows, the documents "
+                               f"account for {row}; re-ingest the collection")
     return out

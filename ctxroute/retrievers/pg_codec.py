@@ -12,9 +12,8 @@ import numpy as np
 
 from ctxroute.errors import ManifestMismatch
 from ctxroute.retrievers.chunking import DocumentChunks
-from ctxroute.retrievers.codec import _LEVELS, ChunkColumns, _check_fields, _expected_id
+from ctxroute.retrievers.codec import ChunkColumns, _check_fields, chunks_from_columns
 from ctxroute.retrievers.graph import GraphConfig, GraphIndex, _DocGraph
-from ctxroute.types import Chunk, Level
 
 
 def encode_chunks(dc: DocumentChunks) -> bytes:
@@ -43,22 +42,7 @@ def decode_chunks(doc_id: str, data: bytes) -> DocumentChunks:
     if len(c["level"]) != 1 + n_sec + n_pas + n_sen:
         raise ManifestMismatch(f"stored chunks of document {doc_id!r}: {len(c['level'])} rows for "
                                f"1+{n_sec}+{n_pas}+{n_sen} chunks; re-ingest it")
-    groups: list[list[Chunk]] = []
-    row = 0
-    for lvl, n in ((Level.DOCUMENT, 1), (Level.SECTION, n_sec), (Level.PASSAGE, n_pas), (Level.SENTENCE, n_sen)):
-        group = []
-        for i in range(n):
-            r = row + i
-            group.append(Chunk(
-                id=_expected_id(doc_id, lvl, i) if c["id"][r] < 0 else strings[c["id"][r]], doc_id=doc_id,
-                level=_LEVELS[c["level"][r]], start=c["start"][r], end=c["end"][r],
-                parent_id=None if c["parent"][r] < 0 else strings[c["parent"][r]], ordinal=c["ordinal"][r],
-                n_tokens=c["n_tokens"][r], heading="" if c["heading"][r] < 0 else strings[c["heading"][r]],
-            ))
-        row += n
-        groups.append(group)
-    return DocumentChunks(document=groups[0][0], sections=tuple(groups[1]), passages=tuple(groups[2]),
-                          sentences=tuple(groups[3]))
+    return chunks_from_columns(doc_id, c, strings, 0, (n_sec, n_pas, n_sen))[0]
 
 
 # --- graph key terms ------------------------------------------------------------------
