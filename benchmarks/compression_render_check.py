@@ -24,21 +24,19 @@ from _siblings import sibling as _sibling  # noqa: E402
 
 
 def check(prepared: Sequence[object], ratios: Sequence[float], every: int = 3) -> list[str]:
-    from ctxroute.pipelines.compress import CompressConfig, DocSentences, render_compressed, select_sentences
+    from ctxroute.pipelines.compress import CompressConfig, DocSentences, render_compressed
     from ctxroute.pipelines.packing import pack_evidence
 
-    cache, bench = _sibling("compression_cache"), _sibling("compression_retention")
+    bench = _sibling("compression_retention")
     count = bench.count_tokens
     lines = []
     for r in ratios:
         acc: dict[str, list[tuple[float, float, float, float]]] = {}
+        c = replace(CompressConfig(), ratio=r)
         for p in prepared:
+            docs = [DocSentences(p.doc, p.sentences)]  # type: ignore[attr-defined]
             for it in p.items[::every]:  # type: ignore[attr-defined]
-                c = replace(CompressConfig(), ratio=r)
-                k = cache.search_ks(p.full_tokens, p.n_passages, [r], [c.hits_cover], c)[0]  # type: ignore[attr-defined]
-                docs = [DocSentences(p.doc, p.sentences)]  # type: ignore[attr-defined]
-                sel = select_sentences(it.question, docs, cache.hits_for(it, k), c, full_tokens=p.full_tokens,  # type: ignore[attr-defined]
-                                       count_tokens=count)
+                sel = bench.select_prepared(p, it, c)
                 comp = render_compressed(sel, docs, count_tokens=count)
                 rag = pack_evidence([h.chunk for h in it.ranking], documents={p.doc.id: p.doc},  # type: ignore[attr-defined]
                                     sentences_by_doc={p.doc.id: p.sentences}, count_tokens=count, token_budget=sel.budget)  # type: ignore[attr-defined]

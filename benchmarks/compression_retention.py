@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import functools
 import json
 import random
 import sys
@@ -182,31 +183,38 @@ def random_keep(sentences: Sequence[Chunk], budget: int, seed: int) -> list[int]
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def count_tokens(text: str) -> int:
     """cl100k, the index's tokenizer: both methods are charged for their sentences as the prompt
-    holds them (``compress.prompt_tokens``)."""
-    global _COUNTER
-    if _COUNTER is None:
-        from ctxroute.retrievers.tokens import get_counter
+    holds them (``compress.prompt_tokens``). Memoised: every question and ratio charges the same
+    sentences of a document again."""
+    from ctxroute.retrievers.tokens import get_counter
 
-        _COUNTER = get_counter()
-    return _COUNTER.count(text)
+    return get_counter().count(text)
 
 
-_COUNTER = None
+def sentence_tokens(sentences: Sequence[Chunk], doc: Document | None = None) -> list[int]:
+    """What ``rag_keep`` charges per sentence before its id: the sentence as the prompt holds it
+    (with ``doc``; else the index's count). The same for every question on a document."""
+    from ctxroute.pipelines.compress import prompt_tokens
+
+    if doc is None:
+        return [max(1, s.n_tokens) for s in sentences]
+    return prompt_tokens(sentences, [s.text_of(doc) for s in sentences], count_tokens)
 
 
-def rag_keep(hits, sentences: Sequence[Chunk], budget: int, doc: Document | None = None) -> list[int]:  # type: ignore[no-untyped-def]
+def rag_keep(hits, sentences: Sequence[Chunk], budget: int, doc: Document | None = None,  # type: ignore[no-untyped-def]
+             toks: Sequence[int] | None = None) -> list[int]:
     """Sentences of the top passages (``hits``: the whole ranking), in rank order while they
     fit (a passage that does not fit is skipped), each charged as ``pack_evidence`` charges it:
     its sentences as the prompt holds them (with ``doc``; else the index's counts), their ids and
-    the ``[...]`` lines between stretches."""
-    from ctxroute.pipelines.compress import prompt_tokens
+    the ``[...]`` lines between stretches. ``toks``: ``sentence_tokens(sentences, doc)``, when the
+    caller keeps it across questions."""
     from ctxroute.pipelines.packing import SEPARATOR_TOKENS, stretch_delta
 
     starts = [s.start for s in sentences]
-    toks = (prompt_tokens(sentences, [s.text_of(doc) for s in sentences], count_tokens) if doc is not None
-            else [max(1, s.n_tokens) for s in sentences])
+    if toks is None:
+        toks = sentence_tokens(sentences, doc)
     used, out = 0, set()
     for h in hits:
         lo = bisect.bisect_left(starts, h.chunk.start)
@@ -282,6 +290,18 @@ def evaluate(
     return evaluate_prepared(prepared, ratios, retriever=retriever, config=config, baselines=baselines, configs=configs)
 
 
+def select_prepared(p, it, cfg):  # type: ignore[no-untyped-def]
+    """``select_sentences`` for question ``it`` of the prepared document ``p``
+    (``compression_cache``) with ``cfg`` (its ratio set): the hits ``compress()`` would fetch
+    (``search_k``), sentences charged as the prompt holds them (``count_tokens``)."""
+    from ctxroute.pipelines.compress import DocSentences, select_sentences
+
+    cache = _sibling("compression_cache")
+    k = cache.search_ks(p.full_tokens, p.n_passages, [cfg.ratio], [cfg.hits_cover], cfg)[0]
+    return select_sentences(it.question, [DocSentences(p.doc, p.sentences)], cache.hits_for(it, k), cfg,
+                            full_tokens=p.full_tokens, count_tokens=count_tokens)
+
+
 def evaluate_prepared(
     prepared: Sequence[object],
     ratios: Sequence[float] = RATIOS,
@@ -293,19 +313,15 @@ def evaluate_prepared(
 ) -> list[Result]:
     """Retention on prepared documents (``compression_cache.Prepared``): ``select_sentences``
     with the hits ``compress()`` would fetch (``search_k``), RAG's pick from the whole ranking."""
-    from ctxroute.pipelines.compress import CompressConfig, DocSentences, select_sentences
+    from ctxroute.pipelines.compress import CompressConfig
 
-    cache = _sibling("compression_cache")
     base = replace(config if config is not None else CompressConfig(), retriever=retriever)
     results: dict[str, Result] = {}
     sums: dict[str, dict[str, dict[float, float]]] = {}
     diffs: dict[str, dict[float, list[list[float]]]] = {}  # data set -> ratio -> per document, compressor - rag
 
     def run(cfg, p, it, r):  # type: ignore[no-untyped-def]
-        cfg = replace(cfg, ratio=r, retriever=retriever)
-        k = cache.search_ks(p.full_tokens, p.n_passages, [r], [cfg.hits_cover], cfg)[0]
-        return select_sentences(it.question, [DocSentences(p.doc, p.sentences)], cache.hits_for(it, k), cfg,
-                                full_tokens=p.full_tokens, count_tokens=count_tokens)
+        return select_prepared(p, it, replace(cfg, ratio=r, retriever=retriever))
 
     for p in prepared:
         doc, sentences = p.doc, p.sentences  # type: ignore[attr-defined]
@@ -314,6 +330,7 @@ def evaluate_prepared(
         res.documents += 1
         res.tokens += p.full_tokens  # type: ignore[attr-defined]
         doc_diffs = {r: [] for r in ratios}  # type: ignore[var-annotated]
+        toks = sentence_tokens(sentences, doc) if baselines else None
         for r in ratios:
             diffs.setdefault(p.dataset, {}).setdefault(r, []).append(doc_diffs[r])  # type: ignore[attr-defined]
         for it in p.items:  # type: ignore[attr-defined]
@@ -337,7 +354,7 @@ def evaluate_prepared(
                 b = sel.budget
                 acc["r"][r] += sum(retention(it, _spans(sentences, random_keep(sentences, b, seed)), doc)
                                    for seed in range(3)) / 3
-                rag = retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b, doc)), doc)
+                rag = retention(it, _spans(sentences, rag_keep(it.ranking, sentences, b, doc, toks)), doc)
                 acc["g"][r] += rag
                 doc_diffs[r].append(comp - rag)
     for ds, res in results.items():

@@ -52,20 +52,15 @@ def _memo_lexical() -> None:
 
 
 def per_question(prepared: Sequence[object], cfg: object, ratios: Sequence[float]) -> dict[str, np.ndarray]:
-    """Document id -> retention per (question, ratio) for ``cfg`` (and ``"rag"`` baselines)."""
-    from ctxroute.pipelines.compress import DocSentences, select_sentences
-
-    bench, cache = _sibling("compression_retention"), _sibling("compression_cache")
+    """Document id -> retention per (question, ratio) for ``cfg`` (RAG's: ``rag_per_question``)."""
+    bench = _sibling("compression_retention")
     out: dict[str, np.ndarray] = {}
     for p in prepared:
         rows = []
         for it in p.items:  # type: ignore[attr-defined]
             row = []
             for r in ratios:
-                c = replace(cfg, ratio=r)  # type: ignore[type-var]
-                k = cache.search_ks(p.full_tokens, p.n_passages, [r], [c.hits_cover], c)[0]  # type: ignore[attr-defined]
-                sel = select_sentences(it.question, [DocSentences(p.doc, p.sentences)], cache.hits_for(it, k), c,  # type: ignore[attr-defined]
-                                       full_tokens=p.full_tokens, count_tokens=bench.count_tokens)  # type: ignore[attr-defined]
+                sel = bench.select_prepared(p, it, replace(cfg, ratio=r))  # type: ignore[type-var]
                 row.append(bench.retention(it, bench._spans(p.sentences, sel.kept.get(p.doc.id, ())), p.doc))  # type: ignore[attr-defined]
             rows.append(row)
         out[p.doc.id] = np.asarray(rows, dtype=np.float64).reshape(-1, len(ratios))  # type: ignore[attr-defined]
@@ -76,10 +71,11 @@ def rag_per_question(prepared: Sequence[object], ratios: Sequence[float], base: 
     bench = _sibling("compression_retention")
     out = {}
     for p in prepared:
+        toks = bench.sentence_tokens(p.sentences, p.doc)  # type: ignore[attr-defined]
         rows = []
         for it in p.items:  # type: ignore[attr-defined]
             rows.append([bench.retention(it, bench._spans(p.sentences, bench.rag_keep(it.ranking, p.sentences,  # type: ignore[attr-defined]
-                         replace(base, ratio=r).budget(p.full_tokens), p.doc)), p.doc) for r in ratios])  # type: ignore[attr-defined]
+                         replace(base, ratio=r).budget(p.full_tokens), p.doc, toks)), p.doc) for r in ratios])  # type: ignore[attr-defined]
         out[p.doc.id] = np.asarray(rows, dtype=np.float64).reshape(-1, len(ratios))  # type: ignore[attr-defined]
     return out
 
@@ -142,22 +138,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     f = folds(prepared)
     report: dict = {"grid": a.grid, "ratios": RATIOS, "rag": {k: v.tolist() for k, v in table(prepared, rag).items()},
                     "configs": [], "folds": []}
-    for c, sc in zip(grid, scores):
+    fold_objective = [[objective(table(prepared, sc, f[i])) for i in (0, 1)] for sc in scores]
+    picks = [max(range(len(grid)), key=lambda j: fold_objective[j][i]) for i in (0, 1)]  # picked on fold i
+    ref = next(j for j, c in enumerate(grid) if all(getattr(c, k) == v for k, v in BEFORE.items()))
+    for c, sc, fo in zip(grid, scores, fold_objective):
         t = table(prepared, sc)
         report["configs"].append({"config": asdict(c), "all": {k: v.tolist() for k, v in t.items()}, "objective": objective(t),
-                                  "fold_objective": [objective(table(prepared, sc, f[i])) for i in (0, 1)]})
-    for i in (0, 1):
-        pick = max(range(len(grid)), key=lambda j: objective(table(prepared, scores[j], f[i])))
+                                  "fold_objective": fo})
+    for i, pick in enumerate(picks):
         held = table(prepared, scores[pick], f[1 - i])
-        ref = next(j for j, c in enumerate(grid) if all(getattr(c, k) == v for k, v in BEFORE.items()))
         report["folds"].append({"picked_on": i, "config": asdict(grid[pick]),
                                 "before_out_of_fold": {k: v.tolist() for k, v in table(prepared, scores[ref], f[1 - i]).items()},
                                 "out_of_fold": {k: v.tolist() for k, v in held.items()},
                                 "rag_out_of_fold": {k: v.tolist() for k, v in table(prepared, rag, f[1 - i]).items()}})
     # pooled out-of-fold: each document scored by the config picked on the other fold
-    picks = [max(range(len(grid)), key=lambda j: objective(table(prepared, scores[j], f[i]))) for i in (0, 1)]
     pooled = {p.doc.id: scores[picks[0] if p.doc.id in f[1] else picks[1]][p.doc.id] for p in prepared}
-    ref = next(j for j, c in enumerate(grid) if all(getattr(c, k) == v for k, v in BEFORE.items()))
     report["pooled_out_of_fold"] = {k: v.tolist() for k, v in table(prepared, pooled).items()}
     report["pooled_before"] = {k: v.tolist() for k, v in table(prepared, scores[ref]).items()}
     print("pooled out of fold:", " ".join(f"{ds}:" + ",".join(f"{x:.3f}" for x in v) for ds, v in report["pooled_out_of_fold"].items()),
