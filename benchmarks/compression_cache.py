@@ -119,10 +119,10 @@ def prepare(
             want_q = [it.question for it in g.items] if not g.dataset.startswith("lara") else None
             if p is not None and want_q is not None and [it.question for it in p.items] != want_q:
                 p = None
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", g.doc.id)
             coll = None
-            if p is None or any(k not in it.hits for it in p.items
-                                for k in search_ks(p.full_tokens, p.n_passages, ratios, covers, base)):
-                name = re.sub(r"[^A-Za-z0-9_.-]", "_", g.doc.id)
+            ks = search_ks(p.full_tokens, p.n_passages, ratios, covers, base) if p is not None else []
+            if p is None or any(k not in it.hits for it in p.items for k in ks):
                 if store.exists(name):
                     coll = store.open(name, embedder)
                 else:
@@ -141,17 +141,18 @@ def prepare(
                                       coll.search(it.question, k=n_pass, retriever=retriever)) for it in gg.items]
                 p = Prepared(g.dataset, doc, sentences, int(dc.document.n_tokens or sum(s.n_tokens for s in sentences)),
                              n_pass, items)
+                ks = search_ks(p.full_tokens, p.n_passages, ratios, covers, base)
                 dirty = True
             if coll is not None:
                 for it in p.items:
-                    for k in search_ks(p.full_tokens, p.n_passages, ratios, covers, base):
+                    for k in ks:
                         if k not in it.hits:
                             it.hits[k] = coll.search(it.question, k=k, retriever=retriever)
                             dirty = True
             cached[key] = p
             out.append(p)
             if cache_dir is None:
-                store.delete(re.sub(r"[^A-Za-z0-9_.-]", "_", g.doc.id))
+                store.delete(name)
             elif dirty and n % 5 == 4:
                 _dump(pkl, cached)  # type: ignore[arg-type]
                 dirty = False
