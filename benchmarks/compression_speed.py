@@ -29,11 +29,11 @@ def speed(data: Path, target_tokens: int = 100_000, questions: Sequence[str] = (
 
     qd = _sibling("quality_data")
     docs = qd.load_loogle(data)
-    counter = get_counter("cl100k_base")
+    count = get_counter("cl100k_base").count
     parts, qs, tokens = [], list(questions), 0
     for d in docs:
         parts.append(d.doc.text)
-        tokens += counter.count(d.doc.text) if hasattr(counter, "count") else len(d.doc.text) // 4
+        tokens += count(d.doc.text)
         qs += [i.question for i in d.items[:2]]
         if tokens >= target_tokens:
             break
@@ -44,7 +44,6 @@ def speed(data: Path, target_tokens: int = 100_000, questions: Sequence[str] = (
         coll.add_documents([Document(id="speed", text=text, title="LooGLE articles")])
         n_tok = int(coll.stats().total_tokens)
         corpus = Corpus(coll)
-        count = counter.count if hasattr(counter, "count") else counter
         compress(qs[0], corpus, CompressConfig(retriever="bm25"))  # warm caches (chunks, stemmer)
         qs = qs[:repeats]
         # as the routes call it: sentences charged as the prompt holds them, the rendered prompt counted
