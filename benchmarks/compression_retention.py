@@ -172,11 +172,13 @@ def _spans(sentences: Sequence[Chunk], idx: Sequence[int]) -> list[Span]:
 
 
 def random_keep(sentences: Sequence[Chunk], budget: int, seed: int) -> list[int]:
+    from ctxroute.router.estimates import ID_TOKENS_PER_SENTENCE
+
     order = list(range(len(sentences)))
     random.Random(seed).shuffle(order)
     used, out = 0, []
     for i in order:
-        c = max(1, sentences[i].n_tokens) + 4
+        c = max(1, sentences[i].n_tokens) + ID_TOKENS_PER_SENTENCE
         if used + c <= budget:
             out.append(i)
             used += c
@@ -211,6 +213,7 @@ def rag_keep(hits, sentences: Sequence[Chunk], budget: int, doc: Document | None
     the ``[...]`` lines between stretches. ``toks``: ``sentence_tokens(sentences, doc)``, when the
     caller keeps it across questions."""
     from ctxroute.pipelines.packing import SEPARATOR_TOKENS, stretch_delta
+    from ctxroute.router.estimates import ID_TOKENS_PER_SENTENCE
 
     starts = [s.start for s in sentences]
     if toks is None:
@@ -222,7 +225,7 @@ def rag_keep(hits, sentences: Sequence[Chunk], budget: int, doc: Document | None
         new = [i for i in range(lo, hi) if i not in out]
         if not new:
             continue
-        c = sum(toks[i] + 4 for i in new)
+        c = sum(toks[i] + ID_TOKENS_PER_SENTENCE for i in new)
         c += SEPARATOR_TOKENS * stretch_delta(out, new, len(sentences), edges=False)
         if used + c <= budget:
             out.update(new)
