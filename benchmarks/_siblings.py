@@ -1,6 +1,7 @@
 """Load another script of ``benchmarks/`` as a module, once per process, whether the caller runs
-as a script or was itself loaded from its file (tests do that): one ``sys.modules`` key per
-script, so every benchmark shares one copy of e.g. ``quality_data``."""
+as a script or was itself loaded from its file: one ``sys.modules`` key per script, so every
+benchmark shares one copy of e.g. ``quality_data``. The tests and ``ctxroute bench`` load the
+scripts through it too (``benchmarks/`` on ``sys.path``, ``from _siblings import sibling``)."""
 from __future__ import annotations
 
 import importlib.util
